@@ -1,0 +1,1 @@
+"""The streaming engine: sources, features, face tracking, windows, inference backends and smoothing."""

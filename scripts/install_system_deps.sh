@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages ReactDiff Live needs (Debian/Ubuntu: apt-get; elsewhere: says what to install).
+#   espeak-ng      speech for the synthetic corpus
+#   libportaudio2  sounddevice's PortAudio backend (--audio-device)
+set -euo pipefail
+PKGS=(espeak-ng libportaudio2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: missing system packages: ${missing[*]}; install them with your package manager" >&2
+  echo "       (macOS: brew install espeak-ng portaudio)" >&2
+  exit 1
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing system packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,1 @@
+"""Training-side tools: the synthetic corpus, the REACT dataset reader, the ReactDiff model, metrics and export."""
