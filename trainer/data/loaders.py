@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
@@ -83,9 +84,9 @@ def fit_audio(audio: NDArray[np.float32], frames: int) -> NDArray[np.float32]:
 # --- face and emotion -----------------------------------------------------------------------------------
 
 
-def _load_npy(path: Path) -> NDArray:
+def _load_npy(path: Path, mmap_mode: Literal["r"] | None = None) -> NDArray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read as a .npy array ({exc})") from exc
 
@@ -105,16 +106,19 @@ def load_face(path: str | Path, mean_face: NDArray[np.float32] | None = None) ->
     REACT stores FaceVerse coefficients raw; the model works on coefficients with the mean face subtracted.
     """
     path = Path(path)
-    arr = _load_npy(path)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2 or arr.shape[1] != FACE_DIM or arr.shape[0] == 0:
+    face = _validated_face(_squeezed_face(_load_npy(path), path), path)
+    return face if mean_face is None else (face - mean_face).astype(np.float32)
+
+
+def _squeezed_face(arr: NDArray, path: Path) -> NDArray:
+    """The (T, 58) array inside a (T, 58) or (1, T, 58) one; any other shape is an error."""
+    face = arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr
+    if face.ndim != 2 or face.shape[1] != FACE_DIM or face.shape[0] == 0:
         raise DatasetError(
             f"{path}: expected a (T, {FACE_DIM}) or (1, T, {FACE_DIM}) array of 3DMM coefficients "
             f"(52 expression, 3 rotation, 3 translation), got shape {arr.shape}"
         )
-    face = _validated_face(arr, path)
-    return face if mean_face is None else (face - mean_face).astype(np.float32)
+    return face
 
 
 def _validated_face(arr: NDArray, path: Path) -> NDArray[np.float32]:
@@ -132,7 +136,7 @@ def load_emotion(path: str | Path) -> NDArray[np.float32]:
     """
     path = Path(path)
     try:
-        with path.open(newline="") as file:
+        with path.open(newline="", encoding="utf-8-sig") as file:
             rows = [row for row in csv.reader(file) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path}: cannot read as a CSV file ({exc})") from exc
@@ -167,11 +171,7 @@ def _emotion_row(path: Path, line: int, row: list[str], columns: int, skip: int)
 def face_frames(path: str | Path) -> int:
     """Number of frames in a 3DMM `.npy`, read from its header only."""
     path = Path(path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read as a .npy array ({exc})") from exc
-    return int(arr.shape[-2]) if arr.ndim >= 2 else 0
+    return len(_squeezed_face(_load_npy(path, mmap_mode="r"), path))
 
 
 def emotion_frames(path: str | Path) -> int:

@@ -95,7 +95,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: missing; a REACT split lists its pairs in <root>/<split>.csv")
-    with path.open(newline="") as file:
+    with path.open(newline="", encoding="utf-8-sig") as file:
         rows = [row for row in csv.reader(file) if row]
     header = [name.strip() for name in rows[0]] if rows else []
     if "speaker_path" not in header or "listener_path" not in header:
