@@ -260,3 +260,17 @@ def test_pairs_csv_without_the_path_columns_is_an_error(layout: Layout) -> None:
         DatasetError, match=rf"{re.escape(str(csv_path))}: the header must name columns speaker_path and listener_path"
     ):
         ReactDataset(layout.root, SPLIT)
+
+
+def test_video_a_frame_short_is_padded_and_far_off_is_an_error(layout: Layout) -> None:
+    folder = layout.path("Video_files", PAIRS[1][0])
+    (folder / f"{FRAMES}.png").unlink()  # 75 frames against 76
+    video = ReactDataset(layout.root, SPLIT).video_frames(1)
+    assert video.shape[0] == FRAMES
+    np.testing.assert_array_equal(video[-1], video[-2])
+    for k in range(FRAMES - 10, FRAMES):
+        (folder / f"{k}.png").unlink()
+    with pytest.raises(
+        DatasetError, match=rf"{re.escape(str(folder))}: 65 video frames, but the sample's arrays hold 76"
+    ):
+        ReactDataset(layout.root, SPLIT).video_frames(1)
