@@ -16,7 +16,10 @@ import sys
 from collections.abc import Sequence
 
 # Modules that define a sub-command (each has `add_parser`).
-COMMAND_MODULES: tuple[str, ...] = ("trainer.synth",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "trainer.synth",
+    "trainer.fit_command",
+)
 
 
 class UserError(Exception):

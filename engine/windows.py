@@ -1,0 +1,117 @@
+"""Sliding windows over the speaker's features, and the seam join of each window's new listener frames.
+
+Time runs in 40 ms frames. Every `hop` frames a window of the last `window` speaker frames is cut; the model
+returns `window` listener frames, of which the last `hop` are new. The frames already emitted in the window are
+handed to the model (it continues them), and the new frames are shifted so that they join the last emitted
+frame without a jump (`join_at_seam`). `generate_windows` runs a whole clip through the same loop that the live
+engine runs frame by frame, so training-time evaluation measures what users get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.features import audio_features
+from renderer.face import FACE_DIM
+
+# (audio (B,W,57), face (B,W,58), present (B,2), known (B,W,83), known_mask (B,W), noise (B,N,C)) -> (B,W,83)
+WindowFn = Callable[..., NDArray[np.float32]]
+
+SILENCE_FEATURES = audio_features(np.zeros(640 * 2, dtype=np.float32))[-1]  # (57,) what silence looks like
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where one window sits in the stream: frames [end - window + 1, end]; frames > end - hop are new."""
+
+    end: int
+    window: int
+    hop: int
+
+    @property
+    def start(self) -> int:
+        return self.end - self.window + 1
+
+    @property
+    def first_new(self) -> int:
+        return self.end - self.hop + 1
+
+
+def plan_windows(frames: int, window: int, hop: int) -> list[WindowPlan]:
+    """Windows that cover frames 0..frames-1 with new frames every `hop`; the last may be shorter."""
+    if not 0 < hop <= window:
+        raise ValueError(f"hop={hop} must be between 1 and the window length {window}")
+    ends = list(range(hop - 1, frames, hop))
+    if not ends or ends[-1] != frames - 1:
+        ends.append(frames - 1)
+    plans, previous = [], -1
+    for end in ends:
+        plans.append(WindowPlan(end=end, window=window, hop=end - previous))
+        previous = end
+    return plans
+
+
+def cut_window(sequence: NDArray[np.float32], plan: WindowPlan, fill: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(B, T, D) -> (B, W, D): frames [plan.start, plan.end]; frames before 0 are `fill` (D,)."""
+    b, _, d = sequence.shape
+    out = np.broadcast_to(fill, (b, plan.window, d)).copy()
+    lo = max(plan.start, 0)
+    out[:, lo - plan.start :] = sequence[:, lo : plan.end + 1]
+    return out
+
+
+def join_at_seam(new: NDArray[np.float32], previous: NDArray[np.float32], regenerated_previous: NDArray[np.float32],
+                 decay_frames: float = 4.0) -> NDArray[np.float32]:  # fmt: skip
+    """Shift `new` frames (B, H, D) so they continue from the last emitted frame `previous` (B, D).
+
+    The window also regenerated that emitted frame (`regenerated_previous`); the difference between the two is
+    added to the new frames and fades out with time constant `decay_frames`, so the seam has no step.
+    """
+    offset = previous - regenerated_previous  # (B, D)
+    fade = np.exp(-np.arange(1, new.shape[1] + 1) / decay_frames)[None, :, None]
+    return (new + offset[:, None, :] * fade).astype(np.float32)
+
+
+def generate_windows(
+    run_window: WindowFn,
+    audio: NDArray[np.float32],
+    face: NDArray[np.float32],
+    present: NDArray[np.float32],
+    *,
+    window: int,
+    hop: int,
+    latent_shape: tuple[int, int],
+    listener_dim: int,
+    seed: int,
+    neutral_listener: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and face (B,T,58), window by window.
+
+    Noise for window k comes from numpy's Generator seeded with (seed, k): the same seed gives the same frames
+    on every backend. Before the first frame, speaker audio is silence and the face neutral.
+    """
+    b, frames = audio.shape[:2]
+    out = np.zeros((b, frames, listener_dim), dtype=np.float32)
+    for k, plan in enumerate(plan_windows(frames, window, hop)):
+        known_mask = np.zeros((b, window), dtype=np.float32)
+        known_mask[:, max(0, -plan.start) : plan.first_new - plan.start] = 1.0
+        known = cut_window(out, plan, neutral_listener) * known_mask[..., None]
+        noise = np.random.default_rng([seed, k]).standard_normal((b, *latent_shape)).astype(np.float32)
+        frames_w = run_window(
+            cut_window(audio, plan, SILENCE_FEATURES),
+            cut_window(face, plan, np.zeros(FACE_DIM, np.float32)),
+            present,
+            known,
+            known_mask,
+            noise,
+        )
+        new = frames_w[:, plan.first_new - plan.start :]
+        if plan.first_new > 0:
+            seam = plan.first_new - 1 - plan.start
+            new = join_at_seam(new, out[:, plan.first_new - 1], frames_w[:, seam])
+        out[:, plan.first_new : plan.end + 1] = new
+    return out

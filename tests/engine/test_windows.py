@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from engine import windows as W
+
+
+@pytest.mark.parametrize(("frames", "window", "hop"), [(100, 48, 8), (101, 48, 8), (7, 48, 8), (96, 48, 48)])
+def test_plan_covers_every_frame_once(frames, window, hop):
+    plans = W.plan_windows(frames, window, hop)
+    new = np.concatenate([np.arange(p.first_new, p.end + 1) for p in plans])
+    assert np.array_equal(new, np.arange(frames))
+    assert all(p.hop <= hop for p in plans)
+
+
+def test_bad_hop_is_a_clear_error():
+    with pytest.raises(ValueError, match="hop=0"):
+        W.plan_windows(10, 8, 0)
+
+
+def test_cut_window_pads_before_the_stream_start():
+    seq = np.arange(10, dtype=np.float32).reshape(1, 10, 1)
+    plan = W.WindowPlan(end=2, window=5, hop=1)
+    assert W.cut_window(seq, plan, np.array([-1.0], np.float32))[0, :, 0].tolist() == [-1, -1, 0, 1, 2]
+
+
+def test_join_at_seam_removes_the_step_and_fades():
+    new = np.zeros((1, 8, 2), np.float32)
+    joined = W.join_at_seam(
+        new, previous=np.ones((1, 2), np.float32), regenerated_previous=np.zeros((1, 2), np.float32)
+    )
+    assert joined[0, 0, 0] == pytest.approx(np.exp(-1 / 4))
+    assert np.all(np.diff(joined[0, :, 0]) < 0)
+
+
+def test_generate_windows_hands_emitted_frames_back_and_is_seeded():
+    seen = []
+
+    def run_window(audio, face, present, known, known_mask, noise):
+        seen.append((known.copy(), known_mask.copy()))
+        # a "model" that continues known frames with a ramp and adds the noise's mean
+        return np.repeat(audio[..., :1], 3, axis=-1) + noise.mean()
+
+    audio = np.tile(np.arange(30, dtype=np.float32)[None, :, None], (2, 1, 57))
+    face = np.zeros((2, 30, 58), np.float32)
+    kwargs = dict(
+        window=12, hop=4, latent_shape=(3, 2), listener_dim=3, seed=5, neutral_listener=np.zeros(3, np.float32)
+    )
+    out = W.generate_windows(run_window, audio, face, np.ones((2, 2), np.float32), **kwargs)
+    assert out.shape == (2, 30, 3)
+    known, mask = seen[3]  # the 4th window ends at frame 15: frames 4..11 were emitted before it
+    assert mask[0].tolist() == [0] * 0 + [1] * 8 + [0] * 4
+    assert np.array_equal(known[0, :8], out[0, 4:12])
+    again = W.generate_windows(run_window, audio, face, np.ones((2, 2), np.float32), **kwargs)
+    assert np.array_equal(out, again)

@@ -1,0 +1,35 @@
+import pytest
+
+from trainer.config import ConfigError, config_from_dict, load_config
+
+
+@pytest.mark.parametrize("tier", ["tiny", "base", "paper"])
+def test_shipped_tiers_load(tier):
+    cfg = load_config(f"configs/{tier}.toml")
+    assert cfg.model.tier == tier
+    assert cfg.model.window % cfg.model.downsample == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"model": {"widht": 3}}, r"unknown key\(s\) \['widht'\]"),
+        ({"modle": {}}, r"unknown section\(s\) \['modle'\]"),
+        ({"model": {"window": "48"}}, "model.*window: expected int"),
+        ({"train": {"batch_size": True}}, "batch_size: expected int"),
+        ({"model": {"window": 50, "downsample": 4}}, "multiple of model.downsample"),
+        ({"model": {"default_sampler": "euler"}}, "choose ddim or dpmpp2m"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data, "my.toml")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nwindow=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
