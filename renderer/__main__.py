@@ -1,0 +1,115 @@
+"""Render a (T, 58) face clip with the avatar.
+
+python -m renderer --params clip.npy --out out.mp4 [--size 640x360] [--style default] [--fps 30]
+python -m renderer --params clip.npy --out frames/            # a PNG sequence
+python -m renderer --params clip.npy --camera                 # play into the virtual camera in real time
+python -m renderer --sheet sheet.png --style glasses          # labelled key expressions
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from renderer.avatar import STYLES, Avatar
+from renderer.face import FPS, FaceValueError, validate_face
+from renderer.sheet import contact_sheet
+from renderer.sinks import SinkError, SinkKind, create_sink, save_png
+from renderer.timing import FrameClock, interpolate_faces
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from err
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be at least 16")
+    return width, height
+
+
+def _background(text: str) -> tuple[int, int, int] | str:
+    parts = text.split(",")
+    if len(parts) == 3:
+        try:
+            r, g, b = (int(v) for v in parts)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"background {text!r}: expected R,G,B integers") from err
+        return (r, g, b)
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m renderer",
+        description="Render listener faces (a (T, 58) .npy array at 25 fps) with the 2-D avatar.",
+    )
+    parser.add_argument("--params", type=Path, help="a .npy file holding a (T, 58) float face array (25 fps)")
+    parser.add_argument(
+        "--out", type=Path, help="output: a .mp4 file (H.264), or a folder for a PNG sequence (000000.png, ...)"
+    )
+    parser.add_argument("--camera", action="store_true", help="play the clip into the virtual camera in real time")
+    parser.add_argument("--size", type=_size, default=(640, 360), help="frame size WIDTHxHEIGHT (default 640x360)")
+    parser.add_argument("--style", choices=list(STYLES), default="default", help="avatar look (default: default)")
+    parser.add_argument(
+        "--background", type=_background, default=None,
+        help="background: R,G,B (e.g. 230,236,242), #rrggbb, or an image file (default: the style's colour)",
+    )  # fmt: skip
+    parser.add_argument("--fps", type=float, default=30.0, help="output frame rate; faces are interpolated (30)")
+    parser.add_argument("--input-fps", type=float, default=float(FPS), help="frame rate of --params (default 25)")
+    parser.add_argument("--sheet", type=Path, help="also write a labelled contact sheet of key expressions (PNG)")
+    return parser
+
+
+def _load_faces(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise FaceValueError(f"{path}: cannot read a .npy array ({err})") from err
+    return validate_face(array, str(path)).reshape(-1, 58)
+
+
+def _render(args: argparse.Namespace) -> None:
+    faces = interpolate_faces(_load_faces(args.params), args.input_fps, args.fps)
+    width, height = args.size
+    avatar = Avatar(width, height, style=args.style, background=args.background)
+    if args.camera:
+        sink = create_sink(SinkKind.VIRTUAL_CAMERA, width=width, height=height, fps=args.fps)
+    elif args.out.suffix.lower() == ".mp4":
+        sink = create_sink(SinkKind.MP4, path=args.out, width=width, height=height, fps=args.fps)
+    else:
+        sink = create_sink(SinkKind.PNG, directory=args.out, width=width, height=height, fps=args.fps)
+    clock = FrameClock(args.fps) if args.camera else None
+    with sink:
+        for k, face in enumerate(tqdm(faces, desc="render", unit="frame")):
+            if clock is not None:
+                clock.wait()
+            sink.write(avatar.draw(face), k / args.fps)
+    print(f"wrote {len(faces)} frames at {args.fps:g} fps to {'the virtual camera' if args.camera else args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.params is None and args.sheet is None:
+        parser.error("give --params (with --out or --camera) and/or --sheet")
+    if args.params is not None and args.out is None and not args.camera:
+        parser.error("--params needs --out FILE.mp4 / FOLDER, or --camera")
+    try:
+        if args.sheet is not None:
+            save_png(args.sheet, contact_sheet(style=args.style, background=args.background))
+            print(f"wrote contact sheet {args.sheet}")
+        if args.params is not None:
+            _render(args)
+    except (FaceValueError, SinkError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

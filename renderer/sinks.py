@@ -1,0 +1,256 @@
+"""Where rendered frames go: one `Sink` interface, a registry keyed by `SinkKind`, and the built-in sinks.
+
+    with create_sink(SinkKind.MP4, path="out.mp4", width=640, height=360, fps=30) as sink:
+        sink.write(rgb, timestamp_s=k / 30)
+
+Every sink takes keyword-only arguments `width`, `height`, `fps` plus its own options, accepts
+(height, width, 3) uint8 RGB frames with non-decreasing timestamps in seconds, and can be closed twice.
+The WebRTC track sink lives in `renderer.track` (it is the only part that needs aiortc) and is loaded on demand.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import logging
+import math
+from abc import ABC, abstractmethod
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import av
+import numpy as np
+import pyvirtualcam
+
+logger = logging.getLogger(__name__)
+
+
+class SinkKind(enum.Enum):
+    """The kinds of sink `create_sink` can make."""
+
+    VIRTUAL_CAMERA = "virtual_camera"
+    MP4 = "mp4"
+    PNG = "png"
+    WEBRTC = "webrtc"
+
+
+class SinkError(RuntimeError):
+    """A sink could not be opened or written; the message says how to fix it."""
+
+
+class Sink(ABC):
+    """A destination for RGB frames. Subclasses implement `_write` and `_close`."""
+
+    kind: ClassVar[SinkKind]
+
+    def __init__(self, *, width: int, height: int, fps: float = 30.0) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"{type(self).__name__}: frame size must be positive, got {width}x{height}")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise ValueError(f"{type(self).__name__}: fps must be a positive number, got {fps}")
+        self.width, self.height, self.fps = int(width), int(height), float(fps)
+        self.frames_written = 0
+        self._closed = False
+        self._last_timestamp = -math.inf
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        """Send one (height, width, 3) uint8 RGB frame shown at `timestamp_s` seconds."""
+        name = type(self).__name__
+        if self._closed:
+            raise SinkError(f"{name}: write() after close(); create a new sink")
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+            got = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise TypeError(f"{name}: frames must be uint8 numpy arrays, got {got}; convert with .astype(np.uint8)")
+        if frame.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"{name}: expected a frame of shape ({self.height}, {self.width}, 3) (H, W, RGB), got {frame.shape}"
+            )
+        if not math.isfinite(timestamp_s) or timestamp_s < self._last_timestamp:
+            raise ValueError(
+                f"{name}: timestamps must be finite and non-decreasing, got {timestamp_s} after {self._last_timestamp}"
+            )
+        self._last_timestamp = timestamp_s
+        self._write(frame, timestamp_s)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush and release the sink; later calls do nothing."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        """Deliver a checked frame."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release resources; called exactly once."""
+
+
+VIRTUAL_CAMERA_HELP = (
+    "no virtual camera device is available. Create one first:\n"
+    '  Linux:   sudo modprobe v4l2loopback exclusive_caps=1 card_label="ReactDiff Live"\n'
+    "           (Debian/Ubuntu package v4l2loopback-dkms)\n"
+    "  Windows: install OBS Studio (26+) and press 'Start Virtual Camera' once\n"
+    "  macOS:   install OBS Studio (26+) and press 'Start Virtual Camera' once (allow the system extension)"
+)
+
+
+class VirtualCameraSink(Sink):
+    """A virtual webcam (pyvirtualcam) that Zoom, Meet or Teams can select. Frames are sent as they come;
+    pace the caller (see `renderer.timing.FrameClock`)."""
+
+    kind = SinkKind.VIRTUAL_CAMERA
+
+    def __init__(
+        self, *, width: int, height: int, fps: float = 30.0, device: str | None = None, backend: str | None = None
+    ) -> None:
+        super().__init__(width=width, height=height, fps=fps)
+        try:
+            self._camera = pyvirtualcam.Camera(
+                self.width, self.height, self.fps, fmt=pyvirtualcam.PixelFormat.RGB, device=device, backend=backend
+            )
+        except (RuntimeError, KeyError) as err:
+            self._closed = True
+            raise SinkError(f"virtual camera: {err}\n{VIRTUAL_CAMERA_HELP}") from err
+        logger.info("virtual camera %s (%s) open at %dx%d", self._camera.device, self._camera.backend, width, height)
+
+    @property
+    def device(self) -> str:
+        return str(self._camera.device)
+
+    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        self._camera.send(np.ascontiguousarray(frame))
+
+    def _close(self) -> None:
+        self._camera.close()
+
+
+class Mp4Sink(Sink):
+    """An H.264 (yuv420p) mp4 file written with PyAV; frame timestamps become presentation times."""
+
+    kind = SinkKind.MP4
+
+    def __init__(
+        self,
+        *,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float = 30.0,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        super().__init__(width=width, height=height, fps=fps)
+        if self.width % 2 or self.height % 2:
+            raise ValueError(f"mp4 (yuv420p) needs an even frame size, got {self.width}x{self.height}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._rate = Fraction(self.fps).limit_denominator(1001)
+        self._container = av.open(str(self.path), mode="w")
+        stream = self._container.add_stream("libx264", rate=self._rate)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        self._stream = stream
+        self._last_pts = -1
+
+    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        pts = max(round(timestamp_s * self._rate), self._last_pts + 1)  # in frames; never repeat a pts
+        self._last_pts = pts
+        video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video.pts, video.time_base = pts, 1 / self._rate
+        self._container.mux(self._stream.encode(video))
+
+    def _close(self) -> None:
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+
+
+class PngSink(Sink):
+    """A folder of numbered PNG files (`pattern` formatted with the frame index, counting from `start`)."""
+
+    kind = SinkKind.PNG
+
+    def __init__(
+        self,
+        *,
+        directory: str | Path,
+        width: int,
+        height: int,
+        fps: float = 30.0,
+        pattern: str = "{index:06d}.png",
+        start: int = 0,
+    ) -> None:
+        super().__init__(width=width, height=height, fps=fps)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.pattern, self._index = pattern, start
+        self._codec = _png_codec(self.width, self.height)
+
+    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        _encode_png(self._codec, frame, self.directory / self.pattern.format(index=self._index))
+        self._index += 1
+
+    def _close(self) -> None:
+        # PNG frames are encoded one at a time, so nothing is buffered; say where the files went
+        logger.info("wrote %d PNG files to %s", self.frames_written, self.directory)
+
+
+def _png_codec(width: int, height: int) -> av.VideoCodecContext:
+    codec = av.CodecContext.create("png", "w")
+    assert isinstance(codec, av.VideoCodecContext)
+    codec.width, codec.height, codec.pix_fmt = width, height, "rgb24"
+    return codec
+
+
+def _encode_png(codec: av.VideoCodecContext, rgb: np.ndarray, path: Path) -> None:
+    video = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    path.write_bytes(b"".join(bytes(packet) for packet in codec.encode(video)))
+
+
+def save_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Write one (H, W, 3) uint8 RGB image as a PNG file."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"save_png({path}): expected an (H, W, 3) uint8 image, got {rgb.dtype} {rgb.shape}")
+    _encode_png(_png_codec(rgb.shape[1], rgb.shape[0]), rgb, Path(path))
+
+
+_BUILT_IN: dict[SinkKind, type[Sink]] = {
+    SinkKind.VIRTUAL_CAMERA: VirtualCameraSink,
+    SinkKind.MP4: Mp4Sink,
+    SinkKind.PNG: PngSink,
+}
+_LAZY: dict[SinkKind, str] = {SinkKind.WEBRTC: "renderer.track:WebRTCSink"}  # loaded on first use (aiortc)
+
+
+def sink_class(kind: SinkKind | str) -> type[Sink]:
+    """The Sink subclass registered for `kind` (a SinkKind or its value, e.g. "mp4")."""
+    try:
+        kind = SinkKind(kind)
+    except ValueError as err:
+        choices = ", ".join(k.value for k in SinkKind)
+        raise ValueError(f"unknown sink kind {kind!r}; choose one of {choices}") from err
+    if kind not in _BUILT_IN:
+        module, name = _LAZY[kind].split(":")
+        _BUILT_IN[kind] = getattr(importlib.import_module(module), name)
+    return _BUILT_IN[kind]
+
+
+def create_sink(kind: SinkKind | str, **options: Any) -> Sink:
+    """Open a sink of `kind` with its keyword options (width, height, fps and the sink's own)."""
+    return sink_class(kind)(**options)

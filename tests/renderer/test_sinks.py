@@ -1,0 +1,158 @@
+"""One suite that every registered sink kind passes."""
+
+import asyncio
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from renderer.sinks import SinkError, SinkKind, create_sink
+
+W, H, FPS = 64, 48, 30.0
+
+
+class FakeCamera:
+    """A pyvirtualcam backend that keeps the frames it is sent."""
+
+    frames: list[np.ndarray] = []  # noqa: RUF012
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height = width, height
+        FakeCamera.frames = []
+
+    def close(self):
+        return None
+
+    def send(self, frame):
+        FakeCamera.frames.append(frame.reshape(self.height, self.width, 3).copy())
+
+    def device(self):
+        return "fake0"
+
+    def native_fourcc(self):
+        return None
+
+
+class NoDevice(FakeCamera):
+    def __init__(self, **kw):
+        raise RuntimeError("device not found")
+
+
+pyvirtualcam.register_backend("fake", FakeCamera)
+pyvirtualcam.register_backend("nodevice", NoDevice)
+
+
+def open_sink(kind, tmp_path):
+    options = {"width": W, "height": H, "fps": FPS}
+    extra = {
+        SinkKind.MP4: {"path": tmp_path / "out.mp4"},
+        SinkKind.PNG: {"directory": tmp_path / "frames"},
+        SinkKind.VIRTUAL_CAMERA: {"backend": "fake"},
+        SinkKind.WEBRTC: {"queue_size": 8},
+    }[kind]
+    return create_sink(kind, **options, **extra)
+
+
+def read_back(kind, sink, tmp_path, count):
+    """The frames that came out of a closed (or, for WebRTC, open) sink."""
+    if kind is SinkKind.MP4:
+        with av.open(str(tmp_path / "out.mp4")) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if kind is SinkKind.PNG:
+        files = sorted((tmp_path / "frames").glob("*.png"))
+        out = []
+        for path in files:
+            with av.open(str(path)) as container:
+                out.append(next(container.decode(video=0)).to_ndarray(format="rgb24"))
+        return out
+    if kind is SinkKind.VIRTUAL_CAMERA:
+        return FakeCamera.frames
+
+    async def pull():
+        frames = [await sink.track.recv() for _ in range(count)]
+        assert [f.pts for f in frames] == [round(k * 90000 / FPS) for k in range(count)]
+        assert all(f.time_base == Fraction(1, 90000) for f in frames)
+        return [f.to_ndarray(format="rgb24") for f in frames]
+
+    return asyncio.run(pull())
+
+
+def frames(count):
+    # smooth, distinct gradients: lossy H.264 with 4:2:0 chroma keeps them close
+    y, x = np.mgrid[0:H, 0:W]
+    base = np.stack([2 * x, 3 * y, x + y], axis=-1)
+    return [np.clip(base + 30 * k, 0, 255).astype(np.uint8) for k in range(count)]
+
+
+@pytest.mark.parametrize("kind", list(SinkKind))
+def test_sink_delivers_the_frames_it_is_given(kind, tmp_path):
+    sent = frames(4)
+    sink = open_sink(kind, tmp_path)
+    with sink:
+        for k, frame in enumerate(sent):
+            sink.write(frame, k / FPS)
+        assert sink.frames_written == 4
+        if kind is SinkKind.WEBRTC:
+            received = read_back(kind, sink, tmp_path, 4)
+    if kind is not SinkKind.WEBRTC:
+        received = read_back(kind, sink, tmp_path, 4)
+    assert len(received) == 4
+    for got, want in zip(received, sent, strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want).mean() < 6
+    sink.close()  # a second close is harmless
+    assert sink.closed
+
+
+@pytest.mark.parametrize("kind", list(SinkKind))
+def test_sink_rejects_bad_frames_with_clear_errors(kind, tmp_path):
+    with open_sink(kind, tmp_path) as sink:
+        with pytest.raises(TypeError, match="uint8"):
+            sink.write(np.zeros((H, W, 3), dtype=np.float32), 0.0)
+        with pytest.raises(ValueError, match=rf"\({H}, {W}, 3\)"):
+            sink.write(np.zeros((H, W, 4), dtype=np.uint8), 0.0)
+        sink.write(np.zeros((H, W, 3), dtype=np.uint8), 1.0)
+        with pytest.raises(ValueError, match="non-decreasing"):
+            sink.write(np.zeros((H, W, 3), dtype=np.uint8), 0.5)
+    with pytest.raises(SinkError, match="after close"):
+        sink.write(np.zeros((H, W, 3), dtype=np.uint8), 2.0)
+
+
+def test_mp4_has_h264_yuv420p_at_the_requested_rate(tmp_path):
+    with open_sink(SinkKind.MP4, tmp_path) as sink:
+        for k, frame in enumerate(frames(3)):
+            sink.write(frame, k / FPS)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert stream.average_rate == 30
+
+
+def test_virtual_camera_without_device_says_how_to_create_one():
+    with pytest.raises(SinkError, match="modprobe v4l2loopback") as info:
+        create_sink(SinkKind.VIRTUAL_CAMERA, width=W, height=H, backend="nodevice")
+    assert "OBS" in str(info.value)
+
+
+def test_webrtc_track_drops_the_oldest_frames_and_counts_them():
+    sink = create_sink("webrtc", width=W, height=H, queue_size=2)
+    sent = frames(5)
+    for k, frame in enumerate(sent):
+        sink.write(frame, k / FPS)
+    assert sink.dropped == 3
+
+    async def pull():
+        return [(await sink.track.recv()).to_ndarray(format="rgb24") for _ in range(3)]
+
+    got = asyncio.run(pull())
+    assert np.array_equal(got[0], sent[3]) and np.array_equal(got[1], sent[4])
+    assert np.array_equal(got[2], sent[4])  # nothing new: the last frame repeats
+    sink.close()
+
+
+def test_unknown_kind_lists_the_choices():
+    with pytest.raises(ValueError, match="mp4"):
+        create_sink("gif", width=W, height=H)

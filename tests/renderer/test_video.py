@@ -1,0 +1,30 @@
+import av
+import numpy as np
+import pytest
+
+from renderer.face import FACE_INDEX, neutral_face
+from renderer.video import write_face_video
+
+
+def test_writes_one_video_frame_per_face_at_the_face_rate(tmp_path):
+    faces = neutral_face(30)
+    faces[:, FACE_INDEX["jawOpen"]] = np.linspace(0, 1, 30)
+    write_face_video(tmp_path / "a.mp4", faces, fps=25.0, size=(128, 96))
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        stream = container.streams.video[0]
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert stream.average_rate == 25
+    assert len(decoded) == 30 and decoded[0].shape == (96, 128, 3)
+    assert np.abs(decoded[-1].astype(int) - decoded[0]).max() > 50  # the mouth opened
+
+
+def test_side_by_side_puts_the_given_frames_on_the_left(tmp_path):
+    speaker = np.zeros((5, 64, 32, 3), dtype=np.uint8)
+    speaker[..., 0] = 200
+    write_face_video(tmp_path / "b.mp4", neutral_face(5), size=(64, 64), side_by_side=speaker)
+    with av.open(str(tmp_path / "b.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape == (64, 96, 3)
+    assert frame[32, 10, 0] > 180 and frame[32, 10, 1] < 30
+    with pytest.raises(ValueError, match="side_by_side"):
+        write_face_video(tmp_path / "c.mp4", neutral_face(4), size=(64, 64), side_by_side=speaker)
