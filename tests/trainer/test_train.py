@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.cli import main
+from trainer.generate import generate
+from trainer.train import Trainer, load_model
+
+TINY = """
+[model]
+window = 16
+hop = 4
+d_model = 32
+heads = 4
+ae_width = 32
+latent_channels = 8
+[train]
+batch_size = 8
+ae_steps = 20
+diffusion_steps = 20
+checkpoint_every = 10
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    assert main(["synth", "--out", str(root / "c"), "--clips", "6", "--seconds", "4", "--seed", "0"]) == 0
+    return root / "c"
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_fit_writes_a_model_that_generates(corpus, config, tmp_path):
+    run = tmp_path / "run"
+    assert main(["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]) == 0
+    for name in ("model.pt", "checkpoint.pt", "log.jsonl", "loss_autoencoder.png", "loss_diffusion.png"):
+        assert (run / name).is_file(), name
+    stages = {r["stage"] for r in _log(run)}
+    assert stages == {"autoencoder", "diffusion"}
+    model = load_model(run)
+    audio = np.random.default_rng(0).standard_normal((2, 30, 57)).astype(np.float32)
+    face = np.zeros((2, 30, 58), np.float32)
+    a, b = generate(model, audio, face, seed=3), generate(model, audio, face, seed=3)
+    assert a.shape == (2, 30, 83) and np.isfinite(a).all()
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, generate(model, audio, face, seed=4))  # diversity comes from the noise
+
+
+@pytest.mark.slow
+def test_interrupted_fit_resumes_where_it_stopped(corpus, config, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real_update = Trainer._update_ema
+
+    def crash_at_15(self):
+        real_update(self)
+        if self.stage == "diffusion" and self.step == 15:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_update_ema", crash_at_15)
+    args = ["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]
+    assert main(args) == 130
+    assert not (run / "model.pt").exists()
+    monkeypatch.setattr(Trainer, "_update_ema", real_update)
+    assert main(args) == 0
+    steps = [r["step"] for r in _log(run) if r["stage"] == "diffusion"]
+    assert steps == [10, 20, 20] or steps[-1] == 20  # logged at 10 before the crash, resumed from checkpoint 10
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["stage"] == "done"
+
+
+def test_resume_refuses_a_different_config(corpus, config, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": {"model": {}, "train": {}}}, run / "checkpoint.pt")
+    args = ["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]
+    assert main(args) == 2
