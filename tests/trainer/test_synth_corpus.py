@@ -1,0 +1,206 @@
+"""`reactdiff-trainer synth`: the corpus on disk (layout, determinism, shapes, pair structure, errors)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renderer.face import EMOTION_NAMES, FACE_INDEX
+from trainer.cli import main
+from trainer.data.react import ReactDataset
+from trainer.synth.corpus import neighbour_matrix, script_count, split_scripts
+from trainer.synth.speech import fill_gaps
+
+ARGS = ["synth", "--clips", "8", "--seconds", "10", "--seed", "3"]
+FRAMES = 10 * 25 + 1
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    assert main([*ARGS, "--out", str(out), "--workers", "1"]) == 0
+    return out
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        return np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768, wav.getframerate()
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_files_whatever_the_worker_count(corpus: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert main([*ARGS, "--out", str(again), "--workers", "2"]) == 0
+    first, second = file_hashes(corpus), file_hashes(again)
+    assert len(first) == 3 * 3 * 2 * 3 + 3 * 2 + 1  # 9 sessions x 2 roles x (wav, npy, csv) + csv/npy per split + json
+    assert first == second
+
+
+def test_files_load_back_with_the_right_shapes(corpus: Path) -> None:
+    for split in ("train", "val", "test"):
+        for npy in sorted((corpus / split / "3D_FV_files").rglob("1.npy")):
+            face = np.load(npy)
+            assert face.shape == (FRAMES, 58) and face.dtype == np.float32 and np.isfinite(face).all()
+            rel = npy.relative_to(corpus / split / "3D_FV_files").with_suffix("")
+            with (corpus / split / "Emotion" / rel).with_suffix(".csv").open() as f:
+                rows = list(csv.reader(f))
+            assert tuple(rows[0]) == EMOTION_NAMES
+            assert len(rows) == FRAMES + 1 and all(len(r) == 25 for r in rows[1:])
+            assert all(len(v.split(".")[1]) == 6 for v in rows[1])
+            audio, rate = read_wav((corpus / split / "Audio_files" / rel).with_suffix(".wav"))
+            assert rate == 16000 and len(audio) == 10 * 16000
+
+
+def test_pairs_and_neighbours_follow_the_documented_structure(corpus: Path) -> None:
+    manifest = json.loads((corpus / "synth_manifest.json").read_text())
+    assert manifest["counts"]["scripts"] == {"train": 1, "val": 1, "test": 1}
+    assert manifest["tools"]["espeak-ng"]
+    lines = (corpus / "val.csv").read_text().splitlines()
+    assert lines[0] == ",speaker_path,listener_path"
+    assert lines[1] == "0,Synth/g0001l0/Expert_video/1,Synth/g0001l0/Novice_video/1"
+    matrix = np.load(corpus / "neighbour_emotion_val.npy")
+    assert matrix.shape == (6, 6) and matrix.dtype == bool and not matrix.all()
+    assert matrix[:3, :3].all() and matrix[3:, 3:].all() and not matrix[:3, 3:].any() and not matrix[3:, :3].any()
+    speaker = [np.load(corpus / f"val/3D_FV_files/Synth/g0001l{i}/Expert_video/1.npy") for i in range(3)]
+    listener = [np.load(corpus / f"val/3D_FV_files/Synth/g0001l{i}/Novice_video/1.npy") for i in range(3)]
+    assert all(np.array_equal(speaker[0], s) for s in speaker)  # one script: the same speaker in every session
+    assert not np.array_equal(listener[0], listener[1])  # different personas react differently
+
+
+def test_the_dataset_reader_reads_the_corpus(corpus: Path) -> None:
+    ds = ReactDataset(corpus, "test")
+    assert len(ds) == 6
+    sample = ds[4]  # a reversed sample: the listener speaks
+    assert sample.speaker_face.shape == (FRAMES, 58) and sample.listener_emotion.shape == (FRAMES, 25)
+    assert ds.neighbours().shape == (6, 6)
+
+
+# --- listeners react to their own speaker -------------------------------------------------------------------
+
+
+def smile(face: np.ndarray) -> np.ndarray:
+    return face[:, [FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]].mean(axis=1)
+
+
+def best_lagged_correlation(speaker: np.ndarray, listener: np.ndarray, max_lag: int = 25) -> float:
+    """Largest Pearson correlation of listener(t + lag) with speaker(t) over lags 0..1 s (0 if either is flat)."""
+    best = 0.0
+    for lag in range(max_lag + 1):
+        x, y = speaker[: len(speaker) - lag], listener[lag:]
+        if x.std() > 1e-6 and y.std() > 1e-6:
+            best = max(best, float(np.corrcoef(x, y)[0, 1]))
+    return best
+
+
+def speaker_pauses(audio: np.ndarray, frames: int) -> np.ndarray:
+    """(T,) True where the speaker's wav is quiet (frame RMS under 10% of its loud level, syllable gaps filled)."""
+    windows = np.zeros(frames * 640 + 640, np.float32)
+    windows[320 : 320 + len(audio)] = audio[: len(windows) - 320]
+    rms = np.sqrt(np.mean(windows[: frames * 640].reshape(frames, 640) ** 2, axis=1))
+    return ~fill_gaps(rms > 0.1 * np.percentile(rms, 90), 3)
+
+
+def nod_share_in_pauses(listener: np.ndarray, pauses: np.ndarray) -> float:
+    """Mean squared head-pitch velocity in the pauses, relative to its mean over the whole clip."""
+    velocity = np.diff(listener[:, FACE_INDEX["pitch"]], prepend=listener[0, FACE_INDEX["pitch"]]) ** 2
+    return float(velocity[pauses].mean() / max(velocity.mean(), 1e-12))
+
+
+def test_listeners_react_to_their_own_speaker_more_than_to_others(corpus: Path) -> None:
+    speakers, listeners = {}, {}
+    for session in sorted(corpus.glob("*/3D_FV_files/Synth/*")):
+        split_dir, script = session.parents[2], session.name[:5]
+        audio, _ = read_wav(split_dir / "Audio_files/Synth" / session.name / "Expert_video/1.wav")
+        face = np.load(session / "Expert_video/1.npy")
+        speakers[script] = (face, speaker_pauses(audio, len(face)))
+        listeners[session.name] = np.load(session / "Novice_video/1.npy")
+    scores: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for name, listener in listeners.items():
+        for script, (face, pauses) in speakers.items():
+            scores[name.startswith(script)].append(
+                (best_lagged_correlation(smile(face), smile(listener)), nod_share_in_pauses(listener, pauses))
+            )
+    matched, mismatched = np.array(scores[True]), np.array(scores[False])
+    assert len(matched) == 9 and len(mismatched) == 18
+    assert matched[:, 0].mean() > mismatched[:, 0].mean() + 0.2  # smile mimicry follows the own speaker
+    assert matched[:, 1].mean() > 1.5 * mismatched[:, 1].mean()  # nods fall in the own speaker's pauses
+    assert matched[:, 1].mean() > 1.3  # ... more than in speech
+
+
+# --- options -----------------------------------------------------------------------------------------------
+
+
+def test_clips_round_up_to_whole_scripts_split_70_15_15() -> None:
+    assert script_count(8, 3) == 3 and script_count(3, 3) == 3 and script_count(100, 3) == 34
+    splits = split_scripts(34)
+    assert [len(r) for r in splits.values()] == [24, 5, 5]
+    assert sorted(i for r in splits.values() for i in r) == list(range(34))
+    assert [len(r) for r in split_scripts(3).values()] == [1, 1, 1]
+
+
+def test_neighbour_rule_for_reversed_rows() -> None:
+    matrix = neighbour_matrix([0, 0, 1])
+    assert matrix.shape == (6, 6) and matrix.diagonal().all()
+    assert matrix[0].tolist() == [True, True, False, False, False, False]
+    assert matrix[5].tolist() == [False, False, False, False, False, True]
+    assert matrix[3].tolist() == [False, False, False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--clips", "2"], "--clips 2"),
+        (["--seconds", "2"], "--seconds 2"),
+        (["--voices", "en-us,klingon"], "unknown espeak-ng voice 'klingon'"),
+        (["--voices", "en-us+nosuchvariant"], "unknown espeak-ng variant"),
+        (["--listeners-per-speaker", "0"], "--listeners-per-speaker 0"),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    args = ["synth", "--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "5", *extra]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_missing_espeak_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["synth", "--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "5"]) == 2
+    assert "espeak-ng was not found on PATH" in capsys.readouterr().err
+
+
+def test_refuses_a_non_empty_folder_without_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["synth", "--out", str(tmp_path), "--clips", "3", "--seconds", "5"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert main(["synth", "--out", str(tmp_path), "--clips", "3", "--seconds", "5", "--overwrite"]) == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "test.csv").is_file()
+
+
+def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--out", "--clips", "--seconds", "--seed", "--listeners-per-speaker", "--voices", "--video"):
+        assert option in text
+    for option in ("--workers", "--overwrite"):
+        assert option in text
+    assert "rounded up to whole speaker scripts" in text
