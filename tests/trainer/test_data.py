@@ -11,6 +11,7 @@ import pytest
 
 from renderer.face import EMOTION_DIM, FACE_DIM
 from tests.trainer.conftest import AUDIO_SECONDS, FRAMES, PAIRS, SPLIT, TONE_HZ, Layout, write_png, write_wav
+from trainer.cli import main
 from trainer.data import (
     SAMPLES_PER_FRAME,
     DatasetError,
@@ -274,3 +275,26 @@ def test_video_a_frame_short_is_padded_and_far_off_is_an_error(layout: Layout) -
         DatasetError, match=rf"{re.escape(str(folder))}: 65 video frames, but the sample's arrays hold 76"
     ):
         ReactDataset(layout.root, SPLIT).video_frames(1)
+
+
+@pytest.mark.slow
+def test_reads_a_synthetic_corpus(tmp_path) -> None:
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "--clips", "3", "--seconds", "4", "--seed", "0", "--video"]) == 0
+    frames = 4 * 25 + 1
+    for split in ("train", "val", "test"):
+        ds = ReactDataset(out, split)
+        m = ds.num_pairs
+        assert len(ds) == 2 * m and ds.neighbours().shape == (2 * m, 2 * m)
+        assert ds.neighbours().diagonal().all()
+        for index in range(len(ds)):
+            sample = ds[index]
+            assert sample.speaker_face.shape == (frames, FACE_DIM)
+            assert sample.listener_emotion.shape == (frames, EMOTION_DIM)
+            assert sample.speaker_audio.shape == (frames * SAMPLES_PER_FRAME,)
+            role = "Expert_video" if index < m else "Novice_video"  # the roles swap in the second half
+            assert sample.speaker_id.startswith("Synth/") and sample.speaker_id.endswith(f"{role}/1")
+        np.testing.assert_array_equal(ds[m].speaker_face, ds[0].listener_face)
+    assert ds.video_frames(0, who="listener").shape == (frames, 256, 256, 3)
+    window = next(random_windows(ds, 50, 1, np.random.default_rng(0)))
+    assert window.speaker_audio.shape == (50 * SAMPLES_PER_FRAME,)
