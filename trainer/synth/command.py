@@ -72,7 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a corpus already in --out (otherwise a non-empty --out is refused)",
+        help="replace a corpus already in --out: removes its train/ val/ test/ folders, pairs CSVs, neighbour matrices "
+        "and manifest, keeps other files (without it a non-empty --out is refused)",
     )
     parser.set_defaults(handler=run)
 

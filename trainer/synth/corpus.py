@@ -37,6 +37,7 @@ number of worker processes, and the same seed gives byte-identical wav, npy, csv
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import logging
 import math
@@ -132,6 +133,11 @@ class Performance:
     audio: NDArray[np.float32]  # (seconds * 16000,) in [-1, 1]
     face: NDArray[np.float32]  # (T, 58)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def emotion_text(self) -> str:
+        """The emotion CSV, formatted once however many sessions store this performance."""
+        return emotion_csv(self.face)
 
 
 # --- pure layout ------------------------------------------------------------------------------------------
@@ -252,7 +258,7 @@ def _write_performance(out: Path, split: str, session: str, role: str, person: P
         path.parent.mkdir(parents=True, exist_ok=True)
     _write_wav(paths["Audio_files"], person.audio)
     np.save(paths["3D_FV_files"], person.face.astype(np.float32))
-    paths["Emotion"].write_text(emotion_csv(person.face), encoding="utf-8")
+    paths["Emotion"].write_text(person.emotion_text, encoding="utf-8")
 
 
 _KINDS = (("Audio_files", "wav"), ("3D_FV_files", "npy"), ("Emotion", "csv"))
