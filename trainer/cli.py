@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainer.synth",
     "trainer.fit_command",
     "trainer.export",
+    "trainer.evaluate",
     "trainer.metrics_command",
 )
 
