@@ -36,10 +36,13 @@ test: setup
 	$(VENV)/bin/pytest -q
 	$(MAKE) --no-print-directory lint
 
+# The most complete job that exists: a synthetic corpus with videos, a short tiny-model training run,
+# and a generated listener reaction rendered next to the speaker.
 demo: setup
-	$(VENV)/bin/reactdiff-trainer synth --out $(DEMO_DIR)/corpus --clips 6 --seconds 10 --seed 1 --video
-	$(PY) -m renderer --params $(DEMO_DIR)/corpus/train/3D_FV_files/$$(cd $(DEMO_DIR)/corpus/train/3D_FV_files && find . -name '*.npy' | sort | sed -n 2p) --out $(DEMO_DIR)/listener.mp4
-	@echo "demo: wrote $(DEMO_DIR)/corpus (synthetic dyadic corpus) and $(DEMO_DIR)/listener.mp4 (a listener reaction rendered as the avatar)"
+	$(VENV)/bin/reactdiff-trainer synth --out $(DEMO_DIR)/corpus --clips 15 --seconds 12 --seed 1 --video --overwrite
+	$(VENV)/bin/reactdiff-trainer fit --config configs/tiny.toml --data $(DEMO_DIR)/corpus --out $(DEMO_DIR)/run
+	$(VENV)/bin/reactdiff-trainer sample --run $(DEMO_DIR)/run --data $(DEMO_DIR)/corpus --out $(DEMO_DIR)/listener_side_by_side.mp4
+	@echo "demo: open $(DEMO_DIR)/listener_side_by_side.mp4 (speaker left, generated listener avatar right)"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

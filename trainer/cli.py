@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trainer.fit_command",
     "trainer.export",
     "trainer.evaluate",
+    "trainer.sample_command",
     "trainer.metrics_command",
 )
 
