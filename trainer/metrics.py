@@ -173,13 +173,17 @@ def _dtw_batch(x: F64, y: F64) -> F64:
     b, n, _ = x.shape
     m = y.shape[1]
     out = np.empty(b)
-    step = max(1, _DTW_CHUNK_CELLS // (n * m))
+    step = min(b, max(1, _DTW_CHUNK_CELLS // (n * m)))
+    buffer = np.empty((step, n, m))  # reused: fresh 100 MB arrays per chunk cost page faults
+    y_t = np.ascontiguousarray(y.transpose(0, 2, 1))  # (B, D, m): matmul is much slower on a transposed view
     for start in range(0, b, step):
         xs, ys = x[start : start + step], y[start : start + step]
-        cost = (
-            (xs * xs).sum(-1)[:, :, None] + (ys * ys).sum(-1)[:, None, :] - 2.0 * np.matmul(xs, ys.transpose(0, 2, 1))
-        )
-        np.maximum(cost, 0.0, out=cost)  # squared distances; the expansion can dip below 0 by rounding
+        # squared distances |x|² + |y|² - 2 x·y, built in place (b', n, m); rounding can dip below 0
+        cost = np.matmul(xs, y_t[start : start + step], out=buffer[: len(xs)])
+        cost *= -2.0
+        cost += (xs * xs).sum(-1)[:, :, None]
+        cost += (ys * ys).sum(-1)[:, None, :]
+        np.maximum(cost, 0.0, out=cost)
         out[start : start + step] = np.sqrt(_dtw_accumulate(cost))
     return out
 
@@ -286,7 +290,8 @@ def fr_dist(
     dtw(expression columns 17-24)/8, each `dtw` as tslearn computes it (unconstrained, square root of the
     summed squared costs along the path); D must be 25. Official quirk: the S per-prediction minima are
     **summed**, then averaged over samples. Corrected: they are averaged. `workers` > 1 runs samples in a
-    process pool; the result does not depend on it.
+    process pool (spawned, so a calling script needs the usual `if __name__ == "__main__":` guard); the result
+    does not depend on it.
     """
     p = check_pred(pred)
     _require_emotion_dim(p)
