@@ -122,14 +122,11 @@ class TensorRTBackend(TorchCudaBackend):
 
     @classmethod
     def unavailable_reason(cls, device: str | None = None) -> str | None:
-        reason = TorchCudaBackend.unavailable_reason(device)
-        if reason:
-            return reason
         try:
             import_tensorrt()
         except BackendUnavailable as exc:
             return str(exc)
-        return None
+        return TorchCudaBackend.unavailable_reason(device)
 
     def _load_programs(self) -> dict[str, Any]:
         trt = import_tensorrt()
