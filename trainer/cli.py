@@ -59,4 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module so `trainer.cli.UserError` raised by sub-commands is this module's class
+    # (`python -m trainer.cli` and torchrun would otherwise load this file twice, as __main__ and trainer.cli).
+    from trainer.cli import main as package_main
+
+    sys.exit(package_main())

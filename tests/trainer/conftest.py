@@ -189,3 +189,49 @@ def layout(pristine_layout: Layout, tmp_path: Path) -> Layout:
     return Layout(
         root, pristine_layout.pairs, pristine_layout.clips, pristine_layout.mean_face, pristine_layout.neighbours
     )
+
+
+TINY_CONFIG = """
+[model]
+window = 16
+hop = 4
+d_model = 32
+heads = 4
+ae_width = 32
+latent_channels = 8
+[train]
+batch_size = 8
+ae_steps = 20
+diffusion_steps = 20
+checkpoint_every = 10
+"""
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic corpus written by `reactdiff-trainer synth` (6 sessions of 4 s)."""
+    from trainer.cli import main
+
+    root = tmp_path_factory.mktemp("synth") / "corpus"
+    assert main(["synth", "--out", str(root), "--clips", "6", "--seconds", "4", "--seed", "0"]) == 0
+    return root
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A config for a model small and short enough to train in seconds."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with a briefly trained tiny model (shared by the tests that only read it)."""
+    from trainer.cli import main
+
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "tiny.toml").write_text(TINY_CONFIG)
+    args = ["fit", "--config", str(folder / "tiny.toml"), "--data", str(synth_corpus), "--out", str(folder / "run")]
+    assert main([*args, "--no-progress"]) == 0
+    return folder / "run"

@@ -8,44 +8,14 @@ from trainer.cli import main
 from trainer.generate import generate
 from trainer.train import Trainer, load_model
 
-TINY = """
-[model]
-window = 16
-hop = 4
-d_model = 32
-heads = 4
-ae_width = 32
-latent_channels = 8
-[train]
-batch_size = 8
-ae_steps = 20
-diffusion_steps = 20
-checkpoint_every = 10
-"""
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    assert main(["synth", "--out", str(root / "c"), "--clips", "6", "--seconds", "4", "--seed", "0"]) == 0
-    return root / "c"
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
-
 
 def _log(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
-def test_fit_writes_a_model_that_generates(corpus, config, tmp_path):
-    run = tmp_path / "run"
-    assert main(["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]) == 0
+def test_fit_writes_a_model_that_generates(tiny_run):
+    run = tiny_run
     for name in ("model.pt", "checkpoint.pt", "log.jsonl", "loss_autoencoder.png", "loss_diffusion.png"):
         assert (run / name).is_file(), name
     stages = {r["stage"] for r in _log(run)}
@@ -60,7 +30,7 @@ def test_fit_writes_a_model_that_generates(corpus, config, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupted_fit_resumes_where_it_stopped(corpus, config, tmp_path, monkeypatch):
+def test_interrupted_fit_resumes_where_it_stopped(synth_corpus, tiny_config, tmp_path, monkeypatch):
     run = tmp_path / "run"
     real_update = Trainer._update_ema
 
@@ -70,7 +40,7 @@ def test_interrupted_fit_resumes_where_it_stopped(corpus, config, tmp_path, monk
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_update_ema", crash_at_15)
-    args = ["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]
+    args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
     assert main(args) == 130
     assert not (run / "model.pt").exists()
     monkeypatch.setattr(Trainer, "_update_ema", real_update)
@@ -81,9 +51,9 @@ def test_interrupted_fit_resumes_where_it_stopped(corpus, config, tmp_path, monk
     assert state["stage"] == "done"
 
 
-def test_resume_refuses_a_different_config(corpus, config, tmp_path):
+def test_resume_refuses_a_different_config(synth_corpus, tiny_config, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     torch.save({"config": {"model": {}, "train": {}}}, run / "checkpoint.pt")
-    args = ["fit", "--config", str(config), "--data", str(corpus), "--out", str(run), "--no-progress"]
+    args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
     assert main(args) == 2
