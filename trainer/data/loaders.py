@@ -15,6 +15,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.sources.audio import MonoResampler
 from renderer.face import EMOTION_DIM, FACE_DIM, FPS, FaceValueError, validate_emotion, validate_face
 
 AUDIO_RATE = 16000  # Hz: what the model's audio features expect
@@ -57,20 +58,11 @@ def load_audio(path: str | Path, rate: int = AUDIO_RATE) -> NDArray[np.float32]:
 
 
 def _decode_mono(container: av.container.InputContainer, rate: int) -> list[NDArray[np.float32]]:
-    stream = container.streams.audio[0]
-    # Planar float at the target rate, channel layout kept: channels are averaged below rather than
-    # by libswresample, whose stereo→mono matrix scales each channel by 0.707.
-    resampler = av.AudioResampler(format="fltp", rate=rate)
-    chunks: list[NDArray[np.float32]] = []
-    for frame in container.decode(stream):
-        chunks.extend(_mono(out) for out in resampler.resample(frame))
-    chunks.extend(_mono(out) for out in resampler.resample(None))  # flush the resampler's delay line
+    # The engine's resampler: training and serving hear the same samples (channels averaged, see MonoResampler).
+    resampler = MonoResampler(rate, what=str(container.name))
+    chunks = [resampler.push(frame) for frame in container.decode(container.streams.audio[0])]
+    chunks.append(resampler.flush())  # the resampler's delay line
     return chunks
-
-
-def _mono(frame: av.AudioFrame) -> NDArray[np.float32]:
-    planes = frame.to_ndarray()  # (channels, samples) float32
-    return planes.mean(axis=0, dtype=np.float32)
 
 
 def fit_audio(audio: NDArray[np.float32], frames: int) -> NDArray[np.float32]:

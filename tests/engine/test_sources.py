@@ -1,0 +1,432 @@
+"""engine.sources: files, a (stand-in) ALSA audio device and aiortc tracks, all checked against one contract."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from engine.features import SAMPLE_RATE
+from engine.sources import (
+    SOURCES,
+    AudioChunk,
+    DropOldestQueue,
+    FileSource,
+    Media,
+    MonoResampler,
+    Source,
+    SourceError,
+    SourceKind,
+    VideoFrame,
+    WebRTCSource,
+    choose_input_device,
+    create_source,
+    iterate_in_thread,
+)
+from renderer.avatar import Avatar
+from renderer.face import FACE_INDEX, neutral_face
+from trainer.data.loaders import load_audio
+
+TONE_HZ = 440.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def tone(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+
+
+def make_clip(
+    path: Path, *, seconds: float = 2.0, audio: bool = True, video: bool = True, faststart: bool = False
+) -> Path:
+    """A 25 fps 320x240 avatar video (mouth opening and closing) with a 440 Hz stereo tone at 44.1 kHz."""
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        vs = out.add_stream("libx264", rate=25) if video else None
+        as_ = out.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=44100) if audio else None
+        if as_ is not None:
+            as_.layout = "stereo"
+        if vs is not None:
+            vs.width, vs.height, vs.pix_fmt = 320, 240, "yuv420p"
+            avatar, face = Avatar(320, 240), neutral_face()
+            for i in range(round(seconds * 25)):
+                face[FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(i / 4)
+                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
+                frame.pts = i
+                out.mux(vs.encode(frame))
+            out.mux(vs.encode())
+        if as_ is not None:
+            x = tone(seconds, 44100)
+            for k in range(0, len(x), 1024):
+                block = np.ascontiguousarray(np.stack([x[k : k + 1024]] * 2))
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = 44100, k
+                out.mux(as_.encode(frame))
+            out.mux(as_.encode())
+    return path
+
+
+def dominant_hz(samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
+
+
+def check_contract(items: list[Media], source: Source) -> np.ndarray:
+    """What every source promises; returns the audio joined."""
+    audio = [i for i in items if isinstance(i, AudioChunk)]
+    video = [i for i in items if isinstance(i, VideoFrame)]
+    assert bool(audio) == source.has_audio and bool(video) == source.has_video
+    for chunk in audio:
+        assert chunk.samples.dtype == np.float32 and chunk.samples.ndim == 1 and chunk.samples.size > 0
+    for before, after in itertools.pairwise(audio):  # audio is the clock: no gaps, no overlaps
+        assert after.t_start_s == pytest.approx(before.t_end_s, abs=1e-6)
+    assert [f.t_s for f in video] == sorted(f.t_s for f in video)
+    for frame in video[:3]:
+        assert frame.rgb.dtype == np.uint8 and frame.rgb.shape == (*frame.size[::-1], 3)
+    assert source.stats.audio_chunks == len(audio) and source.stats.video_frames == len(video)
+    source.close()
+    source.close()  # idempotent
+    return np.concatenate([c.samples for c in audio]) if audio else np.zeros(0, np.float32)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "speaker.mp4")
+
+
+def test_every_kind_has_a_registered_source():
+    assert set(SOURCES) == set(SourceKind)
+    assert all(SOURCES[kind].kind is kind for kind in SourceKind)
+
+
+# --- file -----------------------------------------------------------------------------------------------
+
+
+def test_file_source_decodes_audio_and_video_in_media_time_order(clip: Path):
+    with create_source(SourceKind.FILE, path=clip) as source:
+        items = list(source)
+    times = [i.t_start_s if isinstance(i, AudioChunk) else i.t_s for i in items]
+    assert times == sorted(times)
+    audio = check_contract(items, source)
+    video = [i for i in items if isinstance(i, VideoFrame)]
+    assert len(video) == 50 and video[1].t_s == pytest.approx(0.04)
+    assert video[0].rgb.shape == (240, 320, 3)
+    assert abs(len(audio) - 2 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE
+    assert dominant_hz(audio[4000:20000]) == pytest.approx(TONE_HZ, abs=2)
+    assert 0.45 < np.abs(audio[4000:20000]).max() < 0.55  # stereo averaged, amplitude kept
+
+
+def test_file_source_audio_matches_the_trainer_loader(tmp_path: Path):
+    wav = make_clip(tmp_path / "tone.wav", video=False)
+    with FileSource(wav) as source:
+        audio = check_contract(list(source), source)
+    np.testing.assert_allclose(audio, load_audio(wav), atol=1e-6)
+
+
+def test_audio_only_and_video_only_files(tmp_path: Path):
+    with FileSource(make_clip(tmp_path / "a.wav", seconds=0.5, video=False)) as source:
+        assert source.has_audio and not source.has_video
+        check_contract(list(source), source)
+    with FileSource(make_clip(tmp_path / "v.mp4", seconds=0.5, audio=False)) as source:
+        assert source.has_video and not source.has_audio
+        items = list(source)
+        assert len(items) == 12
+        check_contract(items, source)
+
+
+def test_missing_or_unreadable_files_name_the_file(tmp_path: Path):
+    with pytest.raises(SourceError, match=r"nothing\.mp4: no such file"):
+        FileSource(tmp_path / "nothing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(SourceError, match=r"junk\.mp4: cannot open"):
+        FileSource(junk)
+
+
+def test_truncated_files_raise_source_error(clip: Path, tmp_path: Path):
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"  # the index (moov) sits at the end: nothing can be opened
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match=r"cut\.mp4: cannot open.*corrupt or truncated"):
+        FileSource(cut)
+    streamable = make_clip(tmp_path / "fast.mp4", faststart=True)  # index first: decoding fails mid-stream
+    data = streamable.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    items: list[Media] = []
+    with FileSource(cut) as source, pytest.raises(SourceError, match=r"cut\.mp4: .*truncated"):
+        items.extend(source)
+    assert len(items) > 10  # what came before the damage was delivered
+
+
+def test_realtime_pacing_holds_items_until_their_media_time(tmp_path: Path):
+    path = make_clip(tmp_path / "short.mp4", seconds=0.4)
+    with FileSource(path, realtime=True) as source:
+        start = time.monotonic()
+        items = list(source)
+    for item in items:
+        due = item.t_end_s if isinstance(item, AudioChunk) else item.t_s
+        assert item.arrival_s - start >= due - 0.005
+
+
+def test_close_from_another_thread_ends_a_realtime_iteration(clip: Path):
+    source = FileSource(clip, realtime=True)
+    threading.Timer(0.2, source.close).start()
+    items = list(source)
+    assert 0 < len(items) < 40
+    with FileSource(clip) as again:
+        list(again)
+        with pytest.raises(SourceError, match="only once"):
+            list(again)
+
+
+def test_iterate_in_thread_serves_asyncio(clip: Path):
+    async def collect() -> list[Media]:
+        with FileSource(clip) as source:
+            return [item async for item in iterate_in_thread(source)]
+
+    items = asyncio.run(collect())
+    assert sum(isinstance(i, VideoFrame) for i in items) == 50
+    assert sum(i.samples.size for i in items if isinstance(i, AudioChunk)) > 1.9 * SAMPLE_RATE
+
+
+# --- resampling -----------------------------------------------------------------------------------------
+
+
+def _frame(samples: np.ndarray, rate: int, layout: str, pts: int) -> av.AudioFrame:
+    """An s16 packed frame (what aiortc delivers) from (channels, n) float samples."""
+    data = (np.clip(samples, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="s16", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = rate, pts, fractions.Fraction(1, rate)
+    return frame
+
+
+def test_resampler_rebuilds_on_a_rate_or_layout_change_and_keeps_every_sample():
+    resampler = MonoResampler()
+    a, b = tone(0.5, 48000), tone(0.5, 22050)
+    out = [resampler.push(_frame(np.stack([a[k : k + 960]] * 2), 48000, "stereo", k)) for k in range(0, 24000, 960)]
+    out += [resampler.push(_frame(b[None, k : k + 441], 22050, "mono", k)) for k in range(0, 11025, 441)]
+    out.append(resampler.flush())
+    audio = np.concatenate(out)
+    assert resampler.format_changes == 1 and resampler.input_format == ("s16", "mono", 22050)
+    assert abs(len(audio) - SAMPLE_RATE) <= 64  # 1 s in, 1 s out
+    assert dominant_hz(audio[1000:7000]) == pytest.approx(TONE_HZ, abs=3)
+    assert dominant_hz(audio[9000:15000]) == pytest.approx(TONE_HZ, abs=3)
+
+
+def test_drop_oldest_queue_drops_counts_times_out_and_closes():
+    queue: DropOldestQueue[int] = DropOldestQueue(2)
+    for i in range(5):
+        queue.put(i)
+    assert queue.dropped == 3 and queue.get(0) == 3 and queue.get(0) == 4
+    with pytest.raises(TimeoutError):
+        queue.get(0.01)
+    threading.Timer(0.05, queue.close).start()
+    assert queue.get(5.0) is None
+
+
+# --- audio device ---------------------------------------------------------------------------------------
+
+DEVICES = [
+    {
+        "index": 0,
+        "name": "HDA Intel PCH: ALC257 Analog (hw:0,0)",
+        "max_input_channels": 2,
+        "default_samplerate": 44100.0,
+    },
+    {"index": 1, "name": "HDMI 0", "max_input_channels": 0, "default_samplerate": 48000.0},
+    {"index": 2, "name": "USB Audio Mic", "max_input_channels": 1, "default_samplerate": 48000.0},
+    {"index": 3, "name": "USB Audio Mic 2", "max_input_channels": 1, "default_samplerate": 48000.0},
+]
+
+
+def test_choose_input_device_by_index_name_or_default():
+    assert choose_input_device(None, DEVICES, default=2)["index"] == 2
+    assert choose_input_device("0", DEVICES)["index"] == 0
+    assert choose_input_device("alc257", DEVICES)["index"] == 0
+    assert choose_input_device("usb audio mic", DEVICES)["index"] == 2  # the exact name wins
+    with pytest.raises(SourceError, match="several input devices"):
+        choose_input_device("USB", DEVICES)
+    with pytest.raises(SourceError, match=r"no audio input device matches 'HDMI'(.|\n)*2: USB Audio Mic \(1 ch"):
+        choose_input_device("HDMI", DEVICES)  # an output-only device is not an input
+    with pytest.raises(SourceError, match="no audio input devices found"):
+        choose_input_device(None, DEVICES[1:2])
+
+
+# Run in a subprocess: PortAudio reads the ALSA configuration once, when sounddevice is imported.
+DEVICE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    import numpy as np
+    fifo = sys.argv[1]
+    writer = os.open(fifo, os.O_RDWR)  # before PortAudio probes the device: opening the FIFO must not block
+    from engine.sources import AudioDeviceSource, SourceError, input_devices
+    if not any(d["name"] == "speakerfile" for d in input_devices()):
+        print("NODEVICE", [d["name"] for d in input_devices()]); sys.exit(0)
+    try:
+        AudioDeviceSource("no-such-mic")
+    except SourceError as exc:
+        print("NOTFOUND", str(exc).replace("\\n", " | "))
+    t = np.arange(48000) / 48000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    def feed():  # 0.8 s at real-time pace, then silence from a device that is still there: a stall
+        start = time.monotonic()
+        for k in range(0, 38400, 960):
+            os.write(writer, np.repeat(tone[k:k + 960], 2).tobytes())
+            time.sleep(max(0.0, start + (k + 960) / 48000 - time.monotonic()))
+    threading.Thread(target=feed, daemon=True).start()
+    source = AudioDeviceSource("speakerfile", stall_timeout_s=0.5)
+    chunks = []
+    try:
+        for chunk in source:
+            chunks.append(chunk)
+    except SourceError as exc:
+        print("STALLED", exc)
+    os.close(writer)  # end of file unblocks the driver so the stream can stop
+    source.close(); source.close()
+    audio = np.concatenate([c.samples for c in chunks])
+    gaps = max(abs(b.t_start_s - a.t_end_s) for a, b in zip(chunks, chunks[1:]))
+    spectrum = np.abs(np.fft.rfft(audio[2000:10000] * np.hanning(8000)))
+    print("AUDIO", len(audio), gaps, np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()], source.stats.dropped)
+    """
+)
+
+
+def test_audio_device_source_on_an_alsa_file_device(tmp_path: Path):
+    fifo = tmp_path / "speaker.raw"
+    os.mkfifo(fifo)
+    (tmp_path / "alsa").mkdir()
+    (tmp_path / "alsa" / "asoundrc").write_text(
+        'pcm.speakerfile {\n type plug\n slave { pcm { type file\n slave.pcm null\n file "/dev/null"\n'
+        f' infile "{fifo}"\n format raw }}\n format S16_LE\n rate 48000\n channels 2 }}\n}}\n'
+    )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", DEVICE_SCRIPT, str(fifo)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in run.stdout.splitlines() if " " in line}
+    if "NODEVICE" in lines:
+        pytest.skip(f"PortAudio does not list the ALSA file device from $XDG_CONFIG_HOME/alsa/asoundrc: {lines}")
+    assert "no audio input device matches 'no-such-mic'" in lines["NOTFOUND"] and "speakerfile" in lines["NOTFOUND"]
+    assert "speakerfile" in lines["STALLED"] and "no audio for 0.5 s" in lines["STALLED"]
+    samples, gap, hz, dropped = lines["AUDIO"].split()
+    assert abs(int(samples) - 0.8 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE  # 0.8 s captured at 48 kHz, now 16 kHz
+    assert float(gap) < 1e-6 and float(hz) == pytest.approx(TONE_HZ, abs=3) and int(dropped) == 0
+
+
+# --- WebRTC ---------------------------------------------------------------------------------------------
+
+
+class ToneTrack(MediaStreamTrack):
+    """20 ms s16 frames: 0.4 s stereo at 48 kHz, then 0.4 s mono at 16 kHz, then the track ends."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan = [(48000, "stereo", k) for k in range(20)] + [(16000, "mono", k) for k in range(20)]
+
+    async def recv(self) -> av.AudioFrame:
+        await asyncio.sleep(0)
+        if not self.plan:
+            self.stop()
+            raise MediaStreamError
+        rate, layout, k = self.plan.pop(0)
+        n = rate // 50
+        x = tone(0.02 * (k + 1), rate)[-n:]
+        return _frame(np.stack([x] * (2 if layout == "stereo" else 1)), rate, layout, k * n)
+
+
+class AvatarTrack(MediaStreamTrack):
+    """Ten 25 fps avatar frames with 90 kHz timestamps starting at an arbitrary RTP offset, then the end."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.rgb = Avatar(160, 120).draw(neutral_face()).copy()
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.sleep(0.001)
+        if self.sent == 10:
+            raise MediaStreamError
+        frame = av.VideoFrame.from_ndarray(self.rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = 123_456 + 3600 * self.sent, fractions.Fraction(1, 90000)
+        self.sent += 1
+        return frame
+
+
+def test_webrtc_source_async_iteration_resamples_and_ends_with_the_tracks():
+    async def collect() -> tuple[list[Media], WebRTCSource]:
+        source = WebRTCSource(audio=ToneTrack(), video=AvatarTrack())
+        return [item async for item in source], source
+
+    items, source = asyncio.run(collect())
+    audio = check_contract(sorted(items, key=lambda i: isinstance(i, VideoFrame)), source)
+    assert source.stats.format_changes == 1 and source.stats.dropped == 0
+    assert abs(len(audio) - 0.8 * SAMPLE_RATE) <= 64
+    assert dominant_hz(audio[1000:6000]) == pytest.approx(TONE_HZ, abs=4)
+    assert dominant_hz(audio[8000:12000]) == pytest.approx(TONE_HZ, abs=4)
+    video = [i for i in items if isinstance(i, VideoFrame)]
+    assert len(video) == 10 and np.diff([f.t_s for f in video]) == pytest.approx([0.04] * 9)
+    assert video[0].rgb.shape == (120, 160, 3) and abs(video[0].t_s) < 1.0  # anchored to the audio clock
+
+
+def test_webrtc_source_feeds_a_worker_thread_with_a_bounded_drop_oldest_queue():
+    async def run() -> tuple[list[Media], WebRTCSource]:
+        source = WebRTCSource(audio=ToneTrack(), queue_size=8)
+        with pytest.raises(SourceError, match="call start"):
+            next(iter(source))
+        gate = threading.Event()
+
+        def consume() -> list[Media]:
+            gate.wait(5)  # let the queue overflow first
+            return list(source)
+
+        worker = asyncio.get_running_loop().run_in_executor(None, consume)
+        await source.start()
+        gate.set()
+        return await worker, source
+
+    items, source = asyncio.run(run())
+    assert len(items) == 8 and source.stats.dropped == source.stats.audio_chunks - 8 > 0
+    assert items[-1].t_start_s == pytest.approx(0.8 - items[-1].duration_s, abs=0.005)
+
+
+def test_webrtc_source_close_stops_an_endless_track():
+    class Endless(MediaStreamTrack):
+        kind = "video"
+
+        async def recv(self) -> av.VideoFrame:
+            await asyncio.sleep(0.005)
+            return av.VideoFrame(32, 32, "yuv420p")
+
+    async def run() -> int:
+        source, count = WebRTCSource(video=Endless()), 0
+        async for _ in source:
+            count += 1
+            if count == 5:
+                source.close()
+        return count
+
+    assert asyncio.run(run()) == 5
+    with pytest.raises(SourceError, match="an audio track, a video track or both"):
+        WebRTCSource()
+    with pytest.raises(SourceError, match="the audio track given is a 'video' track"):
+        WebRTCSource(audio=AvatarTrack())
