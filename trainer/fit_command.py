@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or init_distributed()
     dataset = ReactDataset(args.data, "train", mean_face=args.mean_face)
     arrays = prepare_arrays(dataset, progress=not args.no_progress)
-    path = Trainer(cfg, arrays, args.out, device=device, progress=not args.no_progress).run()
-    print(f"trained {cfg.model.tier} model on {len(arrays)} samples: {path}")
+    trainer = Trainer(cfg, arrays, args.out, device=device, progress=not args.no_progress)
+    path = trainer.run()
+    if trainer.rank == 0:
+        print(f"trained {cfg.model.tier} model on {len(arrays)} samples: {path}")
     return 0

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +61,18 @@ def test_resume_refuses_a_different_config(synth_corpus, tiny_config, tmp_path):
     torch.save({"config": {"model": {}, "train": {}}}, run / "checkpoint.pt")
     args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
     assert main(args) == 2
+
+
+@pytest.mark.slow
+def test_fit_runs_data_parallel_under_torchrun(synth_corpus, tiny_config, tmp_path):
+    """Two CPU processes (gloo) through torchrun: the path the paper tier takes on several GPUs."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run = tmp_path / "run"
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "trainer.cli", "fit", "--config", str(tiny_config)]
+    cmd += ["--data", str(synth_corpus), "--out", str(run), "--no-progress"]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained") == 1  # rank 0 reports and writes
+    assert load_model(run).cfg.window == 16
