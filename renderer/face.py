@@ -157,8 +157,12 @@ def mirror_face(face: NDArray[np.floating]) -> NDArray[np.float32]:
 
 
 def rotation_matrix(pitch: float, yaw: float, roll: float) -> NDArray[np.float64]:
-    """3x3 rotation R = Rz(roll) @ Ry(yaw) @ Rx(pitch) in a camera frame with x right, y up, z to the viewer."""
-    cp, sp = np.cos(pitch), np.sin(pitch)
+    """3x3 head rotation in a camera frame with x right, y up, z towards the viewer; the face looks along +z.
+
+    R = Rz(roll) @ Ry(yaw) @ Rx(-pitch): positive pitch lifts the chin (the face's +z axis tilts towards +y),
+    positive yaw turns it towards +x (the image's right), positive roll tilts it counter-clockwise.
+    """
+    cp, sp = np.cos(-pitch), np.sin(-pitch)
     cy, sy = np.cos(yaw), np.sin(yaw)
     cr, sr = np.cos(roll), np.sin(roll)
     rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
@@ -170,7 +174,7 @@ def rotation_matrix(pitch: float, yaw: float, roll: float) -> NDArray[np.float64
 def euler_from_matrix(rot: NDArray[np.floating]) -> tuple[float, float, float]:
     """Inverse of `rotation_matrix`: (pitch, yaw, roll) in radians, yaw in [-pi/2, pi/2]."""
     yaw = float(np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0)))
-    pitch = float(np.arctan2(rot[2, 1], rot[2, 2]))
+    pitch = -float(np.arctan2(rot[2, 1], rot[2, 2]))
     roll = float(np.arctan2(rot[1, 0], rot[0, 0]))
     return pitch, yaw, roll
 

@@ -58,11 +58,6 @@ def test_head_yaw_and_roll_have_the_documented_sign(tracker: FaceTracker, avatar
     assert ccw.face[ROLL] > 0.15 > -0.15 > cw.face[ROLL]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="renderer.face documents pitch + = chin up and the avatar draws it so, but face_from_mediapipe's "
-    "euler_from_matrix (Rx in a y-up, z-to-viewer frame) reads chin up as negative pitch",
-)
 def test_head_pitch_has_the_documented_sign(tracker: FaceTracker, avatar: Avatar):
     up, down = track_avatar(tracker, avatar, pitch=0.3), track_avatar(tracker, avatar, pitch=-0.3)
     assert up.face[PITCH] > down.face[PITCH]

@@ -59,6 +59,13 @@ def test_rotation_round_trip():
         assert np.allclose(F.euler_from_matrix(F.rotation_matrix(pitch, yaw, roll)), (pitch, yaw, roll))
 
 
+def test_rotation_signs_follow_the_documented_convention():
+    nose = np.array([0.0, 0.0, 1.0])  # the face looks along +z, towards the viewer
+    assert (F.rotation_matrix(0.3, 0, 0) @ nose)[1] > 0  # pitch +: chin up, the face tilts upwards
+    assert (F.rotation_matrix(0, 0.3, 0) @ nose)[0] > 0  # yaw +: turns towards the image's right
+    assert (F.rotation_matrix(0, 0, 0.3) @ np.array([1.0, 0, 0]))[1] > 0  # roll +: counter-clockwise
+
+
 def test_face_from_mediapipe_maps_names_pose_and_translation():
     class Cat:
         def __init__(self, name, score):
