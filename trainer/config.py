@@ -53,7 +53,7 @@ class ModelConfig:
     """Sampler steps K used when streaming unless the user picks another."""
     default_sampler: str = "dpmpp2m"
     """Sampler used when streaming unless the user picks another: ddim or dpmpp2m."""
-    guidance: float = 1.5
+    guidance: float = 3.0
     """Classifier-free guidance scale at sampling (1.0 = no guidance)."""
     dropout: float = 0.1
     """Dropout inside transformer blocks during training."""
@@ -77,6 +77,8 @@ class TrainConfig:
     """AdamW weight decay (the paper's value)."""
     ema: float = 0.995
     """Exponential moving average decay of the stage-2 weights used for sampling."""
+    noise_levels: int = 4
+    """Noise levels trained per window and condition encoding (the encoder runs once for all of them)."""
     cond_drop: float = 0.1
     """Probability of dropping the whole speaker condition (classifier-free guidance)."""
     modality_drop: float = 0.15

@@ -139,7 +139,10 @@ class DiffusionObjective(nn.Module):
         present = (torch.rand(b, 2, device=device) > tc.modality_drop).float()
         present = present * (torch.rand(b, 1, device=device) > tc.cond_drop).float()
         memory = m.condition(batch["audio"], batch["face"], present, batch["listener"], known_mask)
-        t = torch.randint(0, self.cfg.model.train_timesteps, (b,), device=device)
+        # Several noise levels per window share one condition encoding: more denoiser signal per encoder pass.
+        r = tc.noise_levels
+        z0, memory = z0.repeat(r, 1, 1), memory.repeat(r, 1, 1)
+        t = torch.randint(0, self.cfg.model.train_timesteps, (b * r,), device=device)
         alpha, sigma = self.alpha_sigma[t].unbind(-1)
         alpha, sigma = alpha[:, None, None], sigma[:, None, None]
         eps = torch.randn_like(z0)
