@@ -76,6 +76,42 @@ def join_at_seam(new: NDArray[np.float32], previous: NDArray[np.float32], regene
     return (new + offset[:, None, :] * fade).astype(np.float32)
 
 
+def window_noise(seed: int, k: int, batch: int, latent_shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Initial latents (B, N, C) of window k: numpy's Generator seeded with (seed, k), the same on every backend."""
+    return np.random.default_rng([seed, k]).standard_normal((batch, *latent_shape)).astype(np.float32)
+
+
+def window_conditioning(
+    emitted: NDArray[np.float32], plan: WindowPlan
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """known (B, W, D) and known_mask (B, W): the window's frames before `plan.first_new`, taken from `emitted`.
+
+    `emitted` (B, T, D) holds the stream's listener frames from frame 0 on (frames from plan.first_new on are not
+    read). Frames the model does not know (new ones, and those before the stream start) are 0 with mask 0.
+    """
+    b, _, d = emitted.shape
+    lo = max(plan.start, 0)
+    known_mask = np.zeros((b, plan.window), dtype=np.float32)
+    known_mask[:, lo - plan.start : plan.first_new - plan.start] = 1.0
+    known = np.zeros((b, plan.window, d), dtype=np.float32)
+    known[:, lo - plan.start : plan.first_new - plan.start] = emitted[:, lo : plan.first_new]
+    return known, known_mask
+
+
+def join_new_frames(
+    frames_w: NDArray[np.float32], plan: WindowPlan, previous: NDArray[np.float32] | None
+) -> NDArray[np.float32]:
+    """The window's new frames (B, plan.hop, D) out of its output (B, W, D), joined to the last emitted frame.
+
+    `previous` (B, D) is the frame emitted just before plan.first_new (None at the stream start); it must lie in
+    the window (plan.hop < W), since the window's own version of it sets the seam offset (`join_at_seam`).
+    """
+    new = frames_w[:, plan.first_new - plan.start :]
+    if previous is None:
+        return new.astype(np.float32, copy=False)
+    return join_at_seam(new, previous, frames_w[:, plan.first_new - 1 - plan.start])
+
+
 def generate_windows(
     run_window: WindowFn,
     audio: NDArray[np.float32],
@@ -89,29 +125,27 @@ def generate_windows(
     seed: int,
     neutral_listener: NDArray[np.float32],
 ) -> NDArray[np.float32]:
-    """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and face (B,T,58), window by window.
+    """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and faces (B,T,58), window by window.
 
-    Noise for window k comes from numpy's Generator seeded with (seed, k): the same seed gives the same frames
-    on every backend. Before the first frame, speaker audio is silence and the face neutral.
+    Noise for window k comes from `window_noise(seed, k)`: the same seed gives the same frames on every backend.
+    Before the first frame, speaker audio is silence and the face neutral; listener frames the model does not
+    know are masked out (so `neutral_listener` only fixes the listener layout: its length must be listener_dim).
+    The live engine (engine.stream) runs the same three steps per window: conditioning, noise, seam join.
     """
+    if neutral_listener.shape != (listener_dim,):
+        raise ValueError(f"neutral_listener has shape {neutral_listener.shape}, expected ({listener_dim},)")
     b, frames = audio.shape[:2]
     out = np.zeros((b, frames, listener_dim), dtype=np.float32)
     for k, plan in enumerate(plan_windows(frames, window, hop)):
-        known_mask = np.zeros((b, window), dtype=np.float32)
-        known_mask[:, max(0, -plan.start) : plan.first_new - plan.start] = 1.0
-        known = cut_window(out, plan, neutral_listener) * known_mask[..., None]
-        noise = np.random.default_rng([seed, k]).standard_normal((b, *latent_shape)).astype(np.float32)
+        known, known_mask = window_conditioning(out, plan)
         frames_w = run_window(
             cut_window(audio, plan, SILENCE_FEATURES),
             cut_window(face, plan, np.zeros(FACE_DIM, np.float32)),
             present,
             known,
             known_mask,
-            noise,
+            window_noise(seed, k, b, latent_shape),
         )
-        new = frames_w[:, plan.first_new - plan.start :]
-        if plan.first_new > 0:
-            seam = plan.first_new - 1 - plan.start
-            new = join_at_seam(new, out[:, plan.first_new - 1], frames_w[:, seam])
-        out[:, plan.first_new : plan.end + 1] = new
+        previous = out[:, plan.first_new - 1] if plan.first_new > 0 else None
+        out[:, plan.first_new : plan.end + 1] = join_new_frames(frames_w, plan, previous)
     return out

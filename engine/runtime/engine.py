@@ -1,0 +1,421 @@
+"""The streaming engine: speaker media in, listener avatar frames out, window by window.
+
+    from engine.runtime import StreamConfig, StreamEngine, WindowModel
+    model = WindowModel.from_backend(backend)                        # engine.backends.create_backend(...)
+    engine = StreamEngine(model, source, make_sink=sink_factory, tracker=FaceTracker(), config=StreamConfig())
+    stats = engine.run()                                             # blocks until the source ends
+
+Threads, each behind a bounded queue (queues.StageQueue):
+
+    reader   : iterates the source; audio -> features (per 40 ms frame); video -> tracker queue (size 2);
+               every hop of H frames cuts a window of the last W frames -> window queue (size 1, newest wins)
+    tracker  : video frame -> speaker face (58,), sample-and-held into the speaker timeline
+    inference: one window at a time: conditioning on emitted frames, backend, seam join, One Euro -> frames
+    player   : listener frames (25 fps) -> interpolated 30 fps avatar -> sink
+
+In realtime mode (live devices, `--realtime` files) late work is dropped and counted: a video frame replaced
+by a newer one before tracking, a window replaced by a newer one before inference, a window whose frames
+could not be ready before they are shown; listener frames no window produced in time are filled by
+hold/decay. In fast mode (files, `--fast`) every queue waits instead, so the frames are exactly those of
+`engine.windows.generate_windows` on the same features (then One Euro), whatever the machine's speed.
+No thread ever waits without a timeout on something that may not come: `close()` stops and joins them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.features import FRAME_SAMPLES, SAMPLE_RATE, StreamingAudioFeatures
+from engine.runtime.playout import FilePlayout, LivePlayout, Renderer, SinkFactory, SpeakerPanel
+from engine.runtime.queues import QueueClosed, StageQueue
+from engine.runtime.timelines import Emitted, ListenerTimeline, SpeakerTimeline, TrackedFace, WindowInputs
+from engine.smoothing import OneEuroConfig, OneEuroFilter
+from engine.sources.base import AudioChunk, Source, VideoFrame
+from engine.stats import StreamStats
+from engine.windows import WindowFn, WindowPlan, window_noise
+from renderer.face import FPS, FRAME_SECONDS
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+_EPS = 1e-6
+
+
+class Tracker(Protocol):
+    """What the engine needs of engine.tracker.FaceTracker (tests pass fakes)."""
+
+    def track(self, rgb: NDArray[np.uint8], timestamp_s: float) -> Any:
+        """A result with `.face` (58,) float32 and `.found` bool."""
+
+
+@dataclass(frozen=True)
+class WindowModel:
+    """The model as the window loop sees it: a WindowFn and the shapes from the model directory's manifest."""
+
+    run_window: WindowFn
+    window: int
+    hop: int
+    latent_shape: tuple[int, int]
+    listener_dim: int
+    neutral_listener: NDArray[np.float32]
+
+    @classmethod
+    def from_backend(cls, backend: Any) -> WindowModel:
+        """From an engine.backends.Backend (its run_window and its ModelDir)."""
+        m = backend.model
+        return cls(backend.run_window, m.window, m.hop, m.latent_shape, m.listener_dim, m.neutral_listener)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How a stream is run."""
+
+    hop: int | None = None
+    """Frames between windows (None: the model's default). Must be below the window length."""
+    seed: int = 0
+    """Noise seed: window k starts from window_noise(seed, k), as in generate_windows."""
+    realtime: bool = False
+    """True: live policies (drop stale/late work, clock-driven 30 fps playout). False: lossless, as fast as possible."""
+    latency_budget_s: float = 0.15
+    """Time allowed from a window's newest input to its frames being ready, on top of the hop (realtime)."""
+    playout_delay_s: float | None = None
+    """Fixed delay from input to display (realtime); None: (hop + 1) frames + latency_budget_s."""
+    output_fps: float = 30.0
+    """Rendered frame rate (listener frames, 25 fps, are interpolated)."""
+    size: tuple[int, int] = (256, 256)
+    """Avatar (width, height) in pixels."""
+    style: str = "default"
+    """Avatar style (renderer.avatar.STYLES)."""
+    side_by_side: bool = False
+    """Draw the speaker's video, scaled to the avatar height, to the left of the avatar."""
+    live_sink: bool = False
+    """The sink is a live device (virtual camera): show the neutral face until the stream starts, wall-clock stamps."""
+    smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)
+    """One Euro parameters per dimension group."""
+    hold_tau_frames: float = 25.0
+    """Time constant (frames) of the decay to neutral in frames filled by hold/decay."""
+    record: bool = False
+    """Keep every emitted listener frame (raw and smoothed) for inspection (tests, benchmarks)."""
+
+    def delay_s(self, hop: int) -> float:
+        return self.playout_delay_s if self.playout_delay_s is not None else (hop + 1) / FPS + self.latency_budget_s
+
+
+class StreamEngine:
+    """One stream from `source` through `model` to a sink made by `make_sink(width, height)` (None: no rendering).
+
+    `run()` blocks until the source ends (or `close()` is called from another thread) and returns the stats;
+    errors raised in any thread are re-raised by `run()`. `close()` stops and joins every thread; safe twice.
+    """
+
+    def __init__(
+        self, model: WindowModel, source: Source, *, make_sink: SinkFactory | None = None,
+        tracker: Tracker | None = None, config: StreamConfig | None = None,
+    ) -> None:  # fmt: skip
+        self.model, self.source, self.tracker = model, source, tracker
+        self.config = config = config or StreamConfig()
+        self.hop = config.hop or model.hop
+        if not 0 < self.hop < model.window:
+            raise ValueError(f"hop={self.hop}: must be between 1 and {model.window - 1} (the window is {model.window})")
+        self.stats = StreamStats(mode="realtime" if config.realtime else "fast")
+        self.has_audio = source.has_audio
+        self.has_video = source.has_video and tracker is not None
+        if source.has_video and tracker is None:
+            log.warning("the source has video but no face tracker was given: the speaker face is marked absent")
+        self.speaker = SpeakerTimeline(model.window, has_audio=self.has_audio, has_video=self.has_video)
+        lossless = not config.realtime
+        self._video_q: StageQueue[tuple[VideoFrame, float]] = StageQueue(2 if lossless else 1, lossless=lossless)
+        self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=lossless)
+        self._frames_q: StageQueue[Emitted] = StageQueue(1_000_000, lossless=False)  # backpressure: wait_below
+        smoother = OneEuroFilter(config.smoothing.per_dimension(model.listener_dim), fps=FPS)
+        self.listener = ListenerTimeline(
+            model.window, model.neutral_listener, smoother, self._frames_q.put,
+            hold_tau_frames=config.hold_tau_frames, record=config.record,
+        )  # fmt: skip
+        self.panel = SpeakerPanel(config.size[1]) if config.side_by_side else None
+        self.make_sink = make_sink
+        self._features = StreamingAudioFeatures()
+        self._stop, self._worker_done = threading.Event(), threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._origin: float | None = None  # wall time (monotonic) of media time 0
+        self._start = 0.0
+        self._k = 0  # next window's index
+        self._last_end = -1  # last frame of the last window cut
+        self._video_reached = -np.inf  # media time of the newest video frame read
+        self._silence_samples = 0  # silence fed to the features for video-only sources
+        self._expected_s = 0.0  # running estimate of one window's inference time
+        self._sim_free = -np.inf  # fast mode: when the simulated worker is free again
+
+    # --- public ------------------------------------------------------------------------------------------------
+
+    def run(self, on_status: Callable[[StreamStats], None] | None = None, status_every_s: float = 0.5) -> StreamStats:
+        """Run the stream to its end; `on_status(stats)` is called from this thread every `status_every_s`."""
+        self._start = time.monotonic()
+        if not self.config.realtime:
+            self._origin = self._start
+        self._spawn()
+        try:
+            while any(t.is_alive() for t in self._threads):
+                for thread in self._threads:
+                    thread.join(status_every_s / max(1, len(self._threads)))
+                self._refresh_stats()
+                if on_status is not None:
+                    on_status(self.stats)
+        finally:
+            self.close()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def close(self) -> None:
+        """Stop every thread and wait for them; closes the source and the sink (not the backend or tracker)."""
+        self._stop.set()
+        self.source.close()
+        for q in (self._video_q, self._window_q, self._frames_q):
+            q.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        self._refresh_stats()
+
+    def recorded(self) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
+        """(raw (T, 83), smoothed (T, 83), filled (T,)) of every emitted listener frame (config.record=True)."""
+        return self.listener.recorded_frames()
+
+    # --- threads -----------------------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        targets: list[tuple[str, Callable[[], None]]] = [("reader", self._read), ("inference", self._infer)]
+        if self.has_video:
+            targets.append(("tracker", self._track))
+        targets.append(("player", self._play))
+        for name, target in targets:
+            thread = threading.Thread(target=self._guard, args=(target,), name=f"reactdiff-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _guard(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except QueueClosed:
+            if not self._stop.is_set():
+                raise
+        except BaseException as exc:  # handed to run(), which re-raises it in the caller's thread
+            log.debug("%s failed", threading.current_thread().name, exc_info=True)
+            self._errors.append(exc)
+            self._stop.set()
+            self.source.close()
+            for q in (self._video_q, self._window_q, self._frames_q):
+                q.close()
+
+    # reader -------------------------------------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            for item in self.source:
+                if self._stop.is_set():
+                    return
+                if isinstance(item, AudioChunk):
+                    self._on_audio(item)
+                elif self.has_video:
+                    self._on_video(item)
+                elif not self.has_audio:  # video, but no tracker and no audio: the frames still keep the clock
+                    self._on_video_clock(item)
+                self._cut_windows(final=False)
+            self._video_reached = np.inf
+            self._video_q.close()  # the tracker finishes what is queued, then ends
+            self._cut_windows(final=True)
+        finally:
+            self._video_q.close()
+            self._window_q.close()
+
+    def _set_origin(self, arrival_s: float, media_s: float) -> None:
+        if self._origin is None:
+            self._origin = arrival_s - media_s
+
+    def _arrivals(self, first: int, count: int, arrival_s: float) -> NDArray[np.float64]:
+        """Arrival times of feature frames first..first+count-1: measured (realtime) or synthetic (fast)."""
+        if self.config.realtime:
+            return np.full(count, arrival_s, np.float64)
+        assert self._origin is not None
+        return (self._origin + (np.arange(first, first + count) + 1) * FRAME_SECONDS).astype(np.float64)
+
+    def _on_audio(self, chunk: AudioChunk) -> None:
+        self._set_origin(chunk.arrival_s, chunk.t_end_s)
+        features = self._features.push(chunk.samples)
+        if len(features):
+            self.speaker.add_audio(features, self._arrivals(self.speaker.frames, len(features), chunk.arrival_s))
+
+    def _on_video_clock(self, frame: VideoFrame) -> None:
+        """Video-only input: silence up to the end of the frame's 40 ms slot, so audio features keep the clock."""
+        self._set_origin(frame.arrival_s, frame.t_s)
+        target = (int(np.floor(frame.t_s * FPS + _EPS)) + 1) * FRAME_SAMPLES
+        if target > self._silence_samples:
+            silence = np.zeros(target - self._silence_samples, np.float32)
+            self._silence_samples = target
+            self._on_audio(AudioChunk(silence, (target - len(silence)) / SAMPLE_RATE, frame.arrival_s))
+
+    def _on_video(self, frame: VideoFrame) -> None:
+        if not self.has_audio:
+            self._on_video_clock(frame)
+        self._set_origin(frame.arrival_s, frame.t_s)
+        with self.stats.lock:
+            self.stats.video_frames += 1
+        arrival = frame.arrival_s
+        if not self.config.realtime:
+            assert self._origin is not None
+            arrival = self._origin + frame.t_s
+        if self.panel is not None:
+            self.panel.add(frame.t_s, frame.rgb)
+        self._video_reached = frame.t_s
+        if not self._video_q.put((frame, arrival)):
+            with self.stats.lock:
+                self.stats.tracker_dropped += 1
+
+    def _cut_windows(self, *, final: bool) -> None:
+        """Cut every window whose frames are complete (and, in fast mode, whose faces are all tracked)."""
+        while not self._stop.is_set():
+            frames = self.speaker.frames
+            end = (self._k + 1) * self.hop - 1
+            if end >= frames:
+                if not final or frames == 0 or self._last_end == frames - 1:
+                    return
+                end = frames - 1  # the stream's last, shorter window (as plan_windows makes it)
+            if not self._faces_ready(end):
+                return
+            plan = WindowPlan(end=end, window=self.model.window, hop=end - self._last_end)
+            job = self.speaker.window_inputs(self._k, plan)
+            self._k, self._last_end = self._k + 1, end
+            if not self._window_q.put(job):
+                with self.stats.lock:
+                    self.stats.windows_dropped_stale += 1
+
+    def _faces_ready(self, end: int) -> bool:
+        if not self.has_video or self.config.realtime:
+            return True  # live: the newest tracked face is held; never wait for video
+        if self._video_reached < (end + 1) * FRAME_SECONDS - _EPS:
+            return False  # a video frame inside this window may still come
+        self._video_q.wait_idle()
+        return True
+
+    # tracker ------------------------------------------------------------------------------------------------------
+
+    def _track(self) -> None:
+        assert self.tracker is not None
+        while not self._stop.is_set():
+            try:
+                item = self._video_q.get(_POLL_S)
+            except TimeoutError:
+                continue
+            if item is None:
+                return
+            frame, arrival = item
+            start = time.perf_counter()
+            result = self.tracker.track(frame.rgb, frame.t_s)
+            spent = time.perf_counter() - start
+            self.speaker.add_face(
+                TrackedFace(frame.t_s, np.asarray(result.face, np.float32), bool(result.found), arrival)
+            )
+            with self.stats.lock:
+                self.stats.tracked_frames += 1
+                self.stats.tracker_s += spent
+            self._video_q.task_done()
+
+    # inference ----------------------------------------------------------------------------------------------------
+
+    def _infer(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = self._window_q.get(_POLL_S)
+                except TimeoutError:
+                    continue
+                if job is None:
+                    return
+                self._run_window(job)
+                self._window_q.task_done()
+                if not self.config.realtime:  # backpressure: do not run far ahead of the renderer
+                    self._frames_q.wait_below(4)
+        finally:
+            self._worker_done.set()
+            if not self.config.realtime:
+                self._frames_q.close()
+
+    def _deadline(self, frame: int) -> float:
+        """Wall time at which the player needs listener frame `frame` (realtime)."""
+        assert self._origin is not None
+        return self._origin + self.config.delay_s(self.hop) + (frame - 1) * FRAME_SECONDS
+
+    def _run_window(self, job: WindowInputs) -> None:
+        plan = self.listener.plan(job.end)
+        if plan is None or (self.config.realtime and time.monotonic() + self._expected_s > self._deadline(job.end)):
+            with self.stats.lock:
+                self.stats.windows_dropped_late += 1
+            return
+        known, known_mask = self.listener.conditioning(plan)
+        noise = window_noise(self.config.seed, job.k, 1, self.model.latent_shape)
+        start = time.monotonic()
+        frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise)
+        ready = time.monotonic()
+        spent = ready - start
+        self._expected_s = spent if self._expected_s == 0 else 0.8 * self._expected_s + 0.2 * spent
+        if not self.config.realtime:  # simulated real-time worker (see engine.stats)
+            ready = max(job.newest_arrival_s, self._sim_free) + spent
+            self._sim_free = ready
+        emitted = self.listener.commit(plan, np.asarray(frames_w, np.float32))
+        with self.stats.lock:
+            self.stats.windows_run += 1
+            self.stats.inference_s += spent
+            self.stats.frames_generated += emitted
+            self.stats.latencies_s.extend([ready - job.newest_arrival_s] * emitted)
+
+    # player -------------------------------------------------------------------------------------------------------
+
+    def _play(self) -> None:
+        if self.make_sink is None:  # no rendering: consume frames so the worker never waits
+            self._drain_frames()
+            return
+        renderer = Renderer(
+            self.make_sink, self.config.size, style=self.config.style, panel=self.panel, stats=self.stats
+        )
+        try:
+            if self.config.realtime:
+                LivePlayout(
+                    self._frames_q, renderer, self.listener, self._stop, fps=self.config.output_fps,
+                    delay_s=self.config.delay_s(self.hop), origin=lambda: self._origin,
+                    speaker_frames=lambda: self.speaker.frames, finished=self._worker_done,
+                    live_sink=self.config.live_sink, stats=self.stats,
+                ).run()  # fmt: skip
+            else:
+                FilePlayout(self._frames_q, renderer, self._stop, fps=self.config.output_fps).run()
+        finally:
+            renderer.close()
+
+    def _drain_frames(self) -> None:
+        while not self._stop.is_set():
+            if self.config.realtime and self._worker_done.is_set() and len(self._frames_q) == 0:
+                return
+            try:
+                block = self._frames_q.get(_POLL_S)
+            except TimeoutError:
+                continue
+            if block is None:
+                return
+            self._frames_q.task_done()
+
+    # stats --------------------------------------------------------------------------------------------------------
+
+    def _refresh_stats(self) -> None:
+        with self.stats.lock:
+            self.stats.media_s = self.speaker.frames * FRAME_SECONDS
+            self.stats.wall_s = time.monotonic() - self._start if self._start else 0.0
+            self.stats.frames_filled = self.listener.filled

@@ -1,0 +1,221 @@
+"""From 25 fps listener frames to rendered 30 fps output: interpolation, the fixed playout delay, the sink.
+
+`FilePlayout` (--fast): renders every output tick k/30 s as soon as the listener frames around it exist, so the
+video equals `renderer.timing.interpolate_faces` of the emitted frames. `LivePlayout` (--realtime, devices): a
+30 fps clock; tick at wall time `now` shows media time now - origin - delay, and any listener frame needed for
+it that no window delivered is filled (hold/decay) on the spot, so the output never stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.runtime.queues import StageQueue
+from engine.runtime.timelines import Emitted, ListenerTimeline
+from engine.stats import StreamStats
+from renderer.avatar import Avatar
+from renderer.face import FACE_DIM, FPS
+from renderer.sinks import Sink
+from renderer.timing import FacePacer, FrameClock, output_frame_count
+
+log = logging.getLogger(__name__)
+
+SinkFactory = Callable[[int, int], Sink]  # (width, height) -> an open sink
+_POLL_S = 0.05  # how often blocked stages look at the stop flag
+PANEL_COLOR = 32  # grey of the speaker panel when there is no speaker video
+
+
+def fit_height(rgb: NDArray[np.uint8], height: int) -> NDArray[np.uint8]:
+    """Scale an (H, W, 3) frame to `height` rows, keeping its aspect ratio (width rounded to even)."""
+    width = max(2, 2 * round(rgb.shape[1] * height / rgb.shape[0] / 2))
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return np.asarray(frame.reformat(width=width, height=height).to_ndarray(format="rgb24"), dtype=np.uint8)
+
+
+def fit_width(rgb: NDArray[np.uint8], width: int) -> NDArray[np.uint8]:
+    """Crop or pad (grey) an (H, W, 3) frame to `width` columns, centred (the speaker's resolution changed)."""
+    if rgb.shape[1] == width:
+        return rgb
+    out = np.full((rgb.shape[0], width, 3), PANEL_COLOR, np.uint8)
+    n = min(width, rgb.shape[1])
+    src, dst = (rgb.shape[1] - n) // 2, (width - n) // 2
+    out[:, dst : dst + n] = rgb[:, src : src + n]
+    return out
+
+
+class SpeakerPanel:
+    """The speaker's video for --side-by-side: frames scaled to the avatar height, looked up by media time."""
+
+    def __init__(self, height: int, *, capacity: int = 150) -> None:
+        self.height = height
+        self.width: int | None = None
+        self._frames: deque[tuple[float, NDArray[np.uint8]]] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def add(self, t_s: float, rgb: NDArray[np.uint8]) -> None:
+        scaled = fit_height(rgb, self.height)
+        with self._lock:
+            if self.width is None:
+                self.width = scaled.shape[1]
+            self._frames.append((t_s, fit_width(scaled, self.width)))
+
+    def at(self, t_s: float, width: int) -> NDArray[np.uint8]:
+        """The newest frame shown at or before `t_s` (a grey panel before the first one)."""
+        with self._lock:
+            while len(self._frames) > 1 and self._frames[1][0] <= t_s + 1e-6:
+                self._frames.popleft()
+            if self._frames and self._frames[0][0] <= t_s + 1e-6:
+                return fit_width(self._frames[0][1], width)
+        return np.full((self.height, width, 3), PANEL_COLOR, np.uint8)
+
+
+class Renderer:
+    """Draws a listener face (plus the speaker panel) and writes it to a sink opened on the first frame."""
+
+    def __init__(
+        self, make_sink: SinkFactory, size: tuple[int, int], *, style: str, panel: SpeakerPanel | None,
+        stats: StreamStats,
+    ) -> None:  # fmt: skip
+        self.avatar = Avatar(size[0], size[1], style=style)
+        self.make_sink, self.panel, self.stats = make_sink, panel, stats
+        self.sink: Sink | None = None
+        self._canvas: NDArray[np.uint8] | None = None
+
+    def _open(self) -> None:
+        width, height = self.avatar.width, self.avatar.height
+        panel_width = 0
+        if self.panel is not None:
+            panel_width = self.panel.width or height
+        self._canvas = np.zeros((height, panel_width + width, 3), np.uint8)
+        self.sink = self.make_sink(panel_width + width, height)
+
+    def render(self, face: NDArray[np.float32], media_t: float, timestamp_s: float) -> None:
+        if self.sink is None:
+            self._open()
+        assert self.sink is not None and self._canvas is not None
+        avatar = self.avatar.draw(face)
+        if self.panel is None:
+            self.sink.write(avatar, timestamp_s)
+        else:
+            split = self._canvas.shape[1] - self.avatar.width
+            self._canvas[:, :split] = self.panel.at(media_t, split)
+            self._canvas[:, split:] = avatar
+            self.sink.write(self._canvas, timestamp_s)
+        with self.stats.lock:
+            self.stats.output_frames += 1
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+class FilePlayout:
+    """Output tick k (time k/fps_out) is rendered once the listener frame after it exists; the rest at the end."""
+
+    def __init__(self, frames: StageQueue[Emitted], renderer: Renderer, stop: threading.Event, *, fps: float) -> None:
+        self.frames, self.renderer, self.stop, self.fps = frames, renderer, stop, fps
+        self.pacer = FacePacer(capacity=64)
+        self._tick = 0
+        self._last = -1  # newest listener frame pushed
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                block = self.frames.get(_POLL_S)
+            except TimeoutError:
+                continue
+            if block is None:
+                break
+            self._push(block)
+            self._render_through(self._last)
+        if not self.stop.is_set() and self._last >= 0:  # the tail: ticks past the last frame hold it
+            total = output_frame_count(self._last + 1, FPS, self.fps)
+            while self._tick < total:
+                self._render(self._tick)
+
+    def _push(self, block: Emitted) -> None:
+        for i, frame in enumerate(block.smoothed):
+            self.pacer.push((block.first + i) / FPS, frame[:FACE_DIM])
+        self._last = block.first + len(block.smoothed) - 1
+        self.frames.task_done()
+
+    def _render_through(self, last: int) -> None:
+        # tick k shows time k/fps: it needs the listener frame at or after it
+        while math.ceil(self._tick * FPS / self.fps - 1e-9) <= last and not self.stop.is_set():
+            self._render(self._tick)
+
+    def _render(self, tick: int) -> None:
+        t = tick / self.fps
+        self.renderer.render(self.pacer.face_at(t), t, t)
+        self._tick += 1
+
+
+class LivePlayout:
+    """A 30 fps clock. At wall time `now` it shows media time m = now - origin - delay (None origin: not yet).
+
+    Listener frame f is needed once m passes (f - 1) / 25 (it is the right end of the interpolation); frames
+    still missing then are filled. Before the first input a live sink shows the neutral face; the loop ends
+    once the source and the worker are finished and the last frame was shown.
+    """
+
+    def __init__(
+        self, frames: StageQueue[Emitted], renderer: Renderer, listener: ListenerTimeline, stop: threading.Event,
+        *, fps: float, delay_s: float, origin: Callable[[], float | None], speaker_frames: Callable[[], int],
+        finished: threading.Event, live_sink: bool, stats: StreamStats,
+    ) -> None:  # fmt: skip
+        self.frames, self.renderer, self.listener, self.stop = frames, renderer, listener, stop
+        self.fps, self.delay_s, self.origin, self.finished = fps, delay_s, origin, finished
+        self.speaker_frames = speaker_frames
+        self.live_sink, self.stats = live_sink, stats
+        self.pacer = FacePacer(capacity=256)
+        self._last = -1
+        self._neutral = listener.neutral[:FACE_DIM]
+
+    def run(self) -> None:
+        clock = FrameClock(self.fps)
+        while not self.stop.is_set():
+            tick = clock.wait()
+            with self.stats.lock:
+                self.stats.output_skipped = clock.skipped
+            origin = self.origin()
+            if origin is None:
+                if self.live_sink:
+                    self.renderer.render(self._neutral, 0.0, tick)
+                continue
+            media_t = time.monotonic() - origin - self.delay_s
+            if self._done(media_t):
+                return
+            self._show(media_t, tick)
+
+    def _done(self, media_t: float) -> bool:
+        last = self.speaker_frames() - 1
+        return self.finished.is_set() and len(self.frames) == 0 and self._last >= last and media_t * FPS >= last
+
+    def _show(self, media_t: float, tick: float) -> None:
+        if media_t >= 0:  # frames needed now that no window delivered: hold/decay (never past the stream's end)
+            self.listener.fill_through(min(math.floor(media_t * FPS) + 1, self.speaker_frames() - 1))
+        self._drain()
+        if media_t < 0 or self._last < 0:
+            if self.live_sink:
+                self.renderer.render(self._neutral, 0.0, tick)
+            return
+        self.renderer.render(self.pacer.face_at(media_t), media_t, tick if self.live_sink else media_t)
+
+    def _drain(self) -> None:
+        while len(self.frames):
+            block = self.frames.get(0)
+            if block is None:
+                return
+            for i, frame in enumerate(block.smoothed):
+                self.pacer.push((block.first + i) / FPS, frame[:FACE_DIM])
+            self._last = block.first + len(block.smoothed) - 1
+            self.frames.task_done()

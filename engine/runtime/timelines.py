@@ -1,0 +1,227 @@
+"""The two timelines of a stream, indexed by 40 ms frame: what the speaker did, and what the listener did.
+
+`SpeakerTimeline`: audio features per frame (with the arrival time of the samples that completed it) and the
+speaker face per frame, sample-and-held from the tracker's 25 fps results. It cuts window inputs.
+`ListenerTimeline`: the listener frames emitted so far (raw model frames, which condition the next window),
+the seam join of each window's new frames, hold/decay fill of frames no window produced in time, and the
+One Euro filter over everything emitted, in frame order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.features import AUDIO_FEATURE_DIM
+from engine.runtime.queues import FrameBuffer
+from engine.smoothing import OneEuroFilter, hold_decay
+from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, join_new_frames, window_conditioning
+from renderer.face import FACE_DIM, FRAME_SECONDS
+
+Array = NDArray[np.float32]
+_EPS = 1e-6  # seconds: media times within this are the same instant
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """One tracker result: the speaker's face at media time t_s, and when its video frame arrived."""
+
+    t_s: float
+    face: Array  # (58,)
+    found: bool
+    arrival_s: float
+
+
+@dataclass(frozen=True)
+class WindowInputs:
+    """Speaker inputs of one window, ready for the backend (batch 1)."""
+
+    k: int
+    """Index of the window in `plan_windows` order: its noise is window_noise(seed, k)."""
+    end: int
+    """Absolute index of its last frame."""
+    audio: Array  # (1, W, 57)
+    face: Array  # (1, W, 58)
+    present: Array  # (1, 2): [audio, face]
+    newest_arrival_s: float
+    """Arrival time of the newest speaker input the window read."""
+
+
+def shifted(plan: WindowPlan, offset: int) -> WindowPlan:
+    """The same window in a buffer whose row 0 is absolute frame `offset`."""
+    return WindowPlan(end=plan.end - offset, window=plan.window, hop=plan.hop)
+
+
+class SpeakerTimeline:
+    """Speaker features by frame. Audio frames are appended by the reader; tracked faces by the tracker thread.
+
+    The face of frame t is the newest tracked face whose video frame started before the end of frame t
+    ((t+1) * 40 ms), fixed once a window reads it, so every window sees the same face for the same frame.
+    """
+
+    def __init__(self, window: int, *, has_audio: bool, has_video: bool) -> None:
+        self.window, self.has_audio, self.has_video = window, has_audio, has_video
+        self.audio = FrameBuffer(AUDIO_FEATURE_DIM)
+        self.audio_arrival = FrameBuffer(1, np.float64)
+        self.face = FrameBuffer(FACE_DIM)
+        self.face_found = FrameBuffer(1, np.float64)
+        self.face_arrival = FrameBuffer(1, np.float64)
+        self._buffers = (self.audio, self.audio_arrival, self.face, self.face_found, self.face_arrival)
+        self._tracked: deque[TrackedFace] = deque()
+        self._held = TrackedFace(-1.0, np.zeros(FACE_DIM, np.float32), False, -np.inf)
+        self._lock = threading.Lock()
+
+    @property
+    def frames(self) -> int:
+        return self.audio.end
+
+    def add_audio(self, features: Array, arrivals_s: NDArray[np.float64]) -> None:
+        """Append features (n, 57) of the next n frames and the arrival time (n,) of each."""
+        self.audio.append(features)
+        self.audio_arrival.append(arrivals_s)
+
+    def add_face(self, tracked: TrackedFace) -> None:
+        """A tracker result (any thread); results arrive in media-time order."""
+        with self._lock:
+            self._tracked.append(tracked)
+
+    def _assign_faces(self, through: int) -> None:
+        with self._lock:
+            for t in range(self.face.end, through + 1):
+                frame_end = (t + 1) * FRAME_SECONDS - _EPS
+                while self._tracked and self._tracked[0].t_s < frame_end:
+                    self._held = self._tracked.popleft()
+                held = self._held
+                self.face.append(held.face)
+                self.face_found.append(np.array([float(held.found)]))
+                self.face_arrival.append(np.array([held.arrival_s]))
+
+    def window_inputs(self, k: int, plan: WindowPlan) -> WindowInputs:
+        """Cut window `k` (frames plan.start..plan.end; frames before 0 are silence and no face)."""
+        self._assign_faces(plan.end)
+        audio = cut_window(self.audio.data[None], shifted(plan, self.audio.offset), SILENCE_FEATURES)
+        face = cut_window(self.face.data[None], shifted(plan, self.face.offset), np.zeros(FACE_DIM, np.float32))
+        lo = max(plan.start, 0)
+        found = self.face_found.data[lo - self.face_found.offset : plan.end + 1 - self.face_found.offset]
+        face_arrival = self.face_arrival.data[lo - self.face_arrival.offset : plan.end + 1 - self.face_arrival.offset]
+        face_present = self.has_video and bool(found.any())
+        newest = float(self.audio_arrival[plan.end][0])
+        if face_present:
+            newest = max(newest, float(face_arrival.max()))
+        present = np.array([[float(self.has_audio), float(face_present)]], np.float32)
+        for buffer in self._buffers:  # later windows start later (the stream's last one no earlier)
+            buffer.forget_before(plan.start)
+        return WindowInputs(k, plan.end, audio, face, present, newest)
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """A run of listener frames first..first+n-1 as they leave the timeline."""
+
+    first: int
+    raw: Array  # (n, 83) the model's frames after the seam join (what conditions later windows)
+    smoothed: Array  # (n, 83) after the One Euro filter (what is rendered)
+    filled: bool
+    """True for hold/decay frames that no window produced in time."""
+
+
+class ListenerTimeline:
+    """Listener frames emitted so far; thread-safe (the inference worker commits, the player fills).
+
+    Every emitted run goes, in frame order, through the One Euro filter and then to `emit` (the player).
+    """
+
+    def __init__(
+        self, window: int, neutral: Array, smoother: OneEuroFilter, emit: Callable[[Emitted], object], *,
+        hold_tau_frames: float = 25.0, record: bool = False,
+    ) -> None:  # fmt: skip
+        self.window, self.neutral = window, neutral.astype(np.float32)
+        self.raw = FrameBuffer(len(neutral))
+        self._smoother, self._emit, self._tau = smoother, emit, hold_tau_frames
+        self._fill_run = 0  # frames filled since the last window's frames (the decay continues across fills)
+        self._lock = threading.Lock()
+        self.seams: list[int] = []  # first frame of every window run after the stream's first window
+        self.record = record
+        self.filled = 0  # frames emitted by hold/decay
+        self.recorded: list[Emitted] = []
+
+    @property
+    def next_frame(self) -> int:
+        """Index of the next frame to emit."""
+        with self._lock:
+            return self.raw.end
+
+    def plan(self, end: int) -> WindowPlan | None:
+        """The plan of a window ending at `end`: its new frames are those not emitted yet (None if there are none).
+
+        If more than W-1 frames are missing (windows were dropped), the oldest are filled first, so that the
+        frame before the new ones lies in the window and the seam can be joined.
+        """
+        with self._lock:
+            first = self.raw.end
+            if first > end:
+                return None
+            if end - first + 1 > self.window - 1:
+                self._fill(end - self.window + 1)
+                first = self.raw.end
+            return WindowPlan(end=end, window=self.window, hop=end - first + 1)
+
+    def conditioning(self, plan: WindowPlan) -> tuple[Array, Array]:
+        """known (1, W, 83) and known_mask (1, W) for `plan` from the emitted frames."""
+        with self._lock:
+            return window_conditioning(self.raw.data[None], shifted(plan, self.raw.offset))
+
+    def commit(self, plan: WindowPlan, frames_w: Array) -> int:
+        """Emit the window's output (1, W, 83) for the frames still missing; returns how many it emitted."""
+        with self._lock:
+            first = self.raw.end
+            if first > plan.end:
+                return 0
+            still = WindowPlan(end=plan.end, window=plan.window, hop=plan.end - first + 1)
+            previous = self.raw[first - 1][None] if first > 0 else None
+            new = join_new_frames(frames_w, still, previous)[0]
+            if first > 0:
+                self.seams.append(first)
+            self._fill_run = 0
+            self._append(first, new, filled=False)
+            return len(new)
+
+    def fill_through(self, frame: int) -> int:
+        """Fill frames up to `frame` that are still missing by holding the last one and decaying to neutral."""
+        with self._lock:
+            return self._fill(frame)
+
+    def _fill(self, frame: int) -> int:
+        first = self.raw.end
+        count = frame - first + 1
+        if count <= 0:
+            return 0
+        last = self.raw[first - 1] if first > 0 else self.neutral
+        frames = hold_decay(last, self.neutral, count, start=self._fill_run + 1, tau_frames=self._tau)
+        self._fill_run += count
+        self.filled += count
+        self._append(first, frames, filled=True)
+        return count
+
+    def _append(self, first: int, raw: Array, *, filled: bool) -> None:
+        self.raw.append(raw)
+        self.raw.forget_before(self.raw.end - self.window)  # a later window starts at or after next - W + 1
+        out = Emitted(first, raw, self._smoother(raw), filled)
+        if self.record:
+            self.recorded.append(out)
+        self._emit(out)
+
+    def recorded_frames(self) -> tuple[Array, Array, NDArray[np.bool_]]:
+        """(raw (T, 83), smoothed (T, 83), filled (T,)) of everything emitted (needs record=True)."""
+        if not self.recorded:
+            empty = np.zeros((0, len(self.neutral)), np.float32)
+            return empty, empty.copy(), np.zeros(0, bool)
+        raw = np.concatenate([e.raw for e in self.recorded])
+        smoothed = np.concatenate([e.smoothed for e in self.recorded])
+        filled = np.concatenate([np.full(len(e.raw), e.filled) for e in self.recorded])
+        return raw, smoothed, filled

@@ -1,0 +1,313 @@
+"""The streaming runtime on in-memory fakes: a source of tone bursts and numbered video frames, a tracker that
+reads the number back, and a cheap deterministic "model" that uses every input the backend would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from engine.features import SAMPLE_RATE, audio_features
+from engine.runtime import StreamConfig, StreamEngine, WindowModel
+from engine.runtime.playout import FilePlayout
+from engine.runtime.queues import StageQueue
+from engine.runtime.timelines import Emitted, ListenerTimeline
+from engine.smoothing import OneEuroConfig, OneEuroFilter, one_euro
+from engine.sources.base import AudioChunk, Media, Source, SourceError, SourceKind, VideoFrame
+from engine.windows import SILENCE_FEATURES, generate_windows
+from renderer.face import FACE_DIM
+from renderer.timing import interpolate_faces
+
+W, HOP, LATENT = 16, 4, (4, 3)
+DIM = 83
+
+
+def speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """Tone bursts with pauses: features that change from frame to frame."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = (np.sin(2 * np.pi * 1.3 * t) > 0).astype(np.float32)
+    return (0.3 * envelope * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def numbered_frame(k: int) -> np.ndarray:
+    return np.full((24, 32, 3), k % 251, np.uint8)
+
+
+class FakeSource(Source):
+    """Audio in chunks of `chunk` samples and 25 fps numbered video, in media-time order, optionally paced."""
+
+    kind = SourceKind.FILE
+
+    def __init__(self, audio=None, video_frames=0, *, chunk=640, realtime=False, fail_at_s=None):
+        super().__init__()
+        self.audio, self.video_frames, self.chunk = audio, video_frames, chunk
+        self.realtime, self.fail_at_s = realtime, fail_at_s
+        self.closed = threading.Event()
+
+    @property
+    def has_audio(self):
+        return self.audio is not None
+
+    @property
+    def has_video(self):
+        return self.video_frames > 0
+
+    def _items(self) -> list[tuple[float, float, Media | None]]:
+        items = []
+        if self.audio is not None:
+            for start in range(0, len(self.audio), self.chunk):
+                samples = self.audio[start : start + self.chunk]
+                t0, t1 = start / SAMPLE_RATE, (start + len(samples)) / SAMPLE_RATE
+                items.append((t0, t1, AudioChunk(samples, t0, 0.0)))
+        items += [(k / 25, k / 25, VideoFrame(numbered_frame(k), k / 25, 0.0)) for k in range(self.video_frames)]
+        return sorted(items, key=lambda i: i[0])
+
+    def __iter__(self) -> Iterator[Media]:
+        start = time.monotonic()
+        for _t0, due, item in self._items():
+            if self.fail_at_s is not None and due >= self.fail_at_s:
+                raise SourceError("fake: the device disappeared")
+            if self.realtime and self.closed.wait(max(0.0, start + due - time.monotonic())):
+                return
+            if self.closed.is_set():
+                return
+            now = time.monotonic()
+            if isinstance(item, AudioChunk):
+                yield AudioChunk(item.samples, item.t_start_s, now)
+            else:
+                yield VideoFrame(item.image, item.t_s, now)
+
+    def close(self):
+        self.closed.set()
+
+
+@dataclass
+class FakeResult:
+    face: np.ndarray
+    found: bool
+
+
+class FakeTracker:
+    """Face value 0 (browDownLeft) = frame number / 250; `found` False for frames in `lost`."""
+
+    def __init__(self, lost=()):
+        self.lost = set(lost)
+
+    def track(self, rgb, timestamp_s):
+        face = np.zeros(FACE_DIM, np.float32)
+        face[0] = rgb[0, 0, 0] / 250.0
+        return FakeResult(face, int(rgb[0, 0, 0]) not in self.lost)
+
+
+class FakeModel:
+    """A WindowFn that depends on audio, face, present, the known frames and the noise; records its inputs."""
+
+    def __init__(self, delay_s=0.0, fail_at=None, slow_every=1):
+        self.calls: list[dict[str, np.ndarray]] = []
+        self.delay_s, self.fail_at, self.slow_every = delay_s, fail_at, slow_every
+
+    def __call__(self, audio, face, present, known, known_mask, noise):
+        self.calls.append({"audio": audio.copy(), "present": present.copy(), "known_mask": known_mask.copy()})
+        if self.fail_at is not None and len(self.calls) > self.fail_at:
+            raise RuntimeError("fake backend crashed")
+        if len(self.calls) % self.slow_every == 0:
+            time.sleep(self.delay_s)
+        drive = np.tanh(audio[..., :1].mean(-1, keepdims=True) / 10) + face[..., :1] * present[:, None, 1:2]
+        carried = known.mean(axis=1, keepdims=True) * 0.5
+        out = np.broadcast_to(drive + carried + noise.mean() * 0.1, (*audio.shape[:2], DIM))
+        return (out + np.linspace(0, 0.1, DIM, dtype=np.float32)).astype(np.float32)
+
+
+def window_model(fn) -> WindowModel:
+    return WindowModel(fn, W, HOP, LATENT, DIM, np.full(DIM, 0.05, np.float32))
+
+
+def engine_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("reactdiff-")]
+
+
+def run_fast(source, fn, *, tracker=None, **config):
+    engine = StreamEngine(window_model(fn), source, tracker=tracker, config=StreamConfig(record=True, **config))
+    stats = engine.run()
+    assert engine_threads() == []
+    return engine, stats
+
+
+def offline(fn, audio, face, present, *, hop=HOP, seed=0):
+    return generate_windows(
+        fn, audio[None], face[None], present, window=W, hop=hop, latent_shape=LATENT, listener_dim=DIM, seed=seed,
+        neutral_listener=np.full(DIM, 0.05, np.float32),
+    )[0]  # fmt: skip
+
+
+@pytest.mark.parametrize(("chunk", "hop", "seconds"), [(640, 4, 2.0), (1000, 4, 2.03), (4800, 7, 1.5), (333, 15, 1.0)])
+def test_fast_mode_gives_the_frames_of_generate_windows(chunk, hop, seconds):
+    audio = speech(seconds)
+    frames = len(audio) // 640
+    source = FakeSource(audio, video_frames=frames + 2, chunk=chunk)
+    engine, stats = run_fast(source, FakeModel(), tracker=FakeTracker(), hop=hop, seed=3)
+    raw, smoothed, filled = engine.recorded()
+    face = np.zeros((frames, FACE_DIM), np.float32)
+    face[:, 0] = np.arange(frames) / 250.0  # sample-and-hold: video frame t is the face of audio frame t
+    want = offline(FakeModel(), audio_features(audio), face, np.ones((1, 2), np.float32), hop=hop, seed=3)
+    np.testing.assert_allclose(raw, want, atol=1e-6)
+    np.testing.assert_allclose(smoothed, one_euro(want, OneEuroConfig().per_dimension(DIM)), atol=1e-5)
+    assert not filled.any() and stats.windows_dropped == 0 and stats.frames_filled == 0
+    assert stats.frames_generated == frames == len(stats.latencies_s)
+    assert engine.listener.seams == list(range(hop, frames, hop))
+
+
+def test_audio_only_marks_the_face_absent():
+    audio = speech(1.2)
+    fn = FakeModel()
+    engine, _ = run_fast(FakeSource(audio), fn)
+    assert all(c["present"].tolist() == [[1.0, 0.0]] for c in fn.calls)
+    want = offline(FakeModel(), audio_features(audio), np.zeros((30, FACE_DIM), np.float32), np.array([[1.0, 0.0]]))
+    np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-6)
+
+
+def test_video_only_hears_silence_and_marks_audio_absent():
+    fn = FakeModel()
+    _, stats = run_fast(FakeSource(None, video_frames=40), fn, tracker=FakeTracker())
+    assert stats.frames_generated == 40 and stats.tracked_frames == 40
+    assert all(c["present"].tolist() == [[0.0, 1.0]] for c in fn.calls)
+    np.testing.assert_allclose(fn.calls[-1]["audio"][0], np.tile(SILENCE_FEATURES, (W, 1)), atol=1e-6)
+
+
+def test_a_window_where_no_face_was_found_marks_the_face_absent():
+    fn = FakeModel()
+    run_fast(FakeSource(speech(1.6), video_frames=40), fn, tracker=FakeTracker(lost=range(40)), hop=8)
+    assert [c["present"][0, 1] for c in fn.calls] == [0.0] * len(fn.calls)
+
+
+def test_source_failure_is_raised_and_every_thread_ends():
+    source = FakeSource(speech(3.0), video_frames=75, fail_at_s=1.0)
+    engine = StreamEngine(window_model(FakeModel()), source, tracker=FakeTracker())
+    with pytest.raises(SourceError, match="disappeared"):
+        engine.run()
+    assert engine_threads() == [] and source.closed.is_set()
+    engine.close()  # twice is fine
+
+
+def test_backend_failure_is_raised_and_every_thread_ends():
+    engine = StreamEngine(window_model(FakeModel(fail_at=2)), FakeSource(speech(3.0)))
+    with pytest.raises(RuntimeError, match="fake backend crashed"):
+        engine.run()
+    assert engine_threads() == []
+
+
+def test_close_from_another_thread_stops_a_realtime_stream():
+    source = FakeSource(speech(30.0), chunk=320, realtime=True)
+    engine = StreamEngine(window_model(FakeModel()), source, config=StreamConfig(realtime=True))
+    threading.Timer(0.5, engine.close).start()
+    stats = engine.run()
+    assert engine_threads() == [] and stats.media_s < 5.0
+
+
+def test_hop_must_leave_a_known_frame_in_the_window():
+    with pytest.raises(ValueError, match="hop=16: must be between 1 and 15"):
+        StreamEngine(window_model(FakeModel()), FakeSource(speech(1.0)), config=StreamConfig(hop=W))
+
+
+class Sink:
+    def __init__(self, width, height):
+        self.width, self.height = width, height
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self.closed = False
+
+    def write(self, frame, timestamp_s):
+        assert frame.shape == (self.height, self.width, 3)
+        self.frames.append((timestamp_s, frame.copy()))
+
+    def close(self):
+        self.closed = True
+
+
+def sinks_into(sinks: list[Sink]):
+    def make(width, height):
+        sinks.append(Sink(width, height))
+        return sinks[-1]
+
+    return make
+
+
+def raw_before(timeline: ListenerTimeline) -> np.ndarray:
+    return timeline.recorded_frames()[0][-1]
+
+
+@pytest.mark.slow
+def test_realtime_with_a_slow_model_drops_windows_but_loses_no_frame():
+    # every third window takes 0.6 s, a hop is 0.16 s: windows behind it are dropped, their frames filled
+    source = FakeSource(speech(2.5), chunk=320, realtime=True)
+    sinks: list[Sink] = []
+    config = StreamConfig(realtime=True, record=True, size=(32, 32), latency_budget_s=0.1)
+    engine = StreamEngine(
+        window_model(FakeModel(delay_s=0.6, slow_every=3)), source, make_sink=sinks_into(sinks), config=config
+    )
+    stats = engine.run()
+    raw, _, filled = engine.recorded()
+    assert len(raw) == 62 == stats.frames_generated + stats.frames_filled  # every frame, once, in order
+    assert stats.windows_dropped > 0 and filled.any() and (~filled).any()
+    assert sinks[0].closed and len(sinks[0].frames) > 0
+    times = [t for t, _ in sinks[0].frames]
+    assert times == sorted(times)
+    assert engine_threads() == []
+
+
+def test_file_playout_is_the_interpolation_of_the_emitted_frames():
+    frames_q: StageQueue[Emitted] = StageQueue(100, lossless=False)
+    rng = np.random.default_rng(0)
+    faces = rng.random((23, DIM)).astype(np.float32)
+    for first in range(0, 23, 5):
+        frames_q.put(Emitted(first, faces[first : first + 5], faces[first : first + 5], False))
+    frames_q.close()
+    shown: list[tuple[float, np.ndarray]] = []
+
+    class Recorder:
+        def render(self, face, media_t, timestamp_s):
+            shown.append((timestamp_s, face.copy()))
+
+    FilePlayout(frames_q, Recorder(), threading.Event(), fps=30.0).run()  # type: ignore[arg-type]
+    want = interpolate_faces(faces[:, :FACE_DIM], 25.0, 30.0)
+    assert len(shown) == len(want) == 28
+    assert [t for t, _ in shown] == pytest.approx(np.arange(28) / 30)
+    np.testing.assert_allclose(np.stack([f for _, f in shown]), want, atol=1e-5)
+
+
+def test_side_by_side_puts_the_speaker_left_of_the_avatar():
+    sinks: list[Sink] = []
+    source = FakeSource(speech(1.0), video_frames=25)
+    config = StreamConfig(size=(32, 24), side_by_side=True)
+    engine = StreamEngine(
+        window_model(FakeModel()), source, tracker=FakeTracker(), make_sink=sinks_into(sinks), config=config
+    )
+    stats = engine.run()
+    sink = sinks[0]
+    assert (sink.width, sink.height) == (32 + 32, 24)  # the 32x24 speaker video fits the height as it is
+    assert len(sink.frames) == stats.output_frames == 30 and sink.closed
+    _, last = sink.frames[-1]
+    assert int(last[5, 5, 0]) == pytest.approx(24, abs=2)  # the newest numbered frame (24) on the left
+
+
+def test_listener_timeline_fills_a_gap_longer_than_the_window():
+    out: list[Emitted] = []
+    neutral = np.zeros(DIM, np.float32)
+    timeline = ListenerTimeline(W, neutral, OneEuroFilter(OneEuroConfig().per_dimension(DIM)), out.append, record=True)
+    first = timeline.plan(HOP - 1)
+    assert first is not None
+    timeline.commit(first, np.ones((1, W, DIM), np.float32))
+    plan = timeline.plan(40)  # windows ending 7..36 were dropped
+    assert plan is not None and plan.first_new == 40 - W + 2 and timeline.filled == plan.first_new - HOP
+    known, mask = timeline.conditioning(plan)
+    assert np.all(known[0, 0] == raw_before(timeline)) and mask[0].tolist() == [1.0] + [0.0] * (W - 1)
+    timeline.fill_through(30)  # the player could not wait for it
+    assert timeline.commit(plan, np.full((1, W, DIM), 2.0, np.float32)) == 10
+    raw, _, filled = timeline.recorded_frames()
+    assert len(raw) == 41 and filled.sum() == 41 - HOP - 10
+    step = 2.0 - raw[30, 0]  # the window's level vs the last filled frame
+    assert np.abs(np.diff(raw[:, 0])).max() < 0.25 * step  # hold/decay and the seam join spread it: no jump
