@@ -152,6 +152,7 @@ class StreamEngine:
         self._last_end = -1  # last frame of the last window cut
         self._video_reached = -np.inf  # media time of the newest video frame read
         self._silence_samples = 0  # silence fed to the features for video-only sources
+        self._audio_samples = 0  # 16 kHz samples fed to the features
         self._expected_s = 0.0  # running estimate of one window's inference time
         self._sim_free = -np.inf  # fast mode: when the simulated worker is free again
 
@@ -251,7 +252,12 @@ class StreamEngine:
 
     def _on_audio(self, chunk: AudioChunk) -> None:
         self._set_origin(chunk.arrival_s, chunk.t_end_s)
-        features = self._features.push(chunk.samples)
+        gap = round(chunk.t_start_s * SAMPLE_RATE) - self._audio_samples
+        samples = chunk.samples if gap <= 0 else np.concatenate([np.zeros(gap, np.float32), chunk.samples])
+        if gap > 0:  # the source lost audio (a device dropped blocks): silence keeps the frames on media time
+            log.debug("%d samples missing before %.3f s; filled with silence", gap, chunk.t_start_s)
+        self._audio_samples += len(samples)
+        features = self._features.push(samples)
         if len(features):
             self.speaker.add_audio(features, self._arrivals(self.speaker.frames, len(features), chunk.arrival_s))
 

@@ -1,0 +1,257 @@
+"""`reactdiff-engine`: a listener avatar that reacts to a speaker, from a file or live into a virtual camera.
+
+    reactdiff-engine --model models/base --input speaker.mp4 --output listener.mp4 --side-by-side --stats s.json
+    reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam
+    reactdiff-engine --list-audio-devices
+
+Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
+files: lossless, every window runs) or paced in real time (`--realtime`: late work is dropped, as live).
+User mistakes (a missing model, a corrupt file, an unknown device) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.runtime.playout import SinkFactory
+
+log = logging.getLogger(__name__)
+
+VIRTUAL_CAMERA = "virtualcam"
+DEFAULT_SIZE = (256, 256)
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.backends import AUTO, BackendKind
+    from renderer.avatar import STYLES
+
+    parser = argparse.ArgumentParser(
+        prog="reactdiff-engine",
+        description="Generate a listener's face reacting to a speaker (ReactDiff) and draw it as an avatar, "
+        "from a media file into an mp4, or live from an audio device into a virtual camera.",
+    )
+    io = parser.add_argument_group("input and output")
+    src = io.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", type=Path, help="speaker media file (mp4, mkv, webm, wav, ...)")
+    src.add_argument("--audio-device", metavar="NAME", help="live speaker audio from this input device (name or index)")
+    src.add_argument("--list-audio-devices", action="store_true", help="list audio input devices and exit")
+    io.add_argument(
+        "--output", metavar="OUT", help=f"listener video: a .mp4 file, or '{VIRTUAL_CAMERA}' for the virtual webcam"
+    )
+    io.add_argument("--side-by-side", action="store_true", help="draw the speaker's video left of the avatar")
+    io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops and speed as JSON here")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="DIR", type=Path, help="model directory (reactdiff-trainer export); required")
+    kinds = [AUTO, *(k.value for k in BackendKind)]
+    model.add_argument("--backend", default=AUTO, choices=kinds, help="inference backend (default: auto)")
+    model.add_argument("--steps", type=int, metavar="K", help="sampler steps per window (default: the model's)")
+    model.add_argument("--sampler", choices=["ddim", "dpmpp2m"], help="sampler (default: the model's)")
+    model.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same reaction")
+    model.add_argument("--hop", type=int, metavar="H", help="frames (40 ms) between windows (default: the model's)")
+    model.add_argument("--threads", type=int, default=1, help="intra-op threads of the backend (default 1)")
+    model.add_argument(
+        "--face-model", metavar="PATH", type=Path, help="MediaPipe face_landmarker.task (default: the installed copy)"
+    )
+    run = parser.add_argument_group("timing and display")
+    pace = run.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="pace a file in real time and drop late work, as live")
+    pace.add_argument("--fast", action="store_true", help="process a file as fast as possible (default for files)")
+    run.add_argument(
+        "--playout-delay-ms", type=float, metavar="MS", help="fixed input-to-display delay in real time "
+        "(default: (hop + 1) frames + 150 ms)",
+    )  # fmt: skip
+    run.add_argument("--size", default="256x256", metavar="WxH", help="avatar size in pixels (default 256x256)")
+    run.add_argument("--style", default="default", choices=sorted(STYLES), help="avatar style")
+    run.add_argument("--quiet", action="store_true", help="no status line on stderr")
+    run.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "640x360" -> (640, 360); even sizes of at least 16 pixels (mp4 needs even)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 256x256")
+    width, height = int(match[1]), int(match[2])
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise UserError(f"--size {text}: width and height must be even and at least 16 pixels")
+    return width, height
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the avatar goes: an mp4 path, or the virtual camera (path None)."""
+
+    path: Path | None
+
+    @property
+    def live(self) -> bool:
+        return self.path is None
+
+    def factory(self) -> SinkFactory:
+        from renderer.sinks import SinkKind, create_sink
+
+        if self.path is None:
+            return lambda w, h: create_sink(SinkKind.VIRTUAL_CAMERA, width=w, height=h, fps=30.0)
+        path = self.path
+        return lambda w, h: create_sink(SinkKind.MP4, path=path, width=w, height=h, fps=30.0)
+
+
+def parse_output(text: str | None) -> Output:
+    if not text:
+        raise UserError(f"--output is required: a .mp4 file or '{VIRTUAL_CAMERA}'")
+    if text == VIRTUAL_CAMERA:
+        return Output(None)
+    path = Path(text)
+    if path.suffix.lower() != ".mp4":
+        raise UserError(f"--output {text}: write a .mp4 file or '{VIRTUAL_CAMERA}'")
+    if path.parent and not path.parent.exists():
+        raise UserError(f"--output {text}: folder {path.parent} does not exist")
+    return Output(path)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Mistakes that need no file or device to spot."""
+    if args.model is None:
+        raise UserError("--model DIR is required (no default model ships yet); make one with reactdiff-trainer export")
+    if args.input is None and args.audio_device is None:
+        raise UserError("give --input FILE or --audio-device NAME (see --list-audio-devices)")
+    if args.audio_device is not None and args.fast:
+        raise UserError("--fast needs a file: a live device runs in real time")
+    if args.steps is not None and not 1 <= args.steps <= 50:
+        raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
+    if args.hop is not None and args.hop < 1:
+        raise UserError(f"--hop {args.hop}: use at least 1 frame")
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads}: use at least 1")
+    if args.playout_delay_ms is not None and args.playout_delay_ms <= 0:
+        raise UserError(f"--playout-delay-ms {args.playout_delay_ms}: must be positive")
+
+
+def list_devices() -> int:
+    from engine.sources import input_devices
+
+    for device in input_devices():
+        print(f"{device['index']:3d}  {device['name']}  ({device['max_input_channels']} ch, "
+              f"{device['default_samplerate']:.0f} Hz)")  # fmt: skip
+    return 0
+
+
+def open_backend(args: argparse.Namespace) -> Any:
+    from engine.backends import BackendUnavailable, create_backend
+    from engine.model_dir import ModelDirError
+
+    try:
+        return create_backend(args.backend, args.model, steps=args.steps, sampler=args.sampler, threads=args.threads)
+    except (ModelDirError, BackendUnavailable, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def open_source(args: argparse.Namespace, realtime: bool) -> Any:
+    from engine.sources import AudioDeviceSource, FileSource
+
+    if args.input is not None:
+        return FileSource(args.input, realtime=realtime)
+    return AudioDeviceSource(args.audio_device)
+
+
+def open_tracker(args: argparse.Namespace, source: Any) -> Any:
+    if not source.has_video:
+        return None
+    from engine.tracker import FaceModelError, FaceTracker
+
+    try:
+        return FaceTracker(args.face_model)
+    except FaceModelError as exc:
+        raise UserError(str(exc)) from None
+
+
+def stream(args: argparse.Namespace) -> int:
+    from engine.runtime import StreamConfig, StreamEngine, WindowModel
+    from engine.stats import StatusLine
+
+    check_args(args)
+    size, output = parse_size(args.size), parse_output(args.output)
+    realtime = args.audio_device is not None or args.realtime or (output.live and not args.fast)
+    backend = open_backend(args)
+    source = tracker = None
+    try:
+        source = open_source(args, realtime)
+        tracker = open_tracker(args, source)
+        if args.side_by_side and not source.has_video:
+            log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
+        config = StreamConfig(
+            hop=args.hop, seed=args.seed, realtime=realtime, size=size, style=args.style,
+            side_by_side=args.side_by_side, live_sink=output.live,
+            playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
+        )  # fmt: skip
+        try:
+            engine = StreamEngine(WindowModel.from_backend(backend), source, make_sink=output.factory(),
+                                  tracker=tracker, config=config)  # fmt: skip
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        status = StatusLine(enabled=not args.quiet)
+        interrupted = False
+        try:
+            engine.run(on_status=lambda s: status.update(s.status()))
+        except KeyboardInterrupt:
+            interrupted = True
+            engine.close()
+        finally:
+            status.update(engine.stats.status(), force=True)
+            status.close()
+        report = engine.stats.to_json() | {
+            "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
+            "hop": engine.hop, "playout_delay_ms": config.delay_s(engine.hop) * 1000, "interrupted": interrupted,
+        }  # fmt: skip
+        if args.stats is not None:
+            args.stats.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.quiet:
+            lat = report["latency_ms"]
+            p95 = "-" if lat["p95_ms"] is None else f"{lat['p95_ms']:.0f} ms"
+            print(f"{report['media_s']:.1f} s of speaker in {report['wall_s']:.1f} s (rtf {report['rtf']:.2f}), "
+                  f"latency p95 {p95}, {report['windows']['dropped']} windows dropped, "
+                  f"{report['frames']['filled']} frames filled -> {args.output}", file=sys.stderr)  # fmt: skip
+        return 130 if interrupted else 0
+    finally:
+        for part in (source, tracker, backend):
+            if part is not None:
+                part.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine.sources import SourceError
+    from renderer.sinks import SinkError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.list_audio_devices:
+            return list_devices()
+        return stream(args)
+    except (UserError, SourceError, SinkError) as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"reactdiff-engine: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reactdiff-engine: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

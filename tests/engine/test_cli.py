@@ -1,0 +1,266 @@
+"""`reactdiff-engine` end to end: real files (PyAV), a tiny random-weight model directory, ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine import cli
+from renderer.avatar import Avatar
+from renderer.face import FACE_INDEX, neutral_face
+from tests.engine.test_stream import FakeSource, speech
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str | Path) -> tuple[int, str]:
+    """main() in this process; returns (exit status, stderr)."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return code, err.getvalue()
+
+
+def assert_one_line_error(code: int, err: str, *phrases: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("reactdiff-engine: error:"), err
+    assert "Traceback" not in err
+    for phrase in phrases:
+        assert phrase in lines[0], err
+
+
+# --- mistakes that need no model ------------------------------------------------------------------------------
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ["--input", "--output", "--side-by-side", "--model", "--backend", "--steps", "--seed", "--stats",
+                   "--audio-device", "--face-model", "--hop", "--size", "--style", "--list-audio-devices",
+                   "--realtime", "--fast", "--quiet"]:  # fmt: skip
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--input", "x.mp4", "--output", "y.mp4"], "--model DIR is required"),
+        (["--model", "m", "--output", "y.mp4"], "give --input FILE or --audio-device"),
+        (["--model", "m", "--input", "x.mp4", "--output", "y.avi"], "write a .mp4 file or 'virtualcam'"),
+        (["--model", "m", "--input", "x.mp4"], "--output is required"),
+        (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--size", "big"], "expected WIDTHxHEIGHT"),
+        (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--size", "255x256"], "must be even"),
+        (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--steps", "0"], "use 1 to 50"),
+        (["--model", "m", "--audio-device", "mic", "--output", "virtualcam", "--fast"], "--fast needs a file"),
+        (["--model", "no/such/dir", "--input", "x.mp4", "--output", "y.mp4"], "does not exist"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(args, phrase):
+    assert_one_line_error(*run_cli(*args), phrase)
+
+
+# --- with a model ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.engine.test_backends import TINY
+    from trainer.config import RunConfig
+    from trainer.export import export_model, save_untrained_model
+
+    root = tmp_path_factory.mktemp("cli-model")
+    weights = save_untrained_model(RunConfig(model=TINY), root / "run" / "model.pt", seed=1)
+    export_model(weights, root / "model", fused=[("dpmpp2m", 4)], progress=False)
+    return root / "model"
+
+
+def write_clip(path: Path, *, seconds: float = 2.0, audio: bool = True, video: bool = True) -> Path:
+    """A talking avatar (jaw moving) at 25 fps 160x120 with speech-like tone bursts at 44.1 kHz."""
+    with av.open(str(path), "w") as out:  # every stream is added before the first packet is muxed
+        vs = out.add_stream("libx264", rate=25) if video else None
+        as_ = out.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=16000) if audio else None
+        if as_ is not None:
+            as_.layout = "mono"
+        if vs is not None:
+            vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+            avatar, face = Avatar(160, 120), neutral_face()
+            for i in range(round(seconds * 25)):
+                face[FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(i / 3)
+                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
+                frame.pts = i
+                out.mux(vs.encode(frame))
+            out.mux(vs.encode())
+        if as_ is not None:
+            x = speech(seconds)
+            for k in range(0, len(x), 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, k : k + 1024]), "fltp", "mono")
+                frame.sample_rate, frame.pts = 16000, k
+                out.mux(as_.encode(frame))
+            out.mux(as_.encode())
+    return path
+
+
+def video_info(path: Path) -> tuple[int, int, int]:
+    with av.open(str(path)) as video:
+        stream = video.streams.video[0]
+        frames = sum(1 for _ in video.decode(stream))
+        return frames, stream.width, stream.height
+
+
+@pytest.mark.slow
+def test_file_to_mp4_side_by_side_with_stats(model_dir, tmp_path):
+    clip = write_clip(tmp_path / "speaker.mp4")
+    out, stats = tmp_path / "listener.mp4", tmp_path / "stats.json"
+    code, err = run_cli("--model", model_dir, "--input", clip, "--output", out, "--side-by-side", "--stats", stats,
+                        "--size", "96x120", "--seed", "4", "--quiet")  # fmt: skip
+    assert code == 0, err
+    frames, width, height = video_info(out)
+    report = json.loads(stats.read_text())
+    listener = report["frames"]["generated"]  # 25 fps; AAC adds its priming samples to the 2 s
+    assert 50 <= listener <= 52 and frames == report["frames"]["output"] == round(listener * 30 / 25)
+    assert (width, height) == (160 + 96, 120)  # the 160x120 speaker fits the avatar height as it is
+    assert report["mode"] == "fast" and report["windows"]["dropped"] == 0 and report["frames"]["filled"] == 0
+    assert report["latency_ms"]["frames"] == listener and report["latency_ms"]["p95_ms"] >= 0
+    assert report["tracker"]["tracked"] == 50 and report["rtf"] > 0 and report["backend"] == "onnxruntime"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["audio-only", "video-only"])
+def test_one_missing_modality_still_gives_a_listener(model_dir, tmp_path, kind):
+    clip = write_clip(tmp_path / ("a.wav" if kind == "audio-only" else "v.mp4"), audio=kind == "audio-only",
+                      video=kind == "video-only")  # fmt: skip
+    out, stats = tmp_path / "listener.mp4", tmp_path / "stats.json"
+    code, err = run_cli("--model", model_dir, "--input", clip, "--output", out, "--stats", stats, "--quiet")
+    assert code == 0, err
+    report = json.loads(stats.read_text())
+    assert 50 <= report["frames"]["generated"] <= 52 and video_info(out)[0] == report["frames"]["output"]
+
+
+@pytest.mark.slow
+def test_a_sample_rate_change_mid_stream_is_followed(model_dir, tmp_path):
+    parts = []
+    for rate in (16000, 44100):
+        path = tmp_path / f"{rate}.aac"
+        with av.open(str(path), "w", format="adts") as out:
+            stream = out.add_stream("aac", rate=rate)
+            stream.layout = "mono"
+            x = (0.3 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate)).astype(np.float32)
+            for k in range(0, len(x), 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, k : k + 1024]), "fltp", "mono")
+                frame.sample_rate, frame.pts = rate, k
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+        parts.append(path.read_bytes())
+    joined = tmp_path / "joined.aac"
+    joined.write_bytes(b"".join(parts))
+    stats = tmp_path / "s.json"
+    code, err = run_cli(
+        "--model", model_dir, "--input", joined, "--output", tmp_path / "o.mp4", "--stats", stats, "--quiet"
+    )
+    assert code == 0, err
+    assert 1.9 < json.loads(stats.read_text())["media_s"] < 2.3  # both seconds, each at its own rate
+
+
+@pytest.mark.slow
+def test_a_speaker_without_a_face_degrades_gracefully(model_dir, tmp_path):
+    clip = tmp_path / "wall.mp4"
+    with av.open(str(clip), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    code, err = run_cli("--model", model_dir, "--input", clip, "--output", tmp_path / "o.mp4", "--quiet")
+    assert code == 0, err
+    assert video_info(tmp_path / "o.mp4")[0] == 30
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
+    out = tmp_path / "o.mp4"
+    assert_one_line_error(*run_cli("--model", model_dir, "--input", tmp_path / "none.mp4", "--output", out),
+                          "no such file")  # fmt: skip
+    garbage = tmp_path / "corrupt.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    assert_one_line_error(*run_cli("--model", model_dir, "--input", garbage, "--output", out), "corrupt.mp4")
+    clip = write_clip(tmp_path / "s.mp4", seconds=3.0)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    assert_one_line_error(*run_cli("--model", model_dir, "--input", truncated, "--output", out), "truncated.mp4")
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    assert_one_line_error(*run_cli("--model", broken, "--input", clip, "--output", out), "manifest.json")
+    assert_one_line_error(*run_cli("--model", model_dir, "--input", clip, "--output", out, "--hop", "99"), "hop=99")
+
+
+@pytest.mark.slow
+def test_a_device_that_disappears_mid_stream_is_a_clear_error(model_dir, tmp_path, monkeypatch):
+    source = FakeSource(speech(3.0), chunk=320, realtime=True, fail_at_s=1.0)
+    monkeypatch.setattr(cli, "open_source", lambda args, realtime: source)
+    code, err = run_cli("--model", model_dir, "--audio-device", "mic", "--output", tmp_path / "o.mp4", "--quiet")
+    assert_one_line_error(code, err, "the device disappeared")
+    assert source.closed.is_set()
+
+
+# Run in a subprocess: PortAudio reads the ALSA configuration once, when sounddevice is imported.
+DEVICE_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    import numpy as np
+    fifo, model, out = sys.argv[1:4]
+    writer = os.open(fifo, os.O_RDWR)  # before PortAudio probes the device: opening the FIFO must not block
+    from engine import cli
+    from engine.sources import input_devices
+    if not any(d["name"] == "speakerfile" for d in input_devices()):
+        print("NODEVICE"); sys.exit(0)
+    t = np.arange(48000 * 2) / 48000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 1.3 * t) > 0) * 32767).astype("<i2")
+    def feed():  # 1.5 s at real-time pace, then nothing: the device stalls
+        start = time.monotonic()
+        for k in range(0, 72000, 960):
+            os.write(writer, np.repeat(tone[k:k + 960], 2).tobytes())
+            time.sleep(max(0.0, start + (k + 960) / 48000 - time.monotonic()))
+    threading.Thread(target=feed, daemon=True).start()
+    code = cli.main(["--model", model, "--audio-device", "speakerfile", "--output", out, "--quiet"])
+    os.close(writer)
+    print("EXIT", code)
+    """
+)
+
+
+@pytest.mark.slow
+def test_live_audio_device_runs_in_real_time_until_it_stalls(model_dir, tmp_path):
+    fifo = tmp_path / "speaker.raw"
+    os.mkfifo(fifo)
+    (tmp_path / "alsa").mkdir()
+    (tmp_path / "alsa" / "asoundrc").write_text(
+        'pcm.speakerfile {\n type plug\n slave { pcm { type file\n slave.pcm null\n file "/dev/null"\n'
+        f' infile "{fifo}"\n format raw }}\n format S16_LE\n rate 48000\n channels 2 }}\n}}\n'
+    )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    out = tmp_path / "live.mp4"
+    run = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, str(fifo), str(model_dir), str(out)], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    if "NODEVICE" in run.stdout:
+        pytest.skip("PortAudio does not list the ALSA file device from $XDG_CONFIG_HOME/alsa/asoundrc")
+    assert "EXIT 2" in run.stdout, run.stdout + run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("reactdiff-engine: error:")]
+    assert len(errors) == 1 and "no audio for" in errors[0] and "Traceback" not in run.stderr
+    assert out.exists() and video_info(out)[0] > 10  # what was streamed before the stall was written
