@@ -1,0 +1,1 @@
+"""The built-in room server `reactdiff-room` (aiohttp) and its web page (static/)."""

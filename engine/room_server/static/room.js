@@ -1,0 +1,163 @@
+// The room page: camera + mic in, a full mesh of RTCPeerConnections, signaling over the server's WebSocket.
+// No trickle ICE (aiortc cannot take it): every offer/answer is sent once ICE gathering is complete.
+// `window.reactdiffRoom` holds the live state (peers, reaction counts) for debugging and for the browser tests.
+"use strict";
+
+const state = { id: null, peers: {}, reactions: { count: 0, last: null, errors: 0 }, stats: {}, closed: null };
+window.reactdiffRoom = state;
+const params = new URLSearchParams(location.search);
+const roomId = location.pathname.split("/").filter(Boolean)[1];
+const token = params.get("token") || "";
+const myName = (params.get("name") || "guest-" + Math.random().toString(36).slice(2, 6)).slice(0, 64);
+const REACTIONS_CHANNEL_ID = 0;  // negotiated out of band, like the engine does
+let ws = null;
+let localStream = null;
+
+function setStatus(text) { document.getElementById("status").textContent = text; }
+function showBanner(text) { const b = document.getElementById("banner"); b.textContent = text; b.hidden = false; }
+
+function tile(id, label, role) {
+  let el = document.getElementById("tile-" + id);
+  if (!el) {
+    el = document.createElement("div");
+    el.id = "tile-" + id;
+    el.className = "tile " + (role || "");
+    el.innerHTML = '<video autoplay playsinline></video><span class="label"></span><span class="stats" hidden></span>';
+    document.getElementById("tiles").appendChild(el);
+  }
+  el.querySelector(".label").textContent = label;
+  return el;
+}
+
+function playWithSound(video) {
+  video.play().catch(() => {  // autoplay policy: start muted, offer a button for sound
+    video.muted = true;
+    video.play();
+    const button = document.createElement("button");
+    button.className = "unmute";
+    button.textContent = "Click for sound";
+    button.onclick = () => { video.muted = false; button.remove(); };
+    video.parentElement.appendChild(button);
+  });
+}
+
+function send(message) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message)); }
+
+function iceComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => { if (pc.iceGatheringState === "complete") { pc.removeEventListener("icegatheringstatechange", check); resolve(); } };
+    pc.addEventListener("icegatheringstatechange", check);
+    setTimeout(resolve, 3000);  // send what we have rather than never
+  });
+}
+
+function onReaction(peer, event) {
+  try {
+    const msg = msgpackDecode(event.data);
+    if (msg.type !== "face") return;
+    state.reactions.count += 1;
+    state.reactions.last = { from: peer.id, i: msg.i, t: msg.t, ts: msg.ts, face: Array.from(float32s(msg.face)) };
+  } catch (err) {
+    state.reactions.errors += 1;
+  }
+}
+
+function createPeer(info) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const peer = { id: info.id, name: info.name, role: info.role, pc, stream: null, channel: null };
+  state.peers[info.id] = peer;
+  for (const track of localStream ? localStream.getTracks() : []) pc.addTrack(track, localStream);
+  if (!localStream) {  // no camera/mic: still receive
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.addTransceiver("video", { direction: "recvonly" });
+  }
+  peer.channel = pc.createDataChannel("reactions", { negotiated: true, id: REACTIONS_CHANNEL_ID });
+  peer.channel.binaryType = "arraybuffer";
+  peer.channel.onmessage = (event) => onReaction(peer, event);
+  const el = tile(info.id, info.name + (info.role === "engine" ? " (avatar)" : ""), info.role);
+  pc.ontrack = (event) => {
+    peer.stream = event.streams[0] || new MediaStream([event.track]);
+    const video = el.querySelector("video");
+    if (video.srcObject !== peer.stream) { video.srcObject = peer.stream; playWithSound(video); }
+  };
+  pc.onconnectionstatechange = () => { peer.connectionState = pc.connectionState; };
+  return peer;
+}
+
+function removePeer(id) {
+  const peer = state.peers[id];
+  if (peer) { peer.pc.close(); delete state.peers[id]; }
+  const el = document.getElementById("tile-" + id);
+  if (el) el.remove();
+}
+
+async function offerTo(info) {
+  const peer = createPeer(info);
+  await peer.pc.setLocalDescription(await peer.pc.createOffer());
+  await iceComplete(peer.pc);
+  send({ type: "offer", to: info.id, sdp: peer.pc.localDescription.sdp });
+}
+
+async function answer(from, sdp) {
+  const peer = state.peers[from] || createPeer(state.known[from] || { id: from, name: from, role: "browser" });
+  await peer.pc.setRemoteDescription({ type: "offer", sdp });
+  await peer.pc.setLocalDescription(await peer.pc.createAnswer());
+  await iceComplete(peer.pc);
+  send({ type: "answer", to: from, sdp: peer.pc.localDescription.sdp });
+}
+
+function showStats(from, stats) {
+  state.stats[from] = stats;
+  const el = document.getElementById("tile-" + from);
+  if (!el) return;
+  const box = el.querySelector(".stats");
+  box.textContent = Object.entries(stats).map(([k, v]) => k + ": " + (typeof v === "number" ? +v.toFixed(1) : v)).join("\n");
+  box.hidden = false;
+}
+
+async function onMessage(event) {
+  const msg = JSON.parse(event.data);
+  switch (msg.type) {
+    case "welcome":
+      state.id = msg.id;
+      setStatus("in room " + roomId + " as " + myName);
+      for (const p of msg.peers) { state.known[p.id] = p; await offerTo(p); }
+      break;
+    case "peer-joined": state.known[msg.peer.id] = msg.peer; break;
+    case "peer-left": removePeer(msg.id); break;
+    case "offer": await answer(msg.from, msg.sdp); break;
+    case "answer": if (state.peers[msg.from]) await state.peers[msg.from].pc.setRemoteDescription({ type: "answer", sdp: msg.sdp }); break;
+    case "stats": showStats(msg.from, msg.stats); break;
+    case "room-closed": state.closed = msg.reason; showBanner("The room was closed (" + msg.reason + ")."); break;
+    case "error": showBanner("Server: " + msg.message); break;
+  }
+}
+
+async function start() {
+  state.known = {};
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    const me = tile("self", myName + " (you)", "self");
+    const video = me.querySelector("video");
+    video.muted = true;
+    video.srcObject = localStream;
+  } catch (err) {
+    showBanner("No camera/mic (" + err.name + "): joining to watch only. Browsers allow them only on https or localhost.");
+  }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(scheme + "://" + location.host + "/ws/" + roomId + "?token=" + encodeURIComponent(token));
+  ws.onopen = () => send({ type: "join", name: myName, role: "browser" });
+  let chain = Promise.resolve();  // handle messages one at a time, in order
+  ws.onmessage = (event) => { chain = chain.then(() => onMessage(event)).catch((err) => showBanner(String(err))); };
+  ws.onclose = () => { setStatus("disconnected"); if (!state.closed) showBanner("Disconnected from the room server."); };
+}
+
+document.getElementById("leave").onclick = () => {
+  send({ type: "leave" });
+  for (const id of Object.keys(state.peers)) removePeer(id);
+  if (ws) ws.close();
+  if (localStream) for (const t of localStream.getTracks()) t.stop();
+  setStatus("left the room");
+};
+start();

@@ -1,0 +1,211 @@
+"""reactdiff-room on 127.0.0.1: the page and WebSocket checks (token, origin, schema, size, rate), signaling relay
+between two participants, idle expiry, room closing, TLS with a self-signed certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from engine.room_server.__main__ import main as room_main
+from engine.room_server.server import RoomServer, ServerConfig
+from engine.room_server.tls import fingerprint, self_signed_context
+from engine.rooms.messages import parse_server_message
+
+
+@asynccontextmanager
+async def running(**options: Any) -> AsyncIterator[RoomServer]:
+    server = RoomServer(ServerConfig(host="127.0.0.1", port=0, **options))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+async def join(session: aiohttp.ClientSession, url: str, name: str) -> tuple[aiohttp.ClientWebSocketResponse, dict]:
+    ws = await session.ws_connect(url)
+    await ws.send_json({"type": "join", "name": name, "role": "browser"})
+    return ws, parse_server_message((await ws.receive(timeout=5)).data)
+
+
+async def next_message(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    msg = await ws.receive(timeout=5)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return parse_server_message(msg.data)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def ws_url(server: RoomServer, room: Any, token: str | None = None) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws/{room.id}?token={token or room.token}"
+
+
+def test_page_needs_the_right_room_and_token():
+    async def test():
+        async with running() as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            async with http.get(room.url(server.base_url)) as page:
+                assert page.status == 200
+                assert "room.js" in await page.text()
+                assert page.headers["Cache-Control"] == "no-store"
+            async with http.get(f"{server.base_url}/r/{room.id}?token={'x' * 32}") as page:
+                assert page.status == 403
+            async with http.get(f"{server.base_url}/r/nosuchroom?token={room.token}") as page:
+                assert page.status == 404
+            async with http.get(f"{server.base_url}/static/room.js") as script:
+                assert "RTCPeerConnection" in await script.text()
+
+    run(test)
+
+
+def test_signaling_is_relayed_between_participants_and_leaves_are_announced():
+    async def test():
+        async with running() as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            alice, welcome_a = await join(http, ws_url(server, room), "alice")
+            assert welcome_a["type"] == "welcome" and welcome_a["peers"] == []
+            bob, welcome_b = await join(http, ws_url(server, room), "bob")
+            assert [p["name"] for p in welcome_b["peers"]] == ["alice"]
+            joined = await next_message(alice)
+            assert joined == {"type": "peer-joined", "peer": {"id": welcome_b["id"], "name": "bob", "role": "browser"}}
+            await bob.send_json({"type": "offer", "to": welcome_a["id"], "sdp": "v=0 offer"})
+            assert await next_message(alice) == {"type": "offer", "from": welcome_b["id"], "sdp": "v=0 offer"}
+            await alice.send_json({"type": "stats", "stats": {"fps": 30.0, "latency_ms": 120, "backend": "ort"}})
+            relayed = await next_message(bob)
+            assert relayed["stats"]["fps"] == 30.0 and relayed["from"] == welcome_a["id"]
+            await bob.send_json({"type": "leave"})
+            assert await next_message(alice) == {"type": "peer-left", "id": welcome_b["id"]}
+            await alice.close()
+            await bob.close()
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"type": "offer", "to": "x"}, "missing field 'sdp'"),
+        ({"type": "hello"}, "unknown message type"),
+        ({"type": "offer", "to": "x", "sdp": "v=0", "extra": 1}, "unexpected field"),
+        ({"type": "stats", "stats": {"fps": [1, 2]}}, "field 'stats'"),
+    ],
+)
+def test_a_message_breaking_the_schema_closes_the_socket_with_the_reason(message, expected):
+    async def test():
+        async with running() as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            ws, _ = await join(http, ws_url(server, room), "mallory")
+            await ws.send_json(message)
+            error = await next_message(ws)
+            assert error["type"] == "error" and expected in error["message"]
+            assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await until(lambda: not room.participants)
+
+    run(test)
+
+
+def test_oversized_messages_foreign_origins_and_wrong_tokens_are_refused():
+    async def test():
+        async with running() as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            ws, _ = await join(http, ws_url(server, room), "big")
+            await ws.send_str(json.dumps({"type": "offer", "to": "x", "sdp": "a" * 100_000}))
+            closing = await ws.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(ws_url(server, room), headers={"Origin": "https://evil.example"})
+            assert refused.value.status == 403
+            page_origin = f"http://127.0.0.1:{server.port}"
+            ok = await http.ws_connect(ws_url(server, room), headers={"Origin": page_origin})
+            await ok.close()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as wrong:
+                await http.ws_connect(ws_url(server, room, token="w" * 32))
+            assert wrong.value.status == 403
+
+    run(test)
+
+
+def test_flooding_a_room_hits_the_rate_limit():
+    async def test():
+        async with running(rate_per_s=5.0, rate_burst=10) as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            ws, _ = await join(http, ws_url(server, room), "flood")
+            for _ in range(30):
+                await ws.send_json({"type": "ping"})
+            kinds = []
+            while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+                kinds.append(json.loads(msg.data))
+            assert kinds[-1] == {"type": "error", "message": "rate limit exceeded; slow down"}
+            assert 9 <= sum(k["type"] == "pong" for k in kinds) <= 12
+
+    run(test)
+
+
+def test_full_rooms_refuse_newcomers():
+    async def test():
+        async with running(max_participants=1) as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            first, _ = await join(http, ws_url(server, room), "first")
+            _, refused = await join(http, ws_url(server, room), "second")
+            assert refused["type"] == "error" and "full" in refused["message"]
+            await first.close()
+
+    run(test)
+
+
+def test_empty_rooms_expire_and_closing_a_room_tells_its_participants():
+    async def test():
+        async with running(idle_timeout_s=0.2) as server, aiohttp.ClientSession() as http:
+            idle, busy = server.create_room(), server.create_room()
+            ws, _ = await join(http, ws_url(server, busy), "stays")
+            await asyncio.sleep(0.6)
+            assert idle.id not in server.rooms and busy.id in server.rooms
+            await server.close_room(busy.id, "closed by the host")
+            assert await next_message(ws) == {"type": "room-closed", "reason": "closed by the host"}
+            async with http.get(busy.url(server.base_url)) as page:
+                assert page.status == 404
+
+    run(test)
+
+
+def test_self_signed_tls_serves_https_for_the_given_hosts():
+    context, cert_pem = self_signed_context(["localhost", "127.0.0.1"])
+    assert len(fingerprint(cert_pem).split(":")) == 32
+
+    async def test():
+        async with running(ssl_context=context) as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            assert server.base_url.startswith("https://")
+            async with http.get(room.url(server.base_url), ssl=False) as page:
+                assert page.status == 200
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await http.get(room.url(server.base_url))
+            trusting = ssl.create_default_context(cadata=cert_pem.decode())
+            async with http.get(room.url(server.base_url).replace("127.0.0.1", "localhost"), ssl=trusting) as page:
+                assert page.status == 200
+
+    run(test)
+
+
+def test_cli_refuses_half_a_tls_configuration(capsys):
+    assert room_main(["--tls-cert", "cert.pem", "--port", "0"]) == 2
+    assert "give --tls-cert and --tls-key together" in capsys.readouterr().err
+    assert room_main(["--tls-cert", "missing.pem", "--tls-key", "missing.key"]) == 2
+    assert "--tls-cert missing.pem: no such file" in capsys.readouterr().err
