@@ -311,3 +311,21 @@ def test_listener_timeline_fills_a_gap_longer_than_the_window():
     assert len(raw) == 41 and filled.sum() == 41 - HOP - 10
     step = 2.0 - raw[30, 0]  # the window's level vs the last filled frame
     assert np.abs(np.diff(raw[:, 0])).max() < 0.25 * step  # hold/decay and the seam join spread it: no jump
+
+
+class GappySource(FakeSource):
+    """Audio with 0.3 s missing after the first 0.5 s (a device dropped blocks; media time skips ahead)."""
+
+    def __iter__(self):
+        first, second = self.audio[:8000], self.audio[8000:]
+        yield AudioChunk(first, 0.0, time.monotonic())
+        yield AudioChunk(second, 0.8, time.monotonic())
+
+
+def test_audio_lost_by_the_source_becomes_silence_on_the_media_clock():
+    audio = speech(1.0)
+    engine, stats = run_fast(GappySource(audio), FakeModel())
+    heard = np.concatenate([audio[:8000], np.zeros(4800, np.float32), audio[8000:]])
+    want = offline(FakeModel(), audio_features(heard), np.zeros((32, FACE_DIM), np.float32), np.array([[1.0, 0.0]]))
+    assert stats.frames_generated == 32  # 1.3 s
+    np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-6)
