@@ -1,0 +1,276 @@
+"""The engine's room client against a real reactdiff-room on 127.0.0.1 and in-process aiortc participants:
+join, the avatar video and the reactions channel reaching a participant, the active speaker's audio reaching the
+engine's source, switching speakers, errors (bad token, no server, room closed), reconnect, no leaked threads."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import aioice.ice
+import av
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from engine.room_server.server import RoomServer, ServerConfig
+from engine.rooms.base import ReconnectPolicy, RoomError
+from engine.rooms.builtin import BuiltinRoomClient
+from engine.rooms.reactions import CHANNEL_ID, ReactionFrame, decode_reaction, encode_reaction
+from engine.rooms.session import RoomSession
+from engine.rooms.urls import parse_room_url
+from engine.runtime.timelines import Emitted
+from engine.sources.base import AudioChunk
+from renderer.face import FACE_DIM
+from renderer.track import AvatarVideoTrack
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch):
+    """No network here but loopback: gather host candidates on 127.0.0.1 only."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+class ToneTrack(MediaStreamTrack):
+    """20 ms s16 stereo 48 kHz frames of a tone at `level` (full scale 1), paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        self.level, self._n, self._start = level, 0, time.monotonic()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(max(0.0, self._start + self._n * 0.02 - time.monotonic()))
+        t = (self._n * 960 + np.arange(960)) / 48_000
+        mono = (self.level * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2)[None], format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = 48_000, self._n * 960, fractions.Fraction(1, 48_000)
+        self._n += 1
+        return frame
+
+
+class Participant:
+    """A browser-like participant in Python: joins over the WebSocket, offers to those present, answers the rest,
+    publishes a tone (and a grey video), records the video and reactions it receives."""
+
+    def __init__(self, ws_url: str, name: str, level: float) -> None:
+        self.ws_url, self.name, self.level = ws_url, name, level
+        self.pcs: dict[str, RTCPeerConnection] = {}
+        self.video_frames: list[np.ndarray] = []
+        self.reactions: list[bytes] = []
+        self.stats: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def __aenter__(self) -> Participant:
+        self.http = aiohttp.ClientSession()
+        self.ws = await self.http.ws_connect(self.ws_url)
+        await self.ws.send_json({"type": "join", "name": self.name, "role": "browser"})
+        welcome = await self.ws.receive_json(timeout=5)
+        self.id = welcome["id"]
+        for peer in welcome["peers"]:
+            pc = self._pc(peer["id"])
+            await pc.setLocalDescription(await pc.createOffer())
+            await self.ws.send_json({"type": "offer", "to": peer["id"], "sdp": pc.localDescription.sdp})
+        self._tasks.append(asyncio.create_task(self._signal()))
+        return self
+
+    def _pc(self, peer_id: str) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(ToneTrack(self.level))
+        pc.addTransceiver("video", direction="recvonly")
+        channel = pc.createDataChannel("reactions", negotiated=True, id=CHANNEL_ID)
+        channel.on("message", self.reactions.append)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self._tasks.append(asyncio.create_task(self._receive_video(track)))
+
+        self.pcs[peer_id] = pc
+        return pc
+
+    async def _receive_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.video_frames.append(frame.to_ndarray(format="rgb24"))
+        except MediaStreamError:
+            return
+
+    async def _signal(self) -> None:
+        async for msg in self.ws:
+            message = msg.json()
+            if message["type"] == "offer":
+                pc = self._pc(message["from"])
+                await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
+                await self.ws.send_json({"type": "answer", "to": message["from"], "sdp": pc.localDescription.sdp})
+            elif message["type"] == "answer":
+                await self.pcs[message["from"]].setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
+            elif message["type"] == "stats":
+                self.stats.append(message["stats"])
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ws.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pc in self.pcs.values():
+            await pc.close()
+        await self.http.close()
+
+
+@asynccontextmanager
+async def room_server(**options: Any) -> AsyncIterator[tuple[RoomServer, Any]]:
+    server = RoomServer(ServerConfig(host="127.0.0.1", port=0, **options))
+    await server.start()
+    try:
+        yield server, server.create_room()
+    finally:
+        await server.stop()
+
+
+async def until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def ws_of(server: RoomServer, room: Any) -> str:
+    return parse_room_url(room.url(server.base_url)).ws_url
+
+
+def painted_avatar() -> AvatarVideoTrack:
+    track = AvatarVideoTrack(width=64, height=48, fps=30, queue_size=1_000)
+    for k in range(1_000):
+        track.put(np.full((48, 64, 3), (37 + k) % 256, np.uint8))
+    return track
+
+
+def test_engine_client_publishes_the_avatar_and_reactions_and_follows_the_loudest_participant():
+    async def test():
+        async with room_server() as (server, room), Participant(ws_of(server, room), "quiet", 0.01) as quiet:
+            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar())
+            await client.join()  # offers to "quiet"
+            serving = asyncio.create_task(client.serve())
+            async with Participant(ws_of(server, room), "loud", 0.5) as loud:  # offers to the engine
+                await until(lambda: len(quiet.video_frames) > 5 and len(loud.video_frames) > 5)
+                await until(lambda: client.switch.speaker == loud.id)
+                peaks = [np.abs((await client.switch.audio.recv()).to_ndarray()).max() for _ in range(60)]
+                assert max(peaks) > 0.3 * 32767  # the loud tone, forwarded
+                await until(lambda: all(p.send(b"x") for p in client.peers.values()))
+                sent = client.send_reaction(encode_reaction(ReactionFrame(3, 0.12, time.time(), np.ones(FACE_DIM))))
+                assert sent == 2
+                await until(lambda: any(r != b"x" for r in loud.reactions))
+                assert decode_reaction([r for r in loud.reactions if r != b"x"][0]).index == 3
+                client.send_stats({"fps": 30.0})
+                await until(lambda: loud.stats == [{"fps": 30.0}])
+            gray = loud.video_frames[-1]
+            assert gray.shape == (48, 64, 3) and gray.std() < 10 and 20 < gray.mean() < 250
+            await until(lambda: client.switch.speaker == quiet.id)  # loud left: the one still there
+            await client.close()
+            await serving
+            left = [
+                t.get_name()
+                for t in asyncio.all_tasks()
+                if t is not asyncio.current_task() and t.get_name().startswith("room-")
+            ]
+            assert not left, left
+
+    asyncio.run(test())
+
+
+def test_join_errors_are_one_line():
+    async def test():
+        async with room_server() as (server, room):
+            good = parse_room_url(room.url(server.base_url))
+            bad_token = parse_room_url(room.url(server.base_url).replace(room.token, "x" * 32))
+            gone = parse_room_url(room.url(server.base_url).replace(room.id, "nosuchroom"))
+            refused = parse_room_url(room.url("http://127.0.0.1:9"))
+            for url, reason in [
+                (bad_token, "the room token is wrong"),
+                (gone, "there is no such room"),
+                (refused, "cannot reach the room server at 127.0.0.1:9"),
+            ]:
+                client = BuiltinRoomClient(url, painted_avatar())
+                with pytest.raises(RoomError, match=reason) as caught:
+                    await client.join()
+                assert "\n" not in str(caught.value)
+                await client.close()
+            assert good.room == room.id
+
+    asyncio.run(test())
+
+
+def test_a_dropped_connection_reconnects_and_a_closed_room_ends_the_client():
+    async def test():
+        async with room_server() as (server, room):
+            url = parse_room_url(room.url(server.base_url))
+            client = BuiltinRoomClient(url, painted_avatar(), reconnect=ReconnectPolicy(0.05, 0.2, 5.0))
+            await client.join()
+            serving = asyncio.create_task(client.serve())
+            for participant in list(room.participants.values()):
+                await participant.ws.close()  # the server drops us (a restart, a network blip)
+            await until(lambda: client.reconnects == 1 and len(room.participants) == 1)
+            await server.close_room(room.id, "closed by the host")
+            with pytest.raises(RoomError, match="was closed by the server"):
+                await asyncio.wait_for(serving, 5)
+            await client.close()
+
+    asyncio.run(test())
+
+
+def test_room_session_feeds_the_engine_from_its_own_thread_and_leaves_no_threads():
+    before = {t.name for t in threading.enumerate()}
+
+    async def serve(started: asyncio.Event, stop: asyncio.Event, urls: list[str]) -> None:
+        async with room_server() as (server, room):
+            urls.append(room.url(server.base_url))
+            started.set()
+            async with Participant(ws_of(server, room), "speaker", 0.5) as speaker:
+                await stop.wait()
+                urls.append(str(len(speaker.reactions)))
+                urls.append(str(len(speaker.video_frames)))
+
+    loop = asyncio.new_event_loop()
+    started, stop, urls = asyncio.Event(), asyncio.Event(), []
+    server_thread = threading.Thread(target=loop.run_until_complete, args=(serve(started, stop, urls),))
+    server_thread.start()
+    while not urls:
+        time.sleep(0.01)
+    session = RoomSession(urls[0], size=(64, 48))
+    join_s = session.start()
+    assert join_s < 10
+    chunks = []
+    for item in session.source:  # the engine's reader thread does exactly this
+        if isinstance(item, AudioChunk):
+            chunks.append(item)
+            session.sink.write(np.full((48, 64, 3), 200, np.uint8), len(chunks) * 0.02)
+        if len(chunks) >= 50 and np.abs(chunks[-1].samples).max() > 0.3:
+            break
+    session.publish(Emitted(0, np.zeros((0, 83), np.float32), np.full((5, 83), 0.5, np.float32), False))
+    deadline = time.monotonic() + 5
+    while session.reactions_sent < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    session.close()
+    loop.call_soon_threadsafe(stop.set)
+    server_thread.join(10)
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    assert session.reactions_sent == 5 and session.error is None
+    assert int(urls[1]) == 5 and int(urls[2]) > 0
+    leaked = {t.name for t in threading.enumerate()} - before
+    assert not leaked, leaked
