@@ -174,7 +174,7 @@ def test_engine_client_publishes_the_avatar_and_reactions_and_follows_the_loudes
                 sent = client.send_reaction(encode_reaction(ReactionFrame(3, 0.12, time.time(), np.ones(FACE_DIM))))
                 assert sent == 2
                 await until(lambda: any(r != b"x" for r in loud.reactions))
-                assert decode_reaction([r for r in loud.reactions if r != b"x"][0]).index == 3
+                assert decode_reaction(next(r for r in loud.reactions if r != b"x")).index == 3
                 client.send_stats({"fps": 30.0})
                 await until(lambda: loud.stats == [{"fps": 30.0}])
             gray = loud.video_frames[-1]
