@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--input", metavar="FILE", type=Path, help="speaker media file (mp4, mkv, webm, wav, ...)")
     src.add_argument("--audio-device", metavar="NAME", help="live speaker audio from this input device (name or index)")
     src.add_argument("--list-audio-devices", action="store_true", help="list audio input devices and exit")
+    src.add_argument("--room", metavar="URL", help="join a call as a participant and react to its active speaker: "
+                     "http(s)://HOST:PORT/r/ROOM?token=... (reactdiff-room) or janus+ws://HOST:8188/?room=ID; "
+                     f"--output {VIRTUAL_CAMERA} may run at the same time")  # fmt: skip
     io.add_argument(
         "--output", metavar="OUT", help=f"listener video: a .mp4 file, or '{VIRTUAL_CAMERA}' for the virtual webcam"
     )
@@ -126,9 +129,9 @@ def check_args(args: argparse.Namespace) -> None:
     """Mistakes that need no file or device to spot."""
     if args.model is None:
         raise UserError("--model DIR is required (no default model ships yet); make one with reactdiff-trainer export")
-    if args.input is None and args.audio_device is None:
-        raise UserError("give --input FILE or --audio-device NAME (see --list-audio-devices)")
-    if args.audio_device is not None and args.fast:
+    if args.input is None and args.audio_device is None and args.room is None:
+        raise UserError("give --input FILE or --audio-device NAME (see --list-audio-devices), or --room URL")
+    if (args.audio_device is not None or args.room is not None) and args.fast:
         raise UserError("--fast needs a file: a live device runs in real time")
     if args.steps is not None and not 1 <= args.steps <= 50:
         raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
@@ -183,26 +186,35 @@ def stream(args: argparse.Namespace) -> int:
     from engine.stats import StatusLine
 
     check_args(args)
-    size, output = parse_size(args.size), parse_output(args.output)
-    realtime = args.audio_device is not None or args.realtime or (output.live and not args.fast)
+    size = parse_size(args.size)
+    output = parse_output(args.output) if args.output or args.room is None else None
+    realtime = args.audio_device is not None or args.room is not None or args.realtime
+    realtime = realtime or (output is not None and output.live and not args.fast)
     backend = open_backend(args)
-    source = tracker = None
+    source = tracker = room = None
     try:
-        source = open_source(args, realtime)
+        room = open_room(args, size)
+        source = room.source if room is not None else open_source(args, realtime)
         tracker = open_tracker(args, source)
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
             hop=args.hop, seed=args.seed, realtime=realtime, size=size, style=args.style,
-            side_by_side=args.side_by_side, live_sink=output.live,
+            side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip
         try:
-            engine = StreamEngine(WindowModel.from_backend(backend), source, make_sink=output.factory(),
-                                  tracker=tracker, config=config)  # fmt: skip
+            make_sink = output.factory() if output is not None else None
+            engine = StreamEngine(WindowModel.from_backend(backend), source, tracker=tracker, config=config,
+                                  make_sink=room.sink_factory(make_sink) if room is not None else make_sink,
+                                  on_emitted=room.publish if room is not None else None)  # fmt: skip
         except ValueError as exc:
             raise UserError(str(exc)) from None
         status = StatusLine(enabled=not args.quiet)
+        if room is not None:
+            from engine.rooms.session import stats_summary
+
+            room.set_stats_source(lambda: stats_summary(engine.stats))
         interrupted = False
         try:
             engine.run(on_status=lambda s: status.update(s.status()))
@@ -223,12 +235,31 @@ def stream(args: argparse.Namespace) -> int:
             p95 = "-" if lat["p95_ms"] is None else f"{lat['p95_ms']:.0f} ms"
             print(f"{report['media_s']:.1f} s of speaker in {report['wall_s']:.1f} s (rtf {report['rtf']:.2f}), "
                   f"latency p95 {p95}, {report['windows']['dropped']} windows dropped, "
-                  f"{report['frames']['filled']} frames filled -> {args.output}", file=sys.stderr)  # fmt: skip
+                  f"{report['frames']['filled']} frames filled -> {args.output or 'the room'}",
+                  file=sys.stderr)  # fmt: skip
+        if room is not None and room.error is not None:
+            raise UserError(str(room.error))
         return 130 if interrupted else 0
     finally:
-        for part in (source, tracker, backend):
+        for part in (source, tracker, backend, room):
             if part is not None:
                 part.close()
+
+
+def open_room(args: argparse.Namespace, size: tuple[int, int]) -> Any:
+    """--room: join it (engine.rooms.session.RoomSession); None without --room."""
+    if args.room is None:
+        return None
+    from engine.rooms import RoomError, RoomURLError
+    from engine.rooms.session import RoomSession
+
+    try:
+        room = RoomSession(args.room, size=size)
+        join_s = room.start()
+    except (RoomError, RoomURLError) as exc:
+        raise UserError(str(exc)) from None
+    log.info("joined %s in %.2f s", args.room, join_s)
+    return room
 
 
 def main(argv: Sequence[str] | None = None) -> int:

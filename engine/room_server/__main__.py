@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
 
@@ -64,7 +66,10 @@ async def _serve(config: ServerConfig, rooms: int, fingerprint: str | None) -> N
             print(f"self-signed certificate, SHA-256 fingerprint {fingerprint}")
         for _ in range(rooms):
             print(f"room: {server.create_room().url(server.base_url)}", flush=True)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
     finally:
         await server.stop()
 

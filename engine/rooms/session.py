@@ -45,6 +45,16 @@ def make_client(url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = N
     return BuiltinRoomClient(url, avatar, reconnect=reconnect)
 
 
+def stats_summary(stats: Any) -> dict[str, float | str | None]:
+    """What the room page shows beside the avatar, from engine.stats.StreamStats."""
+    with stats.lock:
+        fps = stats.output_frames / stats.wall_s if stats.wall_s > 0 else 0.0
+        recent = list(stats.latencies_s[-50:])
+        dropped, filled = stats.windows_dropped, stats.frames_filled
+    p95 = float(np.percentile(recent, 95) * 1000) if recent else None
+    return {"fps": round(fps, 1), "latency_p95_ms": p95, "windows_dropped": dropped, "frames_filled": filled}
+
+
 def reaction_frames(emitted: Emitted, sent_s: float) -> list[ReactionFrame]:
     """One reactions-channel frame per emitted listener frame (face and, where present, emotion)."""
     frames = []
@@ -158,6 +168,12 @@ class RoomSession:
                 "use the same --size and no --side-by-side with --room"
             )
         return self.sink
+
+    def sink_factory(self, also: Callable[[int, int], Sink] | None = None) -> Callable[[int, int], Sink]:
+        """The engine's SinkFactory: the room's avatar track, plus `also` (e.g. a virtual camera) if given."""
+        if also is None:
+            return self.make_sink
+        return lambda width, height: TeeSink([self.make_sink(width, height), also(width, height)])
 
     def set_stats_source(self, fn: Callable[[], dict[str, float | str | None]]) -> None:
         """`fn()` (called on the loop every stats_every_s) gives the stats shown to the room's participants."""

@@ -119,6 +119,7 @@ class StreamEngine:
     def __init__(
         self, model: WindowModel, source: Source, *, make_sink: SinkFactory | None = None,
         tracker: Tracker | None = None, config: StreamConfig | None = None,
+        on_emitted: Callable[[Emitted], object] | None = None,
     ) -> None:  # fmt: skip
         self.model, self.source, self.tracker = model, source, tracker
         self.config = config = config or StreamConfig()
@@ -136,8 +137,9 @@ class StreamEngine:
         self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=lossless)
         self._frames_q: StageQueue[Emitted] = StageQueue(1_000_000, lossless=False)  # backpressure: wait_below
         smoother = OneEuroFilter(config.smoothing.per_dimension(model.listener_dim), fps=FPS)
+        self.on_emitted = on_emitted  # also gets every emitted run (e.g. a room's reactions channel)
         self.listener = ListenerTimeline(
-            model.window, model.neutral_listener, smoother, self._frames_q.put,
+            model.window, model.neutral_listener, smoother, self._emit,
             hold_tau_frames=config.hold_tau_frames, record=config.record,
         )  # fmt: skip
         self.panel = SpeakerPanel(config.size[1]) if config.side_by_side else None
@@ -155,6 +157,11 @@ class StreamEngine:
         self._audio_samples = 0  # 16 kHz samples fed to the features
         self._expected_s = 0.0  # running estimate of one window's inference time
         self._sim_free = -np.inf  # fast mode: when the simulated worker is free again
+
+    def _emit(self, block: Emitted) -> None:
+        self._frames_q.put(block)
+        if self.on_emitted is not None:
+            self.on_emitted(block)
 
     # --- public ------------------------------------------------------------------------------------------------
 
