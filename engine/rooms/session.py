@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 def make_client(url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = None) -> RoomClient:
     """The room client for a URL's kind."""
     if url.kind is RoomKind.JANUS:
-        from engine.rooms.janus import JanusRoomClient
-
-        return JanusRoomClient(url, avatar, reconnect=reconnect)
+        raise RoomError(
+            f"room {url.room} on {url.host}:{url.port}: Janus VideoRoom URLs are recognised but this build has no "
+            "Janus client yet; use a reactdiff-room URL (http(s)://HOST:PORT/r/ROOM?token=...)"
+        )
     return BuiltinRoomClient(url, avatar, reconnect=reconnect)
 
 
