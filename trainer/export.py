@@ -14,6 +14,7 @@ program moves to CUDA with `torch.export.passes.move_to_device_pass`.
 from __future__ import annotations
 
 import argparse
+import copy
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,12 +53,19 @@ ONNX_TOLERANCE = 1e-3  # max |ONNX Runtime - torch| on the example inputs; large
 # --- the graphs ------------------------------------------------------------------------------------------
 
 
+def only(model: ReactDiff, *parts: str) -> ReactDiff:
+    """A shallow view of `model` that holds only the named submodules, so a saved program carries only their weights."""
+    view = copy.copy(model)
+    view._modules = {name: model._modules[name] for name in parts}
+    return view
+
+
 class ConditionPair(nn.Module):
     """(audio, face, present, known, known_mask) (B,...) -> memory (2B,2W,D): conditional rows, then unconditional."""
 
     def __init__(self, model: ReactDiff) -> None:
         super().__init__()
-        self.model = model
+        self.model = only(model, "audio_norm", "face_norm", "listener_norm", "encoder")
 
     def forward(self, audio: Tensor, face: Tensor, present: Tensor, known: Tensor, known_mask: Tensor) -> Tensor:
         two = lambda a: torch.cat([a, a])  # noqa: E731
@@ -70,7 +78,7 @@ class GuidedDenoiser(nn.Module):
 
     def __init__(self, model: ReactDiff) -> None:
         super().__init__()
-        self.model = model
+        self.model = only(model, "denoiser")
 
     def step(self, x: Tensor, t: Tensor, memory: Tensor, alpha: Any, sigma: Any, guidance: Any) -> Tensor:
         b = x.shape[0]
@@ -87,7 +95,7 @@ class Decoder(nn.Module):
 
     def __init__(self, model: ReactDiff) -> None:
         super().__init__()
-        self.model = model
+        self.model = only(model, "listener_norm", "latent_norm", "autoencoder")
 
     def forward(self, latents: Tensor) -> Tensor:
         return self.model.decode_listener(latents)
