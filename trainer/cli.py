@@ -18,6 +18,7 @@ from collections.abc import Sequence
 # Modules that define a sub-command (each has `add_parser`).
 COMMAND_MODULES: tuple[str, ...] = (
     "trainer.synth",
+    "trainer.synth.clip",
     "trainer.fit_command",
     "trainer.export",
     "trainer.evaluate",
