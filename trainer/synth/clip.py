@@ -37,9 +37,9 @@ def write_media(
         sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
         for i in range(0, len(pcm), AUDIO_BLOCK):
-            frame = av.AudioFrame.from_ndarray(pcm[None, i : i + AUDIO_BLOCK], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, i, Fraction(1, SAMPLE_RATE)
-            container.mux(sound.encode(frame))
+            block = av.AudioFrame.from_ndarray(pcm[None, i : i + AUDIO_BLOCK], format="s16", layout="mono")
+            block.sample_rate, block.pts, block.time_base = SAMPLE_RATE, i, Fraction(1, SAMPLE_RATE)
+            container.mux(sound.encode(block))
         container.mux(sound.encode(None))
         for t, face in enumerate(tqdm(faces, desc=f"drawing {path.name}", leave=False)):
             frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
