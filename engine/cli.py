@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.models import default_model_dir
 from engine.runtime.playout import SinkFactory
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--side-by-side", action="store_true", help="draw the speaker's video left of the avatar")
     io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops and speed as JSON here")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", metavar="DIR", type=Path, help="model directory (reactdiff-trainer export); required")
+    model.add_argument(
+        "--model",
+        metavar="DIR",
+        type=Path,
+        help="model directory (reactdiff-trainer export; default: the base model shipped with the package)",
+    )
     kinds = [AUTO, *(k.value for k in BackendKind)]
     model.add_argument("--backend", default=AUTO, choices=kinds, help="inference backend (default: auto)")
     model.add_argument("--steps", type=int, metavar="K", help="sampler steps per window (default: the model's)")
@@ -128,7 +134,11 @@ def parse_output(text: str | None) -> Output:
 def check_args(args: argparse.Namespace) -> None:
     """Mistakes that need no file or device to spot."""
     if args.model is None:
-        raise UserError("--model DIR is required (no default model ships yet); make one with reactdiff-trainer export")
+        args.model = default_model_dir()
+    if args.model is None:
+        raise UserError(
+            "this installation carries no default model: pass --model DIR (make one with reactdiff-trainer export)"
+        )
     if args.input is None and args.audio_device is None and args.room is None:
         raise UserError("give --input FILE or --audio-device NAME (see --list-audio-devices), or --room URL")
     if (args.audio_device is not None or args.room is not None) and args.fast:

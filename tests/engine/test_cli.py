@@ -58,7 +58,6 @@ def test_help_explains_every_option(capsys):
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (["--input", "x.mp4", "--output", "y.mp4"], "--model DIR is required"),
         (["--model", "m", "--output", "y.mp4"], "give --input FILE or --audio-device"),
         (["--model", "m", "--input", "x.mp4", "--output", "y.avi"], "write a .mp4 file or 'virtualcam'"),
         (["--model", "m", "--input", "x.mp4"], "--output is required"),
@@ -71,6 +70,15 @@ def test_help_explains_every_option(capsys):
 )
 def test_user_mistakes_are_one_line_errors(args, phrase):
     assert_one_line_error(*run_cli(*args), phrase)
+
+
+def test_without_model_the_shipped_default_is_used_or_the_error_says_so(monkeypatch):
+    import engine.cli
+    from engine.models import DEFAULT_MODEL_DIR, default_model_dir
+
+    assert default_model_dir() in (None, DEFAULT_MODEL_DIR)
+    monkeypatch.setattr(engine.cli, "default_model_dir", lambda: None)
+    assert_one_line_error(*run_cli("--input", "x.mp4", "--output", "y.mp4"), "no default model: pass --model DIR")
 
 
 # --- with a model ----------------------------------------------------------------------------------------------
