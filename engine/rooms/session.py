@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.rooms.base import ReconnectPolicy, RoomClient, RoomError
 from engine.rooms.builtin import BuiltinRoomClient
+from engine.rooms.janus import JanusRoomClient
 from engine.rooms.reactions import ReactionFrame, encode_reaction
 from engine.rooms.urls import RoomKind, RoomURL, parse_room_url
 from engine.runtime.timelines import Emitted
@@ -39,10 +40,7 @@ log = logging.getLogger(__name__)
 def make_client(url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = None) -> RoomClient:
     """The room client for a URL's kind."""
     if url.kind is RoomKind.JANUS:
-        raise RoomError(
-            f"room {url.room} on {url.host}:{url.port}: Janus VideoRoom URLs are recognised but this build has no "
-            "Janus client yet; use a reactdiff-room URL (http(s)://HOST:PORT/r/ROOM?token=...)"
-        )
+        return JanusRoomClient(url, avatar, reconnect=reconnect)
     return BuiltinRoomClient(url, avatar, reconnect=reconnect)
 
 
