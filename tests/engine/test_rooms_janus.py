@@ -387,3 +387,17 @@ async def until_feed(peer: JanusPeer, display: str, timeout_s: float) -> int:
                 return int(participant["id"])
         assert time.monotonic() < deadline, f"no publisher {display!r} in room {ROOM}: {data['participants']}"
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_reactdiff_engine_gives_one_line_errors_for_unusable_janus_rooms(janus, tiny_model, capsys):
+    from engine.cli import main
+
+    for url, message in [
+        (f"janus+ws://127.0.0.1:{free_port()}/?room=1", "cannot reach Janus at ws://127.0.0.1:"),
+        (janus.url.replace(f"room={ROOM}", "room=4321"), "Janus room 4321 on 127.0.0.1:"),
+        ("janus+ws://127.0.0.1/?room=lobby", "room='lobby' must be the VideoRoom's number"),
+    ]:
+        assert main(["--model", str(tiny_model), "--room", url, "--quiet"]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("reactdiff-engine: error: ") and message in lines[0], lines
