@@ -292,9 +292,13 @@ def test_join_errors_are_one_line(janus):
     async def test():
         nobody = f"janus+ws://127.0.0.1:{free_port()}/?room={ROOM}"
         no_room = janus.url.replace(f"room={ROOM}", "room=999")
+        async with JanusPeer(janus) as owner:
+            await owner.api.message(owner.handle, {"request": "create", "room": 78, "pin": "right", "permanent": False})
+        wrong_pin = janus.url.replace(f"room={ROOM}", "room=78&pin=wrong")
         for url, reason in [
             (nobody, "cannot reach Janus at ws://127.0.0.1:"),
             (no_room, "Janus room 999 on 127.0.0.1:.* does not exist; fix room= in the URL or create the room"),
+            (wrong_pin, "Janus room 78 on 127.0.0.1:.*: the PIN is wrong or missing"),
         ]:
             client = JanusRoomClient(parse_room_url(url), painted_avatar())
             with pytest.raises(RoomError, match=reason) as caught:
