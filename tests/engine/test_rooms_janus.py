@@ -1,16 +1,27 @@
-"""The engine's Janus VideoRoom client against Debian's `janus`, started on 127.0.0.1 by the tests: the engine
-(`reactdiff-engine --room janus+ws://...` with a tiny random-weight model) follows an in-process aiortc speaker and
-publishes the avatar, which an in-process aiortc subscriber receives; errors (no Janus, no such room, Janus killed
-mid-session) are one-line; nothing leaks."""
+"""The engine's Janus VideoRoom client against Debian's `janus`: the engine (`reactdiff-engine --room
+janus+ws://...` with a tiny random-weight model) follows an in-process aiortc speaker and publishes the avatar,
+which an in-process aiortc subscriber receives; errors (no Janus, no such room, Janus killed mid-session) are
+one-line; nothing leaks.
+
+Janus (libnice) never gathers ICE candidates on loopback, and tests may send traffic only to 127.0.0.0/8 or to
+test hosts of their own. So every test that starts Janus runs inside a network namespace this file creates:
+`test_janus_in_netns` re-runs the file under `unshare --net --pid` with REACTDIFF_IN_TEST_NETNS=1, where the
+`netns` fixture brings `lo` up and puts NETNS_ADDRESS (a TEST-NET-2 documentation address) on a virtual interface
+that exists only in that namespace. Janus (`ice_enforce_list`) and aiortc (`get_host_addresses`) gather ICE on
+that address alone; signaling stays on 127.0.0.1. Outside the namespace those tests are skipped and nothing here
+looks up, binds to or sends to any of the host's own addresses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fractions
+import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,20 +45,15 @@ JANUS = shutil.which("janus") or "/usr/bin/janus"
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 ROOM = 1234
 
+IN_NETNS = os.environ.get("REACTDIFF_IN_TEST_NETNS") == "1"
+NETNS_LINK = "rd0"  # the virtual interface inside the namespace (a veth pair adds its peer, rd1)
+NETNS_ADDRESS = "198.51.100.1"  # TEST-NET-2 (RFC 5737): neither private nor routed, and only inside the namespace
+NETNS_RUN_TIMEOUT_S = 420  # the whole inner pytest run; on timeout it is killed with everything it started
 
-def ice_address() -> str | None:
-    """The address both sides gather ICE candidates on: libnice (Janus) never gathers on loopback, so the media
-    goes over this host's own first IPv4 address (still no packet leaves the machine); signaling stays on 127.0.0.1."""
-    addresses = aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
-    return addresses[0] if addresses else None
-
-
-ICE_ADDRESS = ice_address()
+in_netns = pytest.mark.skipif(not IN_NETNS, reason="runs inside its own network namespace (see test_janus_in_netns)")
 
 
 def why_janus_cannot_run() -> str | None:
-    if ICE_ADDRESS is None:
-        return "this host has no non-loopback IPv4 address, and Janus (libnice) gathers no loopback ICE candidates"
     if not Path(JANUS).exists():
         return "janus is not installed (apt-get install janus)"
     for plugin in (LIB / "plugins/libjanus_videoroom.so", LIB / "transports/libjanus_websockets.so"):
@@ -59,10 +65,95 @@ def why_janus_cannot_run() -> str | None:
 pytestmark = pytest.mark.skipif(why_janus_cannot_run() is not None, reason=str(why_janus_cannot_run()))
 
 
-@pytest.fixture(autouse=True)
-def local_ice(monkeypatch):
-    """aiortc gathers host candidates on ICE_ADDRESS only (Janus: its ice_enforce_list)."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [ICE_ADDRESS])
+def link_command(kind: str) -> list[str]:
+    """`ip link add` for NETNS_LINK as a `dummy` interface, or as one end of a `veth` pair (both ends stay in
+    the namespace) where the kernel has no dummy driver."""
+    peer = ["peer", "name", "rd1"] if kind == "veth" else []
+    return ["ip", "link", "add", NETNS_LINK, "type", kind, *peer]
+
+
+def netns_link_kind() -> tuple[str | None, str]:
+    """("dummy" or "veth", "") if a fresh network namespace with such an interface can be made here, else
+    (None, why not). Each probe's namespace vanishes with its `unshare` process."""
+    if os.geteuid() != 0:
+        return None, f"network namespaces need root (unshare --net); this runs as uid {os.geteuid()}"
+    missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
+    if missing:
+        return None, f"{' and '.join(missing)} not found (util-linux and iproute2 provide them)"
+    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--kill-child", "--", "true"],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    if probe.returncode != 0:
+        return None, f"cannot create a network namespace (unshare --net --pid: {probe.stderr.strip()})"
+    errors = []
+    for kind in ("dummy", "veth"):
+        probe = subprocess.run(["unshare", "--net", "--", *link_command(kind)], capture_output=True, text=True,
+                               timeout=30)  # fmt: skip
+        if probe.returncode == 0:
+            return kind, ""
+        errors.append(f"{kind}: {probe.stderr.strip()}")
+    return None, f"cannot create a dummy or veth interface in a network namespace ({'; '.join(errors)})"
+
+
+@pytest.fixture(scope="module")
+def netns() -> str:
+    """Inside the fresh namespace of `test_janus_in_netns`: `lo` up and NETNS_ADDRESS/24 on NETNS_LINK; returns
+    the address. Refuses to touch a namespace that already has interfaces besides `lo` (the host's)."""
+    names = sorted(name for _, name in socket.if_nameindex())
+    if not IN_NETNS or names != ["lo"]:
+        raise RuntimeError(f"REACTDIFF_IN_TEST_NETNS=1 but this is not a fresh network namespace (interfaces: "
+                           f"{names}); run the file normally and test_janus_in_netns makes one")  # fmt: skip
+    for disable in Path("/proc/sys/net/ipv6/conf").glob("*/disable_ipv6"):  # no IPv6 link-local chatter
+        with contextlib.suppress(OSError):
+            disable.write_text("1")
+    kind = os.environ.get("REACTDIFF_TEST_NETNS_LINK", "dummy")
+    commands = [
+        ["ip", "link", "set", "lo", "up"],
+        link_command(kind),
+        ["ip", "addr", "add", f"{NETNS_ADDRESS}/24", "dev", NETNS_LINK],
+        ["ip", "link", "set", NETNS_LINK, "up"],
+    ]
+    if kind == "veth":
+        commands.append(["ip", "link", "set", "rd1", "up"])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return NETNS_ADDRESS
+
+
+@pytest.fixture
+def local_ice(netns: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """aiortc gathers host candidates on the namespace's address only (Janus: its ice_enforce_list)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [netns])
+    return netns
+
+
+@pytest.mark.slow
+def test_janus_in_netns(tmp_path: Path) -> None:
+    """Every Janus test, run by a pytest of its own in a fresh network and PID namespace: when that run ends or
+    is killed (timeout), the kernel kills Janus and anything else it started, and the namespace is gone."""
+    if IN_NETNS:
+        pytest.skip("this is the run inside the namespace")
+    kind, why_not = netns_link_kind()
+    if kind is None:
+        pytest.skip(why_not)
+    this = Path(__file__).resolve()
+    root = this.parents[2]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env.update(REACTDIFF_IN_TEST_NETNS="1", REACTDIFF_TEST_NETNS_LINK=kind)
+    command = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--", sys.executable, "-m", "pytest", "-q",
+               "-rfEs", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}",
+               f"--deselect={this.relative_to(root)}::test_janus_in_netns", str(this.relative_to(root))]  # fmt: skip
+    try:
+        done = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=NETNS_RUN_TIMEOUT_S)  # fmt: skip
+    except subprocess.TimeoutExpired as err:
+        output = err.output.decode(errors="replace") if isinstance(err.output, bytes) else str(err.output or "")
+        pytest.fail(f"the Janus tests in their namespace ran past {NETNS_RUN_TIMEOUT_S} s and were killed:\n"
+                    f"{output[-8000:]}")  # fmt: skip
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, f"the Janus tests failed in their namespace:\n{done.stdout[-12000:]}"
+    assert re.search(r"\b\d+ passed\b", summary) and not re.search(r"failed|error|skipped", summary), done.stdout
 
 
 def free_port() -> int:
@@ -71,8 +162,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def janus_config(folder: Path, ws_port: int) -> Path:
-    """A private Janus setup: only the VideoRoom plugin (room 1234) and the WebSocket transport, on loopback."""
+def janus_config(folder: Path, ws_port: int, ice_address: str) -> Path:
+    """A private Janus setup: only the VideoRoom plugin (room 1234) and the WebSocket transport on 127.0.0.1;
+    ICE on `ice_address` alone."""
     for kind, name in (("plugins", "libjanus_videoroom.so"), ("transports", "libjanus_websockets.so")):
         (folder / kind).mkdir(parents=True, exist_ok=True)
         (folder / kind / name).symlink_to(LIB / kind / name)
@@ -82,8 +174,8 @@ def janus_config(folder: Path, ws_port: int) -> Path:
         f'general: {{ configs_folder = "{folder}", plugins_folder = "{folder}/plugins", '
         f'transports_folder = "{folder}/transports", events_folder = "{folder}/events", '
         f'loggers_folder = "{folder}/loggers", log_to_stdout = true, debug_level = 4 }}\n'
-        'media: { rtp_port_range = "20000-40000" }\n'
-        f'nat: {{ ice_enforce_list = "{ICE_ADDRESS}", nice_debug = false }}\n'
+        'media: { ipv6 = false, rtp_port_range = "20000-40000" }\n'
+        f'nat: {{ ice_enforce_list = "{ice_address}", nice_debug = false }}\n'
         "plugins: {}\ntransports: {}\nloggers: {}\nevents: {}\n"
     )
     (folder / "janus.transport.websockets.jcfg").write_text(
@@ -100,9 +192,9 @@ def janus_config(folder: Path, ws_port: int) -> Path:
 class Janus:
     """`janus` as a subprocess on 127.0.0.1 (its log in `log`); `stop()` kills it, `start()` runs it again."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, ice_address: str) -> None:
         self.port = free_port()
-        self.config = janus_config(folder, self.port)
+        self.config = janus_config(folder, self.port, ice_address)
         self.log = folder / "janus.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -147,8 +239,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def janus(tmp_path: Path) -> Iterator[Janus]:
-    server = Janus(tmp_path / "janus")
+def janus(tmp_path: Path, local_ice: str) -> Iterator[Janus]:
+    server = Janus(tmp_path / "janus", local_ice)
     try:
         server.start()
         yield server
@@ -262,6 +354,7 @@ def engine_client(janus: Janus, **kwargs: Any) -> JanusRoomClient:
     return JanusRoomClient(parse_room_url(janus.url + "&display=engine"), painted_avatar(), **kwargs)
 
 
+@in_netns
 def test_the_engine_publishes_the_avatar_and_follows_the_loudest_publisher(janus):
     async def test():
         async with JanusPeer(janus) as quiet:
@@ -288,6 +381,7 @@ def test_the_engine_publishes_the_avatar_and_follows_the_loudest_publisher(janus
     asyncio.run(test())
 
 
+@in_netns
 def test_join_errors_are_one_line(janus):
     async def test():
         nobody = f"janus+ws://127.0.0.1:{free_port()}/?room={ROOM}"
@@ -310,6 +404,7 @@ def test_join_errors_are_one_line(janus):
     asyncio.run(test())
 
 
+@in_netns
 def test_janus_restarting_is_survived_and_janus_gone_ends_the_client(janus):
     async def test():
         client = engine_client(janus, reconnect=ReconnectPolicy(0.05, 0.2, 20.0))
@@ -333,6 +428,7 @@ def test_janus_restarting_is_survived_and_janus_gone_ends_the_client(janus):
     asyncio.run(test())
 
 
+@in_netns
 def test_a_destroyed_room_ends_the_client(janus):
     async def test():
         async with JanusPeer(janus) as owner:
@@ -352,6 +448,7 @@ def test_a_destroyed_room_ends_the_client(janus):
 
 
 @pytest.mark.slow
+@in_netns
 def test_reactdiff_engine_joins_a_janus_room_and_a_subscriber_sees_the_avatar(janus, tiny_model, capsys):
     """`reactdiff-engine --room janus+ws://...` with a speaker in the room: a subscriber receives the rendered
     avatar (non-blank, moving); destroying the room ends the engine with a one-line error and no leftover threads."""
@@ -394,6 +491,7 @@ async def until_feed(peer: JanusPeer, display: str, timeout_s: float) -> int:
 
 
 @pytest.mark.slow
+@in_netns
 def test_reactdiff_engine_gives_one_line_errors_for_unusable_janus_rooms(janus, tiny_model, capsys):
     from engine.cli import main
 
