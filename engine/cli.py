@@ -27,6 +27,7 @@ from engine.runtime.playout import SinkFactory
 log = logging.getLogger(__name__)
 
 VIRTUAL_CAMERA = "virtualcam"
+LOCAL_ROOM = "local"
 DEFAULT_SIZE = (256, 256)
 
 
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--audio-device", metavar="NAME", help="live speaker audio from this input device (name or index)")
     src.add_argument("--list-audio-devices", action="store_true", help="list audio input devices and exit")
     src.add_argument("--room", metavar="URL", help="join a call as a participant and react to its active speaker: "
-                     "http(s)://HOST:PORT/r/ROOM?token=... (reactdiff-room) or janus+ws://HOST:8188/?room=ID; "
+                     "http(s)://HOST:PORT/r/ROOM?token=... (reactdiff-room), janus+ws://HOST:8188/?room=ID, or 'local' "
+                     "(start a room on 127.0.0.1 and print its URL); "
                      f"--output {VIRTUAL_CAMERA} may run at the same time")  # fmt: skip
     io.add_argument(
         "--output", metavar="OUT", help=f"listener video: a .mp4 file, or '{VIRTUAL_CAMERA}' for the virtual webcam"
@@ -201,8 +203,9 @@ def stream(args: argparse.Namespace) -> int:
     realtime = args.audio_device is not None or args.room is not None or args.realtime
     realtime = realtime or (output is not None and output.live and not args.fast)
     backend = open_backend(args)
-    source = tracker = room = None
+    source = tracker = room = local_room = None
     try:
+        local_room = start_local_room(args)
         room = open_room(args, size)
         source = room.source if room is not None else open_source(args, realtime)
         tracker = open_tracker(args, source)
@@ -251,9 +254,24 @@ def stream(args: argparse.Namespace) -> int:
             raise UserError(str(room.error))
         return 130 if interrupted else 0
     finally:
-        for part in (source, tracker, backend, room):
+        for part in (source, tracker, backend, room, local_room):
             if part is not None:
                 part.close()
+
+
+def start_local_room(args: argparse.Namespace) -> Any:
+    """--room local: serve a built-in room on 127.0.0.1, point args.room at it and print its URL."""
+    if args.room != LOCAL_ROOM:
+        return None
+    from engine.room_server.local import LocalRoom
+
+    local = LocalRoom()
+    try:
+        args.room = local.start()
+    except OSError as exc:
+        raise UserError(f"--room local: {exc}") from None
+    print(f"room ready: open {args.room} in a browser (camera and microphone), talk, and watch the avatar react")
+    return local
 
 
 def open_room(args: argparse.Namespace, size: tuple[int, int]) -> Any:

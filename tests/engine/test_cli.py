@@ -272,3 +272,24 @@ def test_live_audio_device_runs_in_real_time_until_it_stalls(model_dir, tmp_path
     errors = [line for line in run.stderr.splitlines() if line.startswith("reactdiff-engine: error:")]
     assert len(errors) == 1 and "no audio for" in errors[0] and "Traceback" not in run.stderr
     assert out.exists() and video_info(out)[0] > 10  # what was streamed before the stall was written
+
+
+@pytest.mark.slow
+def test_room_local_starts_a_room_prints_its_url_and_stops_on_ctrl_c(model_dir: Path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    cmd = [sys.executable, "-m", "engine.cli", "--room", "local", "--model", str(model_dir), "--quiet"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            line = process.stdout.readline()
+            assert line.startswith("room ready: open http://127.0.0.1:"), line + process.stderr.read()
+            with urllib.request.urlopen(line.split()[3], timeout=5) as response:
+                assert response.status == 200
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) in (0, 130)
+        finally:
+            process.kill()

@@ -209,3 +209,19 @@ def test_cli_refuses_half_a_tls_configuration(capsys):
     assert "give --tls-cert and --tls-key together" in capsys.readouterr().err
     assert room_main(["--tls-cert", "missing.pem", "--tls-key", "missing.key"]) == 2
     assert "--tls-cert missing.pem: no such file" in capsys.readouterr().err
+
+
+def test_local_room_serves_its_page_on_loopback_and_closes():
+    import urllib.request
+
+    from engine.room_server.local import LocalRoom
+
+    local = LocalRoom(port=0)
+    url = local.start()
+    assert url.startswith("http://127.0.0.1:") and "/r/" in url and "token=" in url
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
+    local.close()
+    local.close()  # safe twice
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
