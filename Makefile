@@ -8,10 +8,13 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR := demo
 
-.PHONY: setup system-deps test lint demo clean
+.PHONY: setup system-deps system-deps-test test lint demo clean
 
 system-deps:
 	bash scripts/install_system_deps.sh
+
+system-deps-test:
+	bash scripts/install_system_deps.sh --test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,16 +35,17 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: setup
+test: setup system-deps-test
 	$(VENV)/bin/pytest -q
 	$(MAKE) --no-print-directory lint
 
-# The most complete job that exists: a synthetic corpus with videos, a short tiny-model training run,
-# and a generated listener reaction rendered next to the speaker.
+# The main job on the shipped default model: a synthetic speaker clip (espeak-ng speech + avatar video), the
+# streaming engine in file mode, and the listener avatar rendered beside the speaker.
 demo: setup
-	$(VENV)/bin/reactdiff-trainer synth --out $(DEMO_DIR)/corpus --clips 15 --seconds 12 --seed 1 --video --overwrite
-	$(VENV)/bin/reactdiff-trainer fit --config configs/tiny.toml --data $(DEMO_DIR)/corpus --out $(DEMO_DIR)/run
-	$(VENV)/bin/reactdiff-trainer sample --run $(DEMO_DIR)/run --data $(DEMO_DIR)/corpus --out $(DEMO_DIR)/listener_side_by_side.mp4
+	$(VENV)/bin/reactdiff-trainer clip --out $(DEMO_DIR)/speaker.mp4 --seconds 20 --seed 1
+	$(VENV)/bin/reactdiff-engine --input $(DEMO_DIR)/speaker.mp4 --output $(DEMO_DIR)/listener_side_by_side.mp4 \
+		--side-by-side --stats $(DEMO_DIR)/stats.json
+	@cat $(DEMO_DIR)/stats.json; echo
 	@echo "demo: open $(DEMO_DIR)/listener_side_by_side.mp4 (speaker left, generated listener avatar right)"
 
 clean:

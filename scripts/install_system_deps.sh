@@ -2,10 +2,12 @@
 # Installs the system packages ReactDiff Live needs (Debian/Ubuntu: apt-get; elsewhere: says what to install).
 #   espeak-ng      speech for the synthetic corpus
 #   libportaudio2  sounddevice's PortAudio backend (--audio-device)
+# With --test, also what the test suite needs:
 #   chromium, chromium-driver  the headless browser participant of the room end-to-end tests (tests/e2e)
 #   janus          Janus WebRTC server (VideoRoom), started by the room tests on 127.0.0.1
 set -euo pipefail
-PKGS=(espeak-ng libportaudio2 chromium chromium-driver janus)
+PKGS=(espeak-ng libportaudio2)
+[ "${1:-}" = "--test" ] && PKGS+=(chromium chromium-driver janus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
