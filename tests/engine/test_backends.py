@@ -18,7 +18,8 @@ from engine.backends import (
 )
 from engine.model_dir import ModelDir
 from engine.windows import generate_windows
-from trainer.config import ModelConfig, RunConfig
+from tests.conftest import TINY
+from trainer.config import RunConfig
 from trainer.export import export_model, save_untrained_model
 from trainer.generate import generate, torch_window_fn
 from trainer.model import ReactDiff
@@ -26,7 +27,6 @@ from trainer.train import load_model
 
 pytestmark = pytest.mark.slow  # the module fixture exports a model (ONNX + torch programs): ~10 s once
 
-TINY = ModelConfig(window=16, hop=4, d_model=32, heads=2, denoiser_layers=1, ae_width=32, latent_channels=8)
 FUSED = [("dpmpp2m", 4), ("ddim", 2)]
 TOLERANCE = 1e-3
 

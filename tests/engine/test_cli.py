@@ -85,15 +85,8 @@ def test_without_model_the_shipped_default_is_used_or_the_error_says_so(monkeypa
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.engine.test_backends import TINY
-    from trainer.config import RunConfig
-    from trainer.export import export_model, save_untrained_model
-
-    root = tmp_path_factory.mktemp("cli-model")
-    weights = save_untrained_model(RunConfig(model=TINY), root / "run" / "model.pt", seed=1)
-    export_model(weights, root / "model", fused=[("dpmpp2m", 4)], progress=False)
-    return root / "model"
+def model_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 def write_clip(path: Path, *, seconds: float = 2.0, audio: bool = True, video: bool = True) -> Path:

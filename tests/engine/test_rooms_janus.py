@@ -226,16 +226,9 @@ class Janus:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight tiny model directory, as `reactdiff-trainer export` writes it."""
-    from tests.engine.test_backends import TINY
-    from trainer.config import RunConfig
-    from trainer.export import export_model, save_untrained_model
-
-    root = tmp_path_factory.mktemp("janus-model")
-    weights = save_untrained_model(RunConfig(model=TINY), root / "run" / "model.pt", seed=5)
-    export_model(weights, root / "model", fused=[("dpmpp2m", 4)], progress=False)
-    return root / "model"
+def tiny_model(tiny_model_dir: Path) -> Path:
+    """The shared random-weight tiny model directory (tests/conftest.py)."""
+    return tiny_model_dir
 
 
 @pytest.fixture

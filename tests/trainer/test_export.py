@@ -12,14 +12,13 @@ import torch
 
 from engine.diffusion import CosineSchedule
 from engine.model_dir import load_model_dir, sha256_file
+from tests.conftest import TINY
 from trainer.cli import main
-from trainer.config import ModelConfig, RunConfig
+from trainer.config import RunConfig
 from trainer.export import parse_fused, save_untrained_model
 from trainer.train import load_model
 
 pytestmark = pytest.mark.slow  # the module fixture exports a model through the CLI: ~10 s once
-
-TINY = ModelConfig(window=16, hop=4, d_model=32, heads=2, denoiser_layers=1, ae_width=32, latent_channels=8)
 
 
 @pytest.fixture(scope="module")
