@@ -152,7 +152,8 @@ canvas.width = video.videoWidth; canvas.height = video.videoHeight;
 const ctx = canvas.getContext('2d', {{ willReadFrequently: true }});
 const samples = [];
 let n = 0;
-const timer = setInterval(() => {{
+// start once the element has presented a decoded frame: before that, drawImage gives a blank canvas
+video.requestVideoFrameCallback(() => {{ const timer = setInterval(() => {{
   ctx.drawImage(video, 0, 0);
   const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
   let sum = 0, sq = 0, hash = 0;
@@ -162,7 +163,7 @@ const timer = setInterval(() => {{
   const count = px.length / 4, mean = sum / count;
   samples.push({{ mean, std: Math.sqrt(Math.max(0, sq / count - mean * mean)), hash }});
   if (++n >= arguments[0]) {{ clearInterval(timer); done(samples); }}
-}}, 100);
+}}, 100); }});
 """
 
 INBOUND_FPS = """
