@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,10 @@ class OwnFrameTrack(MediaStreamTrack):
 
 class RoomError(RuntimeError):
     """The room cannot be joined or was lost; the message is one line meant for the user."""
+
+
+class RoomGone(RoomError):
+    """The room no longer exists (closed, expired, destroyed): reconnecting cannot help."""
 
 
 @dataclass(frozen=True)
@@ -190,9 +195,46 @@ class RoomClient(ABC):
     async def join(self) -> None:
         """Connect and join; raises RoomError with a one-line reason."""
 
-    @abstractmethod
     async def serve(self) -> None:
-        """Take part until close() (returns) or until the room is lost or closed (RoomError)."""
+        """Take part until close() (returns) or the room is lost or closed (RoomError); reconnects with backoff."""
+        while not self._closing:
+            await self._serve_connection()
+            if self._closing:
+                return
+            await self._reset_connection()
+            await self._rejoin()
+
+    async def _rejoin(self) -> None:
+        lost_at = time.monotonic()
+        for delay in self.reconnect.delays():
+            log.warning("lost the room; reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+                self.reconnects += 1
+                return
+            except RoomGone:
+                raise
+            except RoomError as err:
+                await self._reset_connection()
+                log.warning("reconnect failed: %s", err)
+        raise RoomError(self._lost_message(time.monotonic() - lost_at))
+
+    @abstractmethod
+    async def _connect(self) -> None:
+        """Open the signaling connection and join the room; RoomError (RoomGone when it no longer exists)."""
+
+    @abstractmethod
+    async def _serve_connection(self) -> None:
+        """Handle signaling until the connection drops (returns) or the room is gone (RoomGone)."""
+
+    @abstractmethod
+    async def _reset_connection(self) -> None:
+        """Drop the peers and the dead signaling connection, keeping what a reconnect reuses."""
+
+    @abstractmethod
+    def _lost_message(self, seconds: float) -> str:
+        """The one-line error once reconnecting gave up after `seconds`."""
 
     @abstractmethod
     def send_stats(self, stats: dict[str, float | str | None]) -> None:

@@ -4,14 +4,12 @@ per participant (full mesh, complete SDPs), reconnect with backoff. See engine.r
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 import aiohttp
 
-from engine.rooms.base import Peer, RoomClient, RoomError
+from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
 from engine.rooms.messages import CLIENT_SCHEMAS, MAX_MESSAGE_BYTES, Message, MessageError, make_message
 from engine.rooms.messages import parse_server_message as parse
 
@@ -24,7 +22,7 @@ HTTP_REASONS = {
 }
 
 
-class RoomClosed(RoomError):
+class RoomClosed(RoomGone):
     """The server closed the room (expired, shut down)."""
 
 
@@ -93,33 +91,14 @@ class BuiltinRoomClient(RoomClient):
             await self._close_socket()
             raise
 
-    async def serve(self) -> None:
-        while not self._closing:
-            await self._serve_socket()
-            if self._closing:
-                return
-            await self.drop_all_peers()
-            await self._rejoin()
+    async def _reset_connection(self) -> None:
+        await self.drop_all_peers()
+        await self._close_socket(keep_session=True)
 
-    async def _rejoin(self) -> None:
-        lost_at = time.monotonic()
-        for delay in self.reconnect.delays():
-            log.warning("lost the room server; reconnecting in %.1f s", delay)
-            await asyncio.sleep(delay)
-            await self._close_socket(keep_session=True)
-            try:
-                await self._connect()
-                self.reconnects += 1
-                return
-            except RoomClosed:
-                raise
-            except RoomError as err:
-                log.warning("reconnect failed: %s", err)
-        raise RoomError(
-            f"lost room {self.url.room}: no connection to the room server for {time.monotonic() - lost_at:.0f} s"
-        )
+    def _lost_message(self, seconds: float) -> str:
+        return f"lost room {self.url.room}: no connection to the room server for {seconds:.0f} s"
 
-    async def _serve_socket(self) -> None:
+    async def _serve_connection(self) -> None:
         while not self._closing:
             message = await self._receive(None)
             if message is None:

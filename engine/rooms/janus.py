@@ -19,13 +19,12 @@ import itertools
 import json
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from engine.rooms.base import Peer, RoomClient, RoomError
+from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class JanusError(RoomError):
         self.code = code
 
 
-class JanusClosed(RoomError):
+class JanusClosed(RoomGone):
     """The VideoRoom does not exist or was destroyed: reconnecting cannot help."""
 
 
@@ -343,15 +342,7 @@ class JanusRoomClient(RoomClient):
 
     # --- serving ---------------------------------------------------------------------------------------------
 
-    async def serve(self) -> None:
-        while not self._closing:
-            await self._serve_session()
-            if self._closing:
-                return
-            await self._forget_room()
-            await self._rejoin()
-
-    async def _serve_session(self) -> None:
+    async def _serve_connection(self) -> None:
         """Handle Janus events until the WebSocket closes; JanusClosed when the room is destroyed."""
         api = self.api
         while api is not None and not self._closing:
@@ -376,32 +367,16 @@ class JanusRoomClient(RoomClient):
             log.warning("Janus timed our session out")
             await self._close_api()
 
-    async def _rejoin(self) -> None:
-        lost_at = time.monotonic()
-        for delay in self.reconnect.delays():
-            log.warning("lost Janus; reconnecting in %.1f s", delay)
-            await asyncio.sleep(delay)
-            try:
-                await self._connect()
-                self.reconnects += 1
-                return
-            except JanusClosed:
-                await self._close_api()
-                raise
-            except RoomError as err:
-                await self._forget_room()
-                log.warning("reconnect failed: %s", err)
-        raise RoomError(
-            f"lost Janus room {self.room}: no connection to Janus at {self.url.host}:{self.url.port} "
-            f"for {time.monotonic() - lost_at:.0f} s"
-        )
+    def _lost_message(self, seconds: float) -> str:
+        where = f"{self.url.host}:{self.url.port}"
+        return f"lost Janus room {self.room}: no connection to Janus at {where} for {seconds:.0f} s"
 
     def send_stats(self, stats: dict[str, float | str | None]) -> None:
         """Janus VideoRoom has nowhere to show them; they stay in the engine's own report."""
 
     # --- leaving ---------------------------------------------------------------------------------------------
 
-    async def _forget_room(self) -> None:
+    async def _reset_connection(self) -> None:
         """Drop the peers and the (dead) session before a reconnect."""
         await self.drop_all_peers()
         self._subscribers.clear()
