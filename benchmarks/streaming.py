@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
@@ -41,8 +40,8 @@ from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.smoothing import seam_jerk_ratio
 from engine.sources.base import AudioChunk, Media, Source, SourceKind, VideoFrame
 from engine.windows import generate_windows
-from renderer.avatar import Avatar
 from renderer.face import FACE_DIM, FPS, clip_face
+from renderer.video import write_face_media
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 320  # 20 ms audio chunks, like a live device
@@ -167,21 +166,7 @@ def offline(model_dir: Path, test: dict[str, Any], predictions: int) -> NDArray[
 
 def speaker_mp4(path: Path, audio: NDArray[np.float32], faces: NDArray[np.float32]) -> Path:
     """The speaker as a user would hand them in: a 320x240 avatar video at 25 fps with 16 kHz AAC audio."""
-    with av.open(str(path), "w") as out:
-        vs, aud = out.add_stream("libx264", rate=25), out.add_stream("aac", rate=16000)
-        vs.width, vs.height, vs.pix_fmt = 320, 240, "yuv420p"
-        aud.layout = "mono"
-        avatar = Avatar(320, 240)
-        for i, face in enumerate(clip_face(faces)):
-            frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
-            frame.pts = i
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode())
-        for k in range(0, len(audio), 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, k : k + 1024]), "fltp", "mono")
-            frame.sample_rate, frame.pts = 16000, k
-            out.mux(aud.encode(frame))
-        out.mux(aud.encode())
+    write_face_media(path, clip_face(faces), audio, audio_rate=16000, size=(320, 240))
     return path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
@@ -53,3 +54,45 @@ def write_face_video(
             canvas[:, :extra_width] = side_by_side[t]
             canvas[:, extra_width:] = avatar.draw(face)
             sink.write(canvas, t / fps)
+
+
+def write_face_media(
+    path: str | Path,
+    faces: NDArray[np.floating] | None = None,
+    audio: NDArray[np.floating] | None = None,
+    *,
+    audio_rate: int = 16_000,
+    size: tuple[int, int] = (256, 256),
+    fps: int = 25,
+    style: str = "default",
+    options: dict[str, str] | None = None,
+) -> None:
+    """Mux the avatar drawn from `faces` (T, 58) and/or `audio` into one media file (a talking-speaker clip).
+
+    `audio` is float in [-1, 1], (N,) mono or (channels, N). A .wav path gets PCM audio, any other container H.264
+    video and AAC audio. `options` are container options, e.g. {"movflags": "faststart"}.
+    """
+    if faces is None and audio is None:
+        raise ValueError(f"{path}: give faces, audio or both")
+    planes = None if audio is None else np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    with av.open(str(path), "w", options=options or {}) as out:  # every stream is added before muxing starts
+        video = out.add_stream("libx264", rate=fps) if faces is not None else None
+        sound = None
+        if planes is not None:
+            sound = out.add_stream("pcm_s16le" if Path(path).suffix == ".wav" else "aac", rate=audio_rate)
+            sound.layout = "mono" if len(planes) == 1 else "stereo"
+        if video is not None and faces is not None:
+            video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+            avatar = Avatar(size[0], size[1], style=style)
+            for t, face in enumerate(validate_face(faces, f"faces for {path}").reshape(-1, 58)):
+                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
+                frame.pts = t
+                out.mux(video.encode(frame))
+            out.mux(video.encode())
+        if sound is not None and planes is not None:
+            for k in range(0, planes.shape[1], 1024):
+                block = np.ascontiguousarray(planes[:, k : k + 1024])
+                chunk = av.AudioFrame.from_ndarray(block, format="fltp", layout=sound.layout.name)
+                chunk.sample_rate, chunk.pts = audio_rate, k
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())

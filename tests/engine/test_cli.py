@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from engine import cli
-from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
+from renderer.video import write_face_media
 from tests.engine.test_stream import FakeSource, speech
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,28 +90,11 @@ def model_dir(tiny_model_dir: Path) -> Path:
 
 
 def write_clip(path: Path, *, seconds: float = 2.0, audio: bool = True, video: bool = True) -> Path:
-    """A talking avatar (jaw moving) at 25 fps 160x120 with speech-like tone bursts at 44.1 kHz."""
-    with av.open(str(path), "w") as out:  # every stream is added before the first packet is muxed
-        vs = out.add_stream("libx264", rate=25) if video else None
-        as_ = out.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=16000) if audio else None
-        if as_ is not None:
-            as_.layout = "mono"
-        if vs is not None:
-            vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
-            avatar, face = Avatar(160, 120), neutral_face()
-            for i in range(round(seconds * 25)):
-                face[FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(i / 3)
-                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
-                frame.pts = i
-                out.mux(vs.encode(frame))
-            out.mux(vs.encode())
-        if as_ is not None:
-            x = speech(seconds)
-            for k in range(0, len(x), 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, k : k + 1024]), "fltp", "mono")
-                frame.sample_rate, frame.pts = 16000, k
-                out.mux(as_.encode(frame))
-            out.mux(as_.encode())
+    """A talking avatar (jaw moving) at 25 fps 160x120 with speech-like tone bursts at 16 kHz."""
+    frames = round(seconds * 25)
+    faces = neutral_face(frames)
+    faces[:, FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(np.arange(frames) / 3)
+    write_face_media(path, faces if video else None, speech(seconds) if audio else None, size=(160, 120))
     return path
 
 

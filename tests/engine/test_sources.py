@@ -37,6 +37,7 @@ from engine.sources import (
 )
 from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
+from renderer.video import write_face_media
 from trainer.data.loaders import load_audio
 
 TONE_HZ = 440.0
@@ -55,29 +56,13 @@ def make_clip(
     path: Path, *, seconds: float = 2.0, audio: bool = True, video: bool = True, faststart: bool = False
 ) -> Path:
     """A 25 fps 320x240 avatar video (mouth opening and closing) with a 440 Hz stereo tone at 44.1 kHz."""
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as out:
-        vs = out.add_stream("libx264", rate=25) if video else None
-        as_ = out.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=44100) if audio else None
-        if as_ is not None:
-            as_.layout = "stereo"
-        if vs is not None:
-            vs.width, vs.height, vs.pix_fmt = 320, 240, "yuv420p"
-            avatar, face = Avatar(320, 240), neutral_face()
-            for i in range(round(seconds * 25)):
-                face[FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(i / 4)
-                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
-                frame.pts = i
-                out.mux(vs.encode(frame))
-            out.mux(vs.encode())
-        if as_ is not None:
-            x = tone(seconds, 44100)
-            for k in range(0, len(x), 1024):
-                block = np.ascontiguousarray(np.stack([x[k : k + 1024]] * 2))
-                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-                frame.sample_rate, frame.pts = 44100, k
-                out.mux(as_.encode(frame))
-            out.mux(as_.encode())
+    frames = round(seconds * 25)
+    faces = neutral_face(frames)
+    faces[:, FACE_INDEX["jawOpen"]] = 0.5 + 0.5 * np.sin(np.arange(frames) / 4)
+    stereo = np.stack([tone(seconds, 44100)] * 2)
+    options = {"movflags": "faststart"} if faststart else None
+    write_face_media(path, faces if video else None, stereo if audio else None, audio_rate=44100, size=(320, 240),
+                     options=options)  # fmt: skip
     return path
 
 

@@ -28,3 +28,15 @@ def test_side_by_side_puts_the_given_frames_on_the_left(tmp_path):
     assert frame[32, 10, 0] > 180 and frame[32, 10, 1] < 30
     with pytest.raises(ValueError, match="side_by_side"):
         write_face_video(tmp_path / "c.mp4", neutral_face(4), size=(64, 64), side_by_side=speaker)
+
+
+def test_write_face_media_muxes_speech_with_the_avatar_or_refuses_nothing(tmp_path):
+    from renderer.video import write_face_media
+
+    path = tmp_path / "talk.mp4"
+    write_face_media(path, neutral_face(25), np.zeros(16000, np.float32), size=(64, 64))
+    with av.open(str(path)) as media:
+        assert sorted(s.type for s in media.streams) == ["audio", "video"]
+        assert sum(1 for _ in media.decode(video=0)) == 25
+    with pytest.raises(ValueError, match="give faces, audio or both"):
+        write_face_media(tmp_path / "none.mp4")

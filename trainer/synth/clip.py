@@ -9,43 +9,12 @@ avatar; the file holds H.264 video at 25 fps and AAC audio, so `reactdiff-engine
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-from numpy.typing import NDArray
-from tqdm import tqdm
-
-from renderer.avatar import Avatar
-from renderer.face import FPS
+from renderer.video import write_face_media
 from trainer.synth.corpus import SynthConfig, check_config, generate_script
 from trainer.synth.espeak import EspeakError, find_espeak
 from trainer.synth.speech import SAMPLE_RATE
-
-AUDIO_BLOCK = 1024  # samples per encoded audio frame
-
-
-def write_media(
-    path: Path, faces: NDArray[np.float32], audio: NDArray[np.float32], *, size: tuple[int, int], style: str = "bob"
-) -> None:
-    """Mux the avatar drawn from `faces` (T, 58) at 25 fps with 16 kHz mono `audio` into one mp4."""
-    avatar = Avatar(size[0], size[1], style=style)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=FPS, options={"preset": "veryfast", "crf": "20"})
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-        sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-        for i in range(0, len(pcm), AUDIO_BLOCK):
-            block = av.AudioFrame.from_ndarray(pcm[None, i : i + AUDIO_BLOCK], format="s16", layout="mono")
-            block.sample_rate, block.pts, block.time_base = SAMPLE_RATE, i, Fraction(1, SAMPLE_RATE)
-            container.mux(sound.encode(block))
-        container.mux(sound.encode(None))
-        for t, face in enumerate(tqdm(faces, desc=f"drawing {path.name}", leave=False)):
-            frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, FPS)
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -78,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     except EspeakError as exc:
         raise UserError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_media(args.out, speaker.face, speaker.audio, size=(width, height))
+    write_face_media(args.out, speaker.face, speaker.audio, audio_rate=SAMPLE_RATE, size=(width, height), style="bob")
     print(f"wrote {args.out}: {args.seconds:g} s speaker clip ({width}x{height}, 25 fps, with speech)")
     return 0
