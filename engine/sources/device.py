@@ -11,6 +11,7 @@ that stops delivering (unplugged, stalled driver) ends the iteration with a `Sou
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -186,3 +187,15 @@ class AudioDeviceSource(Source):
 
         if not _run_with_timeout(stop, STOP_TIMEOUT_S, f"stop audio device {self.device_name}"):
             log.warning("audio device %r: PortAudio did not stop in %g s; leaving it", self.device_name, STOP_TIMEOUT_S)
+            _skip_portaudio_teardown_at_exit()
+
+
+def _skip_portaudio_teardown_at_exit() -> None:
+    """A stream that would not stop is still being stopped by our daemon thread, maybe forever (a capture
+    thread blocked in a stalled driver). sounddevice's exit handler would stop and close the same stream and
+    terminate PortAudio concurrently: a hang at exit, or heap corruption ("double free") when our stop ends at
+    the same moment. The process is ending anyway and the OS reclaims the device, so that handler is dropped.
+    """
+    handler = getattr(_sounddevice(), "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
