@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.sources.base import check_rgb
-from renderer.face import face_from_mediapipe, neutral_face
+from renderer.face import FACE_DIM, FRAME_SECONDS, face_from_mediapipe, neutral_face
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ MODEL_FILE = "face_landmarker.task"
 MODEL_SIZE = 3_758_596
 MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MODEL_PAGE = "https://ai.google.dev/edge/mediapipe/solutions/vision/face_landmarker#models"
+_SLOT_EPS_S = 1e-6  # seconds: a video frame this close to a frame boundary counts as on it
 
 
 class FaceModelError(FileNotFoundError):
@@ -179,3 +180,33 @@ class FaceTracker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def face_slot(t_s: float) -> int:
+    """The first 40 ms feature frame that uses a video frame taken at media time `t_s`.
+
+    Frame t uses the newest video frame that started before its end, (t + 1) * 40 ms. The live engine
+    (`SpeakerTimeline`) and the trainer's tracked speaker faces both assign faces to frames with this rule.
+    """
+    return max(0, math.floor((t_s + _SLOT_EPS_S) / FRAME_SECONDS))
+
+
+def faces_per_frame(
+    times_s: NDArray[np.float64], faces: NDArray[np.float32], found: NDArray[np.bool_], frames: int
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Tracker results of a whole clip (n video frames in media-time order) → per 40 ms frame, sample-and-hold.
+
+    Returns faces (frames, 58) and found (frames,). Frames before the first video frame get the zero face,
+    not found, as in the live engine.
+    """
+    out_face = np.zeros((frames, FACE_DIM), np.float32)
+    out_found = np.zeros(frames, np.bool_)
+    slots = np.array([face_slot(float(t)) for t in times_s], np.int64)
+    if len(slots) and np.any(np.diff(slots) < 0):
+        raise ValueError("faces_per_frame: tracker results must be in media-time order")
+    # For frame t: the last result whose slot is <= t.
+    last = np.searchsorted(slots, np.arange(frames), side="right") - 1
+    has = last >= 0
+    out_face[has] = faces[last[has]]
+    out_found[has] = found[last[has]]
+    return out_face, out_found

@@ -20,11 +20,11 @@ from numpy.typing import NDArray
 from engine.features import AUDIO_FEATURE_DIM
 from engine.runtime.queues import FrameBuffer
 from engine.smoothing import OneEuroFilter, hold_decay
+from engine.tracker import face_slot
 from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, join_new_frames, window_conditioning
-from renderer.face import FACE_DIM, FRAME_SECONDS
+from renderer.face import FACE_DIM
 
 Array = NDArray[np.float32]
-_EPS = 1e-6  # seconds: media times within this are the same instant
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ class SpeakerTimeline:
     """Speaker features by frame. Audio frames are appended by the reader; tracked faces by the tracker thread.
 
     The face of frame t is the newest tracked face whose video frame started before the end of frame t
-    ((t+1) * 40 ms), fixed once a window reads it, so every window sees the same face for the same frame.
+    ((t+1) * 40 ms, `engine.tracker.face_slot`), fixed once a window reads it, so every window sees the same
+    face for the same frame.
     """
 
     def __init__(self, window: int, *, has_audio: bool, has_video: bool) -> None:
@@ -93,8 +94,7 @@ class SpeakerTimeline:
     def _assign_faces(self, through: int) -> None:
         with self._lock:
             for t in range(self.face.end, through + 1):
-                frame_end = (t + 1) * FRAME_SECONDS - _EPS
-                while self._tracked and self._tracked[0].t_s < frame_end:
+                while self._tracked and face_slot(self._tracked[0].t_s) <= t:
                     self._held = self._tracked.popleft()
                 held = self._held
                 self.face.append(held.face)
