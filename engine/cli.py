@@ -6,6 +6,7 @@
 
 Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
 files: lossless, every window runs) or paced in real time (`--realtime`: late work is dropped, as live).
+An mp4 output carries the speaker's audio (AAC) when the speaker has audio, in sync with the --side-by-side panel.
 User mistakes (a missing model, a corrupt file, an unknown device) print one line and exit with status 2.
 """
 
@@ -54,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(start a room on 127.0.0.1 and print its URL); "
                      f"--output {VIRTUAL_CAMERA} may run at the same time")  # fmt: skip
     io.add_argument(
-        "--output", metavar="OUT", help=f"listener video: a .mp4 file, or '{VIRTUAL_CAMERA}' for the virtual webcam"
+        "--output",
+        metavar="OUT",
+        help=f"listener video: a .mp4 file (with the speaker's audio, if any), or "
+        f"'{VIRTUAL_CAMERA}' for the virtual webcam",
     )
     io.add_argument("--side-by-side", action="store_true", help="draw the speaker's video left of the avatar")
     io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops and speed as JSON here")
@@ -111,13 +115,14 @@ class Output:
     def live(self) -> bool:
         return self.path is None
 
-    def factory(self) -> SinkFactory:
+    def factory(self, *, audio_rate: int | None = None) -> SinkFactory:
+        """Opens the sink; an mp4 gets an AAC track at `audio_rate` Hz for the speaker's audio (None: video only)."""
         from renderer.sinks import SinkKind, create_sink
 
         if self.path is None:
             return lambda w, h: create_sink(SinkKind.VIRTUAL_CAMERA, width=w, height=h, fps=30.0)
         path = self.path
-        return lambda w, h: create_sink(SinkKind.MP4, path=path, width=w, height=h, fps=30.0)
+        return lambda w, h: create_sink(SinkKind.MP4, path=path, width=w, height=h, fps=30.0, audio_rate=audio_rate)
 
 
 def parse_output(text: str | None) -> Output:
@@ -194,6 +199,7 @@ def open_tracker(args: argparse.Namespace, source: Any) -> Any:
 
 
 def stream(args: argparse.Namespace) -> int:
+    from engine.features import SAMPLE_RATE
     from engine.runtime import StreamConfig, StreamEngine, WindowModel
     from engine.stats import StatusLine
 
@@ -217,7 +223,9 @@ def stream(args: argparse.Namespace) -> int:
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip
         try:
-            make_sink = output.factory() if output is not None else None
+            # the engine feeds a file's audio track whenever the speaker has audio (not in a room: its sink is live)
+            audio_rate = SAMPLE_RATE if source.has_audio and room is None else None
+            make_sink = output.factory(audio_rate=audio_rate) if output is not None else None
             engine = StreamEngine(WindowModel.from_backend(backend), source, tracker=tracker, config=config,
                                   make_sink=room.sink_factory(make_sink) if room is not None else make_sink,
                                   on_emitted=room.publish if room is not None else None)  # fmt: skip

@@ -66,6 +66,8 @@ class StreamStats:
     """Video frames replaced by a newer one before the tracker took them (realtime only)."""
     tracker_s: float = 0.0
     """Seconds the tracker spent on frames."""
+    audio_dropped: int = 0
+    """Speaker audio chunks dropped before the output file's audio track got them (their queue was full)."""
     latencies_s: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -97,6 +99,7 @@ class StreamStats:
                     "output": self.output_frames,
                     "output_skipped": self.output_skipped,
                 },
+                "audio": {"dropped_chunks": self.audio_dropped},
                 "tracker": {
                     "video_frames": self.video_frames,
                     "tracked": self.tracked_frames,

@@ -5,6 +5,8 @@
 
 Every sink takes keyword-only arguments `width`, `height`, `fps` plus its own options, accepts
 (height, width, 3) uint8 RGB frames with non-decreasing timestamps in seconds, and can be closed twice.
+A sink opened with an audio track (`Mp4Sink(audio_rate=16000)`; `sink.audio` is not None) also takes
+`write_audio(samples, start_s)`: audio placed on the same clock as the frames' timestamps.
 The WebRTC track sink lives in `renderer.track` (it is the only part that needs aiortc) and is loaded on demand.
 """
 
@@ -23,6 +25,7 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 import pyvirtualcam
+from numpy.typing import ArrayLike, NDArray
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,69 @@ class SinkError(RuntimeError):
     """A sink could not be opened or written; the message says how to fix it."""
 
 
+def place_samples(planes: NDArray[np.float32], start: int, written: int) -> NDArray[np.float32]:
+    """Fit (channels, N) samples that start at sample `start` onto a track holding samples 0..written-1.
+
+    A gap (start > written) is filled with silence; samples before `written` (an overlap) are cut, so the
+    result continues the track exactly at sample `written`.
+    """
+    if start >= written:
+        return np.concatenate([np.zeros((len(planes), start - written), planes.dtype), planes], axis=1)
+    return planes[:, written - start :]
+
+
+class AudioTrack:
+    """One audio stream of a PyAV output container (AAC, or e.g. "pcm_s16le" for .wav), fed float samples.
+
+    The track is contiguous from sample 0 (time 0 of the container): `write(samples, start_s)` places samples at
+    `start_s`, filling a gap with silence and cutting an overlap (`place_samples`). Create it before anything
+    is muxed (streams cannot be added once the container's header is written); not thread-safe, like the container.
+    """
+
+    def __init__(
+        self, container: av.container.OutputContainer, *, rate: int, channels: int = 1, codec: str = "aac"
+    ) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"audio track: 1 (mono) or 2 (stereo) channels, got {channels}")
+        if rate <= 0:
+            raise ValueError(f"audio track: the sample rate must be positive, got {rate}")
+        self.rate, self.channels, self._container = int(rate), channels, container
+        stream = container.add_stream(codec, rate=self.rate)
+        assert isinstance(stream, av.AudioStream)
+        stream.layout = "mono" if channels == 1 else "stereo"
+        self._stream = stream
+        self.samples_written = 0  # the track holds samples 0..samples_written-1 (silence in the gaps)
+
+    def write(self, samples: ArrayLike, start_s: float | None = None) -> None:
+        """Add (N,) mono or (channels, N) float samples in [-1, 1] whose first one plays at `start_s` seconds
+        (None: right after the samples written so far)."""
+        planes = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+        if planes.ndim != 2 or len(planes) != self.channels:
+            raise ValueError(f"audio track: expected {self.channels} channel(s) of samples, got shape {planes.shape}")
+        if start_s is not None:
+            if not math.isfinite(start_s) or start_s < 0:
+                raise ValueError(f"audio track: start_s must be a finite time >= 0 s, got {start_s}")
+            planes = place_samples(planes, round(start_s * self.rate), self.samples_written)
+        if planes.shape[1] == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=self._stream.layout.name)
+        frame.sample_rate, frame.pts = self.rate, self.samples_written  # pts in samples (time base 1/rate)
+        self._container.mux(self._stream.encode(frame))  # the encoder cuts its own frame size (AAC: 1024)
+        self.samples_written += planes.shape[1]
+
+    def flush(self) -> None:
+        """Encode what the encoder still holds; call once, before closing the container."""
+        self._container.mux(self._stream.encode(None))
+
+
 class Sink(ABC):
-    """A destination for RGB frames. Subclasses implement `_write` and `_close`."""
+    """A destination for RGB frames. Subclasses implement `_write` and `_close`.
+
+    `audio` is the sink's audio track, or None for a video-only sink (the default).
+    """
 
     kind: ClassVar[SinkKind]
+    audio: AudioTrack | None = None
 
     def __init__(self, *, width: int, height: int, fps: float = 30.0) -> None:
         if width <= 0 or height <= 0:
@@ -78,6 +140,18 @@ class Sink(ABC):
         self._last_timestamp = timestamp_s
         self._write(frame, timestamp_s)
         self.frames_written += 1
+
+    def write_audio(self, samples: NDArray[np.float32], start_s: float) -> None:
+        """Add (N,) float32 mono samples whose first one plays at `start_s` on the clock of the frame timestamps."""
+        name = type(self).__name__
+        if self._closed:
+            raise SinkError(f"{name}: write_audio() after close(); create a new sink")
+        if self.audio is None:
+            raise SinkError(f"{name}: this sink has no audio track; open it with one (Mp4Sink(audio_rate=...))")
+        if not isinstance(samples, np.ndarray) or samples.dtype != np.float32 or samples.ndim != 1:
+            got = (samples.dtype, samples.shape) if isinstance(samples, np.ndarray) else type(samples).__name__
+            raise TypeError(f"{name}: audio must be a 1-D float32 numpy array (mono), got {got}")
+        self.audio.write(samples, start_s)
 
     def close(self) -> None:
         """Flush and release the sink; later calls do nothing."""
@@ -142,7 +216,10 @@ class VirtualCameraSink(Sink):
 
 
 class Mp4Sink(Sink):
-    """An H.264 (yuv420p) mp4 file written with PyAV; frame timestamps become presentation times."""
+    """An H.264 (yuv420p) mp4 file written with PyAV; frame timestamps become presentation times.
+
+    With `audio_rate` (Hz) the file also gets a mono AAC track fed by `write_audio`, on the frames' clock.
+    """
 
     kind = SinkKind.MP4
 
@@ -155,6 +232,7 @@ class Mp4Sink(Sink):
         fps: float = 30.0,
         crf: int = 20,
         preset: str = "veryfast",
+        audio_rate: int | None = None,
     ) -> None:
         super().__init__(width=width, height=height, fps=fps)
         if self.width % 2 or self.height % 2:
@@ -168,6 +246,13 @@ class Mp4Sink(Sink):
         stream.options = {"crf": str(crf), "preset": preset}
         self._stream = stream
         self._last_pts = -1
+        if audio_rate is not None:
+            try:
+                self.audio = AudioTrack(self._container, rate=audio_rate)
+            except ValueError:
+                self._closed = True
+                self._container.close()
+                raise
 
     def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
         pts = max(round(timestamp_s * self._rate), self._last_pts + 1)  # in frames; never repeat a pts
@@ -178,6 +263,8 @@ class Mp4Sink(Sink):
 
     def _close(self) -> None:
         self._container.mux(self._stream.encode(None))
+        if self.audio is not None:
+            self.audio.flush()
         self._container.close()
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from renderer.avatar import Avatar
 from renderer.face import validate_face
-from renderer.sinks import Mp4Sink
+from renderer.sinks import AudioTrack, Mp4Sink
 
 
 def write_face_video(
@@ -79,8 +79,8 @@ def write_face_media(
         video = out.add_stream("libx264", rate=fps) if faces is not None else None
         sound = None
         if planes is not None:
-            sound = out.add_stream("pcm_s16le" if Path(path).suffix == ".wav" else "aac", rate=audio_rate)
-            sound.layout = "mono" if len(planes) == 1 else "stereo"
+            codec = "pcm_s16le" if Path(path).suffix == ".wav" else "aac"
+            sound = AudioTrack(out, rate=audio_rate, channels=len(planes), codec=codec)
         if video is not None and faces is not None:
             video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
             avatar = Avatar(size[0], size[1], style=style)
@@ -90,9 +90,5 @@ def write_face_media(
                 out.mux(video.encode(frame))
             out.mux(video.encode())
         if sound is not None and planes is not None:
-            for k in range(0, planes.shape[1], 1024):
-                block = np.ascontiguousarray(planes[:, k : k + 1024])
-                chunk = av.AudioFrame.from_ndarray(block, format="fltp", layout=sound.layout.name)
-                chunk.sample_rate, chunk.pts = audio_rate, k
-                out.mux(sound.encode(chunk))
-            out.mux(sound.encode())
+            sound.write(planes, 0.0)
+            sound.flush()

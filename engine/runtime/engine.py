@@ -11,7 +11,12 @@ Threads, each behind a bounded queue (queues.StageQueue):
                every hop of H frames cuts a window of the last W frames -> window queue (size 1, newest wins)
     tracker  : video frame -> speaker face (58,), sample-and-held into the speaker timeline
     inference: one window at a time: conditioning on emitted frames, backend, seam join, One Euro -> frames
-    player   : listener frames (25 fps) -> interpolated 30 fps avatar -> sink
+    player   : listener frames (25 fps) -> interpolated 30 fps avatar -> sink; the speaker's audio chunks, queued
+               by the reader (size AUDIO_QUEUE_CHUNKS, oldest dropped and counted), -> the sink's audio track
+
+The sink's clock is media time whenever its timestamps are (files, --fast and --realtime; not a live sink): the
+frame stamped t shows the listener at media time t and, with --side-by-side, the speaker frame of media time t.
+So the speaker audio of media time t is written at t, in sync with the speaker panel (see `Renderer`).
 
 In realtime mode (live devices, `--realtime` files) late work is dropped and counted: a video frame replaced
 by a newer one before tracking, a window replaced by a newer one before inference, a window whose frames
@@ -46,6 +51,7 @@ from renderer.face import FPS, FRAME_SECONDS
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+AUDIO_QUEUE_CHUNKS = 4096  # speaker audio waiting for the player: ~90 s of a file's 23 ms AAC frames
 _EPS = 1e-6
 
 
@@ -136,6 +142,11 @@ class StreamEngine:
         self._video_q: StageQueue[tuple[VideoFrame, float]] = StageQueue(2 if lossless else 1, lossless=lossless)
         self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=lossless)
         self._frames_q: StageQueue[Emitted] = StageQueue(1_000_000, lossless=False)  # backpressure: wait_below
+        # audio for the sink: only a sink stamped in media time can place it (a live sink is stamped on the wall
+        # clock); lossy, so the reader never waits on the player; the player drains it every frame
+        self._audio_q: StageQueue[AudioChunk] | None = None
+        if make_sink is not None and self.has_audio and not config.live_sink:
+            self._audio_q = StageQueue(AUDIO_QUEUE_CHUNKS, lossless=False)
         smoother = OneEuroFilter(config.smoothing.per_dimension(model.listener_dim), fps=FPS)
         self.on_emitted = on_emitted  # also gets every emitted run (e.g. a room's reactions channel)
         self.listener = ListenerTimeline(
@@ -188,8 +199,7 @@ class StreamEngine:
         """Stop every thread and wait for them; closes the source and the sink (not the backend or tracker)."""
         self._stop.set()
         self.source.close()
-        for q in (self._video_q, self._window_q, self._frames_q):
-            q.close()
+        self._close_queues()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()
@@ -222,7 +232,11 @@ class StreamEngine:
             self._errors.append(exc)
             self._stop.set()
             self.source.close()
-            for q in (self._video_q, self._window_q, self._frames_q):
+            self._close_queues()
+
+    def _close_queues(self) -> None:
+        for q in (self._video_q, self._window_q, self._frames_q, self._audio_q):
+            if q is not None:
                 q.close()
 
     # reader -------------------------------------------------------------------------------------------------------
@@ -234,6 +248,7 @@ class StreamEngine:
                     return
                 if isinstance(item, AudioChunk):
                     self._on_audio(item)
+                    self._queue_audio(item)
                 elif self.has_video:
                     self._on_video(item)
                 elif not self.has_audio:  # video, but no tracker and no audio: the frames still keep the clock
@@ -267,6 +282,11 @@ class StreamEngine:
         features = self._features.push(samples)
         if len(features):
             self.speaker.add_audio(features, self._arrivals(self.speaker.frames, len(features), chunk.arrival_s))
+
+    def _queue_audio(self, chunk: AudioChunk) -> None:
+        if self._audio_q is not None and not self._audio_q.put(chunk):
+            with self.stats.lock:
+                self.stats.audio_dropped += 1
 
     def _on_video_clock(self, frame: VideoFrame) -> None:
         """Video-only input: silence up to the end of the frame's 40 ms slot, so audio features keep the clock."""
@@ -398,8 +418,9 @@ class StreamEngine:
             self._drain_frames()
             return
         renderer = Renderer(
-            self.make_sink, self.config.size, style=self.config.style, panel=self.panel, stats=self.stats
-        )
+            self.make_sink, self.config.size, style=self.config.style, panel=self.panel, stats=self.stats,
+            audio=self._audio_q,
+        )  # fmt: skip
         try:
             if self.config.realtime:
                 LivePlayout(

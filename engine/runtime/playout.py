@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
+from engine.sources.base import AudioChunk
 from engine.stats import StreamStats
 from renderer.avatar import Avatar
 from renderer.face import FACE_DIM, FPS
@@ -79,14 +80,22 @@ class SpeakerPanel:
 
 
 class Renderer:
-    """Draws a listener face (plus the speaker panel) and writes it to a sink opened on the first frame."""
+    """Draws a listener face (plus the speaker panel) and writes it to a sink opened on the first frame.
+
+    `audio`, if given, holds the speaker's audio chunks; after each frame (and at close) the queued chunks go into
+    the sink's audio track, or are discarded by a sink without one. Alignment rule: a chunk starting at media
+    time t is written at t on the sink's clock, which is right when the frames are stamped with the media time
+    they show (`render(face, media_t, timestamp_s=media_t)`: FilePlayout, and LivePlayout into a file). Then the
+    speaker sound of media time t plays with the speaker panel frame of media time t and with the listener
+    frame for media time t; the realtime playout delay is a wall-clock delay that does not reach the file.
+    """
 
     def __init__(
         self, make_sink: SinkFactory, size: tuple[int, int], *, style: str, panel: SpeakerPanel | None,
-        stats: StreamStats,
+        stats: StreamStats, audio: StageQueue[AudioChunk] | None = None,
     ) -> None:  # fmt: skip
         self.avatar = Avatar(size[0], size[1], style=style)
-        self.make_sink, self.panel, self.stats = make_sink, panel, stats
+        self.make_sink, self.panel, self.stats, self.audio = make_sink, panel, stats, audio
         self.sink: Sink | None = None
         self._canvas: NDArray[np.uint8] | None = None
 
@@ -112,10 +121,26 @@ class Renderer:
             self.sink.write(self._canvas, timestamp_s)
         with self.stats.lock:
             self.stats.output_frames += 1
+        self._pass_audio()
+
+    def _pass_audio(self) -> None:
+        """Queued speaker audio -> the sink's audio track (same thread as the frames: PyAV is not thread-safe)."""
+        if self.audio is None or self.sink is None:
+            return
+        while len(self.audio):
+            chunk = self.audio.get(0)
+            if chunk is None:
+                return
+            if self.sink.audio is not None:
+                self.sink.write_audio(chunk.samples, chunk.t_start_s)  # media time = the sink's clock (see class)
+            self.audio.task_done()
 
     def close(self) -> None:
         if self.sink is not None:
-            self.sink.close()
+            try:
+                self._pass_audio()  # the audio still queued (the stream's end, or it stopped)
+            finally:
+                self.sink.close()
 
 
 class FilePlayout:

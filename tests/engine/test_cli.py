@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from engine import cli
+from engine.features import SAMPLE_RATE
+from engine.sources import FileSource
+from engine.sources.base import AudioChunk
 from renderer.face import FACE_INDEX, neutral_face
 from renderer.video import write_face_media
 from tests.engine.test_stream import FakeSource, speech
@@ -132,6 +135,59 @@ def test_one_missing_modality_still_gives_a_listener(model_dir, tmp_path, kind):
     assert code == 0, err
     report = json.loads(stats.read_text())
     assert 50 <= report["frames"]["generated"] <= 52 and video_info(out)[0] == report["frames"]["output"]
+    with av.open(str(out)) as listener:  # the speaker's audio comes along when there is some
+        assert len(listener.streams.audio) == (1 if kind == "audio-only" else 0)
+
+
+CUE_S = 1.0
+
+
+def write_cued_clip(path: Path, seconds: float = 2.0) -> Path:
+    """A speaker (160x120, 25 fps) who opens the mouth wide at CUE_S, when a 440 Hz tone starts in the sound."""
+    faces = neutral_face(round(seconds * 25))
+    faces[round(CUE_S * 25) :, FACE_INDEX["jawOpen"]] = 1.0
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    audio = 0.5 * ((t >= CUE_S) & (t < CUE_S + 0.3)) * np.sin(2 * np.pi * 440 * t)
+    write_face_media(path, faces, audio.astype(np.float32), size=(160, 120))
+    return path
+
+
+def panel_change_s(path: Path) -> float:
+    """Time of the first output frame whose speaker panel (the left 160 columns) differs from the first one's."""
+    with av.open(str(path)) as video:
+        frames = [(f.time, f.to_ndarray(format="rgb24")[:, :160].astype(int)) for f in video.decode(video=0)]
+    return next(t for t, rgb in frames if (np.abs(rgb - frames[0][1]) > 40).sum() > 200)  # the mouth opened
+
+
+def audio_onset_s(path: Path) -> tuple[float, float]:
+    """(media time where the tone starts, seconds of audio), read back from the file's audio track."""
+    chunks = [c for c in FileSource(path) if isinstance(c, AudioChunk)]
+    samples = np.concatenate([c.samples for c in chunks])
+    return chunks[0].t_start_s + np.argmax(np.abs(samples) > 0.25) / SAMPLE_RATE, len(samples) / SAMPLE_RATE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pace", ["--fast", "--realtime"])
+def test_mp4_carries_the_speakers_audio_in_sync_with_the_speaker_panel(model_dir, tmp_path, pace):
+    out, stats = tmp_path / "listener.mp4", tmp_path / "stats.json"
+    code, err = run_cli("--model", model_dir, "--input", write_cued_clip(tmp_path / "speaker.mp4"), "--output", out,
+                        "--side-by-side", "--size", "96x120", "--stats", stats, "--quiet", pace)  # fmt: skip
+    assert code == 0, err
+    report = json.loads(stats.read_text())
+    frames, width, height = video_info(out)
+    assert (frames, width, height) == (report["frames"]["output"], 160 + 96, 120)  # the video as without audio
+    with av.open(str(out)) as listener:
+        (track,) = listener.streams.audio
+        assert track.codec_context.name == "aac" and track.duration is not None and track.time_base is not None
+        duration = float(track.duration * track.time_base)
+    onset, heard = audio_onset_s(out)
+    assert abs(duration - frames / 30) <= 2 / 30 and abs(heard - duration) <= 0.07  # AAC pads its last frame
+    assert onset == pytest.approx(CUE_S, abs=1 / 30)  # the tone at its media time
+    # seen as it is heard: fast mode stamps frame k at k/30 exactly; the realtime clock's media times are rounded
+    # to the 30 fps grid (half a frame either way) and nudged a frame on when two round alike
+    slack = 0.5 / 30 if pace == "--fast" else 1.5 / 30
+    assert panel_change_s(out) == pytest.approx(onset, abs=slack)
+    assert report["audio"]["dropped_chunks"] == 0
 
 
 @pytest.mark.slow

@@ -215,22 +215,30 @@ def test_hop_must_leave_a_known_frame_in_the_window():
 
 
 class Sink:
-    def __init__(self, width, height):
+    """Keeps what it is given; `audio=True`: it has an audio track (renderer.sinks.Sink.audio is not None)."""
+
+    def __init__(self, width, height, *, audio=False):
         self.width, self.height = width, height
         self.frames: list[tuple[float, np.ndarray]] = []
+        self.audio = "track" if audio else None
+        self.heard: list[tuple[float, np.ndarray]] = []  # (start_s, samples) given to write_audio
         self.closed = False
 
     def write(self, frame, timestamp_s):
         assert frame.shape == (self.height, self.width, 3)
         self.frames.append((timestamp_s, frame.copy()))
 
+    def write_audio(self, samples, start_s):
+        assert self.audio is not None and not self.closed
+        self.heard.append((start_s, samples.copy()))
+
     def close(self):
         self.closed = True
 
 
-def sinks_into(sinks: list[Sink]):
+def sinks_into(sinks: list[Sink], *, audio=False):
     def make(width, height):
-        sinks.append(Sink(width, height))
+        sinks.append(Sink(width, height, audio=audio))
         return sinks[-1]
 
     return make
@@ -329,3 +337,41 @@ def test_audio_lost_by_the_source_becomes_silence_on_the_media_clock():
     want = offline(FakeModel(), audio_features(heard), np.zeros((32, FACE_DIM), np.float32), np.array([[1.0, 0.0]]))
     assert stats.frames_generated == 32  # 1.3 s
     np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-6)
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_speaker_audio_goes_to_the_sink_at_the_media_time_its_panel_shows(realtime):
+    # the rule (engine.runtime.playout.Renderer): the frame stamped t shows the speaker frame of media time t,
+    # and the audio of media time t is written at t
+    audio = speech(1.2)
+    source = FakeSource(audio, video_frames=30, chunk=1000, realtime=realtime)
+    sinks: list[Sink] = []
+    config = StreamConfig(realtime=realtime, size=(32, 24), side_by_side=True)
+    engine = StreamEngine(window_model(FakeModel()), source, tracker=FakeTracker(),
+                          make_sink=sinks_into(sinks, audio=True), config=config)  # fmt: skip
+    stats = engine.run()
+    sink = sinks[0]
+    starts = [start for start, _ in sink.heard]
+    assert starts == [k * 1000 / SAMPLE_RATE for k in range(len(starts))]  # every chunk, on the media clock
+    np.testing.assert_array_equal(np.concatenate([s for _, s in sink.heard]), audio)
+    for t, frame in sink.frames:
+        assert frame[5, 5, 0] == np.floor(t * 25 + 1e-6)  # the speaker frame of media time t
+    assert len(sink.frames) >= 30 and stats.audio_dropped == 0 and sink.closed
+
+
+def test_audio_the_player_cannot_take_in_time_is_dropped_and_counted(monkeypatch):
+    monkeypatch.setattr("engine.runtime.engine.AUDIO_QUEUE_CHUNKS", 2)  # the reader runs a window ahead
+    sinks: list[Sink] = []
+    engine = StreamEngine(window_model(FakeModel()), FakeSource(speech(1.0), chunk=320),
+                          make_sink=sinks_into(sinks, audio=True), config=StreamConfig(size=(32, 24)))  # fmt: skip
+    stats = engine.run()
+    assert stats.audio_dropped > 0 and len(sinks[0].heard) + stats.audio_dropped == 50
+    assert stats.to_json()["audio"] == {"dropped_chunks": stats.audio_dropped}
+
+
+def test_a_sink_without_an_audio_track_gets_frames_only():
+    sinks: list[Sink] = []
+    engine = StreamEngine(window_model(FakeModel()), FakeSource(speech(1.0)), make_sink=sinks_into(sinks),
+                          config=StreamConfig(size=(32, 24)))  # fmt: skip
+    stats = engine.run()
+    assert sinks[0].heard == [] and len(sinks[0].frames) == 30 and stats.audio_dropped == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import pyvirtualcam
 
-from renderer.sinks import SinkError, SinkKind, create_sink
+from renderer.sinks import Mp4Sink, SinkError, SinkKind, create_sink, place_samples
 
 W, H, FPS = 64, 48, 30.0
 
@@ -129,6 +129,76 @@ def test_mp4_has_h264_yuv420p_at_the_requested_rate(tmp_path):
         assert stream.codec_context.name == "h264"
         assert stream.codec_context.pix_fmt == "yuv420p"
         assert stream.average_rate == 30
+
+
+RATE = 16_000
+
+
+def tone_burst(seconds: float, start_s: float, length_s: float = 0.2) -> np.ndarray:
+    """Silence with a 440 Hz burst of amplitude 0.5 from `start_s`: (seconds * 16000,) float32."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    inside = (t >= start_s) & (t < start_s + length_s)
+    return (0.5 * inside * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def decoded_audio(path) -> tuple[np.ndarray, float, str]:
+    """(mono samples placed from time 0 by their timestamps, the stream's duration in s, its codec)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.duration is not None and stream.time_base is not None
+        duration, codec = float(stream.duration * stream.time_base), stream.codec_context.name
+        out = np.zeros(round(duration * RATE) + 4096, np.float32)
+        for frame in container.decode(stream):
+            start = round(frame.time * RATE)
+            samples = frame.to_ndarray()[0]
+            out[start : start + len(samples)] = samples[: len(out) - start]
+    return out, duration, codec
+
+
+def onset_s(samples: np.ndarray) -> float:
+    return float(np.argmax(np.abs(samples) > 0.25)) / RATE
+
+
+def test_mp4_audio_lands_on_the_frame_clock_gaps_silent_overlaps_cut(tmp_path):
+    audio = tone_burst(3.0, 1.5)
+    path = tmp_path / "talk.mp4"
+    with Mp4Sink(path=path, width=W, height=H, fps=FPS, audio_rate=RATE) as sink:
+        assert sink.audio is not None
+        for k, frame in enumerate(frames(90)):
+            sink.write(frame, k / FPS)
+            chunk = slice(k * 533, (k + 1) * 533)  # 33.3 ms a frame, as the engine passes it
+            if 10 <= k < 20:
+                continue  # chunks lost (0.33..0.67 s): silence there, and what follows must not move earlier
+            sink.write_audio(audio[chunk], chunk.start / RATE)
+        sink.write_audio(audio[90 * 533 - 800 :], (90 * 533 - 800) / RATE)  # overlaps what was written
+    heard, duration, codec = decoded_audio(path)
+    assert codec == "aac" and duration == pytest.approx(3.0, abs=1 / FPS)
+    assert onset_s(heard) == pytest.approx(1.5, abs=0.25 / FPS)
+    assert np.abs(heard[round(1.55 * RATE) : round(1.65 * RATE)]).max() > 0.4  # the burst itself survived
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 90  # the video is what it was without audio
+
+
+def test_place_samples_fills_a_gap_with_silence_and_cuts_an_overlap():
+    planes = np.arange(1, 6, dtype=np.float32)[None]
+    assert place_samples(planes, 7, 5).tolist() == [[0, 0, 1, 2, 3, 4, 5]]
+    assert place_samples(planes, 3, 5).tolist() == [[3, 4, 5]]
+    assert place_samples(planes, 0, 9).shape == (1, 0)
+
+
+def test_write_audio_needs_an_audio_track_and_mono_float32(tmp_path):
+    with open_sink(SinkKind.MP4, tmp_path) as sink:
+        assert sink.audio is None  # video only unless asked
+        with pytest.raises(SinkError, match="no audio track"):
+            sink.write_audio(np.zeros(100, np.float32), 0.0)
+    with Mp4Sink(path=tmp_path / "a.mp4", width=W, height=H, audio_rate=RATE) as sink:
+        with pytest.raises(TypeError, match="1-D float32"):
+            sink.write_audio(np.zeros((2, 100), np.float32), 0.0)
+        with pytest.raises(ValueError, match="finite time"):
+            sink.write_audio(np.zeros(100, np.float32), -1.0)
+        sink.write(frames(1)[0], 0.0)
+    with pytest.raises(SinkError, match="after close"):
+        sink.write_audio(np.zeros(100, np.float32), 0.0)
 
 
 def test_virtual_camera_without_device_says_how_to_create_one():
