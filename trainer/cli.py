@@ -19,6 +19,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "trainer.synth",
     "trainer.synth.clip",
+    "trainer.track_command",
     "trainer.fit_command",
     "trainer.export",
     "trainer.evaluate",

@@ -87,6 +87,9 @@ class TrainConfig:
     """Steps between checkpoints (a run resumes from the last one)."""
     seed: int = 0
     """Seed for initialisation, window sampling and noise."""
+    speaker_faces: str = "fitted"
+    """Speaker faces to train on: "fitted" (the corpus's 3D_FV arrays) or "tracked" (re-extracted from the speaker
+    videos by the engine's own MediaPipe tracker, cached: what the live engine will see)."""
     threads: int = 2
     """CPU threads torch may use."""
 
@@ -104,6 +107,8 @@ class RunConfig:
             raise ConfigError(f"model.hop={m.hop} must be in 1..window ({m.window})")
         if m.d_model % m.heads or m.ae_width % m.heads:
             raise ConfigError(f"model.d_model and model.ae_width must be multiples of model.heads={m.heads}")
+        if self.train.speaker_faces not in ("fitted", "tracked"):
+            raise ConfigError(f"train.speaker_faces={self.train.speaker_faces!r}: choose fitted or tracked")
         if m.default_sampler not in ("ddim", "dpmpp2m"):
             raise ConfigError(f"model.default_sampler={m.default_sampler!r}: choose ddim or dpmpp2m")
 

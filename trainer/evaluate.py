@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from renderer.face import EMOTION_NAMES, FACE_DIM
 from trainer.data import ReactDataset
+from trainer.data.react import SPEAKER_FACES, SpeakerFaces
 from trainer.model import LISTENER_DIM, ReactDiff
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,29 @@ def _stack(arrays: list[NDArray]) -> NDArray[np.float32]:
     return np.stack([a[:t] for a in arrays]).astype(np.float32)
 
 
-def evaluate(model: ReactDiff, data: Path, *, split: str = "test", predictions: int = PREDICTIONS) -> dict[str, Any]:
-    """Metrics for the model in both settings and for every baseline, on `split` (both directions)."""
+def evaluate(
+    model: ReactDiff,
+    data: Path,
+    *,
+    split: str = "test",
+    predictions: int = PREDICTIONS,
+    speaker_faces: SpeakerFaces = "fitted",
+    track_cache: Path | None = None,
+) -> dict[str, Any]:
+    """Metrics for the model in both settings and for every baseline, on `split` (both directions).
+
+    `speaker_faces="tracked"`: the model sees the speaker faces the engine's tracker finds in the test videos
+    (tracked first where not cached), as it would live; the baselines and targets are unchanged.
+    """
     from trainer.baselines import BASELINES
     from trainer.metrics import compute_all
     from trainer.train import prepare_arrays
 
-    test = prepare_arrays(ReactDataset(data, split))
-    train = prepare_arrays(ReactDataset(data, "train"))
+    test_set = ReactDataset(data, split, speaker_faces=speaker_faces, track_cache=track_cache)
+    if test_set.tracked is not None:
+        test_set.track(workers=2)
+    test = prepare_arrays(test_set)
+    train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool only
     neighbours = ReactDataset(data, split).neighbours()
     audio, face = _stack(test.audio), _stack(test.face)
     listener, speaker = _stack(test.listener)[..., FACE_DIM:], _stack(test.speaker_emotion)
@@ -101,7 +117,9 @@ def evaluate(model: ReactDiff, data: Path, *, split: str = "test", predictions: 
         pred = baseline(speaker, train_listeners, samples=predictions, rng=rng)
         results["baselines"][name] = compute_all(pred, listener, speaker, neighbours, workers=2)
     results["settings"] = {k: vars(v) for k, v in settings_for(model).items()}
-    results["data"] = {"split": split, "samples": len(audio), "frames": int(audio.shape[1])}
+    results["data"] = {
+        "split": split, "samples": len(audio), "frames": int(audio.shape[1]), "speaker_faces": speaker_faces,
+    }  # fmt: skip
     results["_outputs"] = outputs
     results["_targets"] = {"listener": listener, "speaker": speaker, "neighbours": neighbours}
     return results
@@ -155,15 +173,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", required=True, type=Path, help="where to write the metrics JSON")
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to score (default: test)")
     p.add_argument("--report", type=Path, default=None, help="markdown report path (default: beside --json)")
+    p.add_argument(
+        "--speaker-faces", choices=SPEAKER_FACES, default=None,
+        help="speaker faces the model sees: fitted (the corpus's arrays) or tracked (what the engine's tracker finds "
+        "in the speaker videos, as live); default: what the model was trained on",
+    )  # fmt: skip
+    p.add_argument("--track-cache", type=Path, default=None, help="tracked-face folder (default DATA/tracked_faces)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.train import load_model
+    from trainer.train import load_model, trained_speaker_faces
 
     torch.set_num_threads(2)
     model = load_model(args.run)
-    results = evaluate(model, args.data, split=args.split)
+    faces = cast(SpeakerFaces, args.speaker_faces or trained_speaker_faces(args.run))
+    results = evaluate(model, args.data, split=args.split, speaker_faces=faces, track_cache=args.track_cache)
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(public, indent=2))

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import torch
+import torch.distributed as dist
 
 from trainer.config import load_config
 from trainer.data import ReactDataset
+from trainer.data.react import SpeakerFaces
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints, logs, plots and model.pt")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
     p.add_argument("--mean-face", type=Path, default=None, help="58-float .npy subtracted from 3DMM arrays")
+    p.add_argument(
+        "--track-cache", type=Path, default=None,
+        help="folder of tracked speaker faces (train.speaker_faces = \"tracked\"; default DATA/tracked_faces)",
+    )  # fmt: skip
+    p.add_argument("--face-model", type=Path, default=None, help="face_landmarker.task for tracking")
+    p.add_argument("--track-workers", type=int, default=2, help="processes that track speaker videos (default 2)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=run)
 
@@ -34,11 +43,22 @@ def run(args: argparse.Namespace) -> int:
     from trainer.train import Trainer, init_distributed, prepare_arrays
 
     cfg = load_config(args.config)
+    progress = not args.no_progress
     torch.set_num_threads(cfg.train.threads)
     device = args.device or init_distributed()
-    dataset = ReactDataset(args.data, "train", mean_face=args.mean_face)
-    arrays = prepare_arrays(dataset, progress=not args.no_progress)
-    trainer = Trainer(cfg, arrays, args.out, device=device, progress=not args.no_progress)
+    dataset = ReactDataset(
+        args.data, "train", mean_face=args.mean_face, speaker_faces=cast(SpeakerFaces, cfg.train.speaker_faces),
+        track_cache=args.track_cache, face_model=args.face_model,
+    )  # fmt: skip
+    if dataset.tracked is not None:
+        distributed = dist.is_available() and dist.is_initialized()
+        leader = not distributed or dist.get_rank() == 0  # one process tracks; the others wait for its cache
+        if leader and (tracked := dataset.track(workers=args.track_workers, progress=progress)):
+            print(f"tracked the speaker faces of {tracked} videos into {dataset.tracked.folder}")
+        if distributed:
+            dist.barrier()
+    arrays = prepare_arrays(dataset, progress=progress)
+    trainer = Trainer(cfg, arrays, args.out, device=device, progress=progress)
     path = trainer.run()
     if trainer.rank == 0:
         print(f"trained {cfg.model.tier} model on {len(arrays)} samples: {path}")

@@ -339,7 +339,11 @@ class Trainer:
         path = self.out / "model.pt"
         if self.rank == 0:
             weights = (self.ema or self.model).state_dict()
-            summary = {"samples": len(self.data), "frames": int(sum(len(a) for a in self.data.audio))}
+            summary = {
+                "samples": len(self.data),
+                "frames": int(sum(len(a) for a in self.data.audio)),
+                "speaker_faces": self.cfg.train.speaker_faces,
+            }
             torch.save({"config": config_to_dict(self.cfg), "state_dict": weights, "data": summary}, path)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2))
         return path
@@ -359,6 +363,13 @@ def load_model(path: str | Path, device: str = "cpu") -> ReactDiff:
     model = ReactDiff(cfg.model).to(device)
     model.load_state_dict(state["state_dict"])
     return model.eval()
+
+
+def trained_speaker_faces(path: str | Path) -> str:
+    """Which speaker faces the model in `path` (model.pt or its run folder) was trained on: fitted or tracked."""
+    path = Path(path)
+    state = torch.load(path / "model.pt" if path.is_dir() else path, map_location="cpu", weights_only=False)
+    return str(state.get("data", {}).get("speaker_faces", "fitted"))
 
 
 def init_distributed() -> str:

@@ -39,11 +39,14 @@ from trainer.data.loaders import (
     load_mean_face,
     load_video,
 )
+from trainer.data.tracked import CACHE_DIR, TrackCache, track_videos
 
 logger = logging.getLogger(__name__)
 
 Direction = Literal["forward", "both"]
 Role = Literal["speaker", "listener"]
+SpeakerFaces = Literal["fitted", "tracked"]
+SPEAKER_FACES: tuple[SpeakerFaces, ...] = ("fitted", "tracked")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg")  # tried in this order
 MAX_FRAME_MISMATCH = 2  # frames a pair's arrays may differ in length before it is an error
 MAX_AUDIO_MISMATCH_S = 0.08  # seconds the audio may differ from the frames' duration
@@ -182,6 +185,10 @@ class ReactDataset:
     the roles swapped (REACT's evaluation order). `mean_face` overrides `<root>/mean_face.npy`. With
     `strict=False` pairs with missing files are skipped and listed in `skipped` as (path, reason) instead of
     raising. `cache_clips` bounds how many loaded arrays are kept in memory (None: all).
+
+    `speaker_faces="tracked"` replaces the speaker's 3D_FV array by the faces the engine's own tracker finds in
+    the speaker's video (`trainer.data.tracked`, cached in `track_cache`, default `<root>/tracked_faces`; call
+    `track()` first), so a model learns from what it will be served. Listener targets stay the corpus's arrays.
     """
 
     def __init__(
@@ -193,9 +200,15 @@ class ReactDataset:
         mean_face: str | Path | None = None,
         strict: bool = True,
         cache_clips: int | None = None,
+        speaker_faces: SpeakerFaces = "fitted",
+        track_cache: str | Path | None = None,
+        face_model: str | Path | None = None,
     ) -> None:
         if directions not in ("forward", "both"):
             raise ValueError(f"directions must be 'forward' or 'both', got {directions!r}")
+        if speaker_faces not in SPEAKER_FACES:
+            raise ValueError(f"speaker_faces must be one of {SPEAKER_FACES}, got {speaker_faces!r}")
+        self.speaker_faces = speaker_faces
         self.root, self.split, self.directions, self.strict = Path(root), split, directions, strict
         self.split_dir = self.root / split
         if not self.split_dir.is_dir():
@@ -208,6 +221,9 @@ class ReactDataset:
         self._pairs = self._index_pairs(rows)
         self._cache = _LruCache(cache_clips)
         self._frames: dict[int, int] = {}
+        self.tracked: TrackCache | None = None
+        if speaker_faces == "tracked":
+            self.tracked = TrackCache(track_cache or self.root / CACHE_DIR, face_model)
 
     def _find_mean_face(self, explicit: str | Path | None) -> NDArray[np.float32] | None:
         if explicit is not None:
@@ -289,6 +305,8 @@ class ReactDataset:
             }
         )
         check_audio_length(audio_path, audio.size, frames)
+        if self.tracked is not None:
+            s_face = self._tracked_face(speaker, frames)
         return Sample(
             index=index,
             speaker_id=speaker.clip_id,
@@ -301,6 +319,34 @@ class ReactDataset:
             speaker_video_path=speaker.video,
             listener_video_path=listener.video,
         )
+
+    def _tracked_face(self, clip: ClipFiles, frames: int) -> NDArray[np.float32]:
+        assert self.tracked is not None
+        video, tracked = clip.video, self.tracked
+        if video is None:
+            raise DatasetError(
+                f"{self.split_dir / 'Video_files' / clip.clip_id}: no video (.mp4 or PNG folder), so its speaker "
+                'face cannot be tracked; use the fitted 3D_FV faces (speaker_faces = "fitted")'
+            )
+        return self._cache.get(("tracked", video), lambda: tracked.frames(video, frames)[0])[:frames]
+
+    def speaker_videos(self) -> list[Path]:
+        """The videos of every clip that is a speaker in some sample (missing videos are an error)."""
+        videos = []
+        for index in range(len(self)):
+            speaker = self.clips(index)[0]
+            if speaker.video is None:
+                raise DatasetError(
+                    f"{self.split_dir / 'Video_files' / speaker.clip_id}: no video (.mp4 or PNG folder) to track"
+                )
+            videos.append(speaker.video)
+        return list(dict.fromkeys(videos))
+
+    def track(self, *, workers: int = 1, progress: bool = True) -> int:
+        """Track the speaker videos not cached yet (speaker_faces="tracked"); returns how many were tracked."""
+        if self.tracked is None:
+            raise ValueError('track() needs a dataset made with speaker_faces="tracked"')
+        return track_videos(self.speaker_videos(), self.tracked, workers=workers, progress=progress)
 
     def _motion(self, clip: ClipFiles) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         face = self._cache.get(("face", clip.face), lambda: load_face(clip.face, self.mean_face))
