@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ import torch
 from engine.features import audio_features
 from renderer.face import FACE_DIM, clip_face
 from trainer.data import ReactDataset
+from trainer.data.react import SpeakerFaces
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +42,14 @@ def run(args: argparse.Namespace) -> int:
     from renderer.video import write_face_video
     from trainer.cli import UserError
     from trainer.generate import generate
-    from trainer.train import load_model
+    from trainer.train import load_model, trained_speaker_faces
 
     torch.set_num_threads(2)
     model = load_model(args.run)
-    dataset = ReactDataset(args.data, args.split)
+    faces = cast(SpeakerFaces, trained_speaker_faces(args.run))  # the speaker faces it was trained on
+    dataset = ReactDataset(args.data, args.split, speaker_faces=faces)
+    if dataset.tracked is not None:
+        dataset.track(workers=1)
     if not 0 <= args.index < len(dataset):
         raise UserError(f"--index {args.index}: split {args.split!r} has samples 0..{len(dataset) - 1}")
     sample = dataset[args.index]
