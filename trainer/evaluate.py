@@ -135,7 +135,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     keys = ["FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"]
     rows = [(f"model ({k})", v) for k, v in results["model"].items()]
     rows += [(f"baseline {k}", v) for k, v in results["baselines"].items()]
-    lines = ["# Evaluation", "", f"Split `{results['data']['split']}`, {results['data']['samples']} samples.", ""]
+    data = results["data"]
+    faces = {"tracked": "tracked by the engine's face tracker from the speaker videos", "fitted": "the corpus's arrays"}
+    where = f"Split `{data['split']}`, {data['samples']} samples; speaker faces: {faces[data['speaker_faces']]}."
+    lines = ["# Evaluation", "", where, ""]
     lines += ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows]
     lines += ["", "FRCorr is summed over the 10 predictions per speaker, as the official code does.", ""]
