@@ -337,7 +337,9 @@ class ReactDataset:
             speaker = self.clips(index)[0]
             if speaker.video is None:
                 raise DatasetError(
-                    f"{self.split_dir / 'Video_files' / speaker.clip_id}: no video (.mp4 or PNG folder) to track"
+                    f"{self.split_dir / 'Video_files' / speaker.clip_id}: no video (.mp4 or PNG folder) to track; "
+                    "tracked speaker faces need the speakers' videos (write the synthetic corpus with --video), or "
+                    "train on the corpus's arrays with speaker_faces = \"fitted\" in the config's [train] section"
                 )
             videos.append(speaker.video)
         return list(dict.fromkeys(videos))
