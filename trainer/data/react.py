@@ -328,7 +328,7 @@ class ReactDataset:
                 f"{self.split_dir / 'Video_files' / clip.clip_id}: no video (.mp4 or PNG folder), so its speaker "
                 'face cannot be tracked; use the fitted 3D_FV faces (speaker_faces = "fitted")'
             )
-        return self._cache.get(("tracked", video), lambda: tracked.frames(video, frames)[0])[:frames]
+        return self._cache.get((f"tracked {frames}", video), lambda: tracked.frames(video, frames)[0])
 
     def speaker_videos(self) -> list[Path]:
         """The videos of every clip that is a speaker in some sample (missing videos are an error)."""
