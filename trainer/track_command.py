@@ -42,7 +42,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.cli import UserError
-    from trainer.data.tracked import track_videos
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: give 1 or more")
@@ -54,11 +53,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = ReactDataset(
             args.data, split, speaker_faces="tracked", track_cache=args.cache, face_model=args.face_model
         )
-        assert dataset.tracked is not None
-        tracked = track_videos(
-            dataset.speaker_videos(), dataset.tracked, workers=args.workers, progress=not args.no_progress,
-            force=args.force,
-        )  # fmt: skip
+        tracked = dataset.track(workers=args.workers, progress=not args.no_progress, force=args.force)
         report[split] = {"videos_tracked": tracked, **skew(dataset)}
     print(json.dumps(report, indent=2))
     return 0
@@ -75,8 +70,9 @@ def skew(dataset: ReactDataset) -> dict[str, float]:
         if video is None or video in seen:
             continue
         seen.add(video)
-        tracked, fitted = dataset[index].speaker_face, fitted_set[index].speaker_face
-        found.append(dataset.tracked.frames(video, len(tracked))[1].mean())
+        fitted = fitted_set[index].speaker_face
+        tracked, tracked_found = dataset.tracked.frames(video, len(fitted))  # one read of the cache entry
+        found.append(tracked_found.mean())
         blend_mae.append(np.abs(tracked - fitted)[:, BLENDSHAPES].mean())
         rot_mae.append(np.abs(tracked - fitted)[:, ROTATION].mean())
         corr.append(mean_correlation(tracked, fitted))

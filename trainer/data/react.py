@@ -344,11 +344,11 @@ class ReactDataset:
             videos.append(speaker.video)
         return list(dict.fromkeys(videos))
 
-    def track(self, *, workers: int = 1, progress: bool = True) -> int:
-        """Track the speaker videos not cached yet (speaker_faces="tracked"); returns how many were tracked."""
+    def track(self, *, workers: int = 1, progress: bool = True, force: bool = False) -> int:
+        """Track the speaker videos not cached yet (all with `force`; speaker_faces="tracked"); returns how many."""
         if self.tracked is None:
             raise ValueError('track() needs a dataset made with speaker_faces="tracked"')
-        return track_videos(self.speaker_videos(), self.tracked, workers=workers, progress=progress)
+        return track_videos(self.speaker_videos(), self.tracked, workers=workers, progress=progress, force=force)
 
     def _motion(self, clip: ClipFiles) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         face = self._cache.get(("face", clip.face), lambda: load_face(clip.face, self.mean_face))
