@@ -21,8 +21,6 @@ from renderer.face import FACE_INDEX, neutral_face
 from renderer.video import write_face_media
 from tests.engine.test_stream import FakeSource, speech
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def run_cli(*args: str | Path) -> tuple[int, str]:
     """main() in this process; returns (exit status, stderr)."""
@@ -288,15 +286,8 @@ DEVICE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_live_audio_device_runs_in_real_time_until_it_stalls(model_dir, tmp_path):
-    fifo = tmp_path / "speaker.raw"
-    os.mkfifo(fifo)
-    (tmp_path / "alsa").mkdir()
-    (tmp_path / "alsa" / "asoundrc").write_text(
-        'pcm.speakerfile {\n type plug\n slave { pcm { type file\n slave.pcm null\n file "/dev/null"\n'
-        f' infile "{fifo}"\n format raw }}\n format S16_LE\n rate 48000\n channels 2 }}\n}}\n'
-    )
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+def test_live_audio_device_runs_in_real_time_until_it_stalls(model_dir, tmp_path, alsa_fifo_device):
+    fifo, env = alsa_fifo_device
     out = tmp_path / "live.mp4"
     run = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT, str(fifo), str(model_dir), str(out)], env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip

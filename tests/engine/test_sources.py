@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import itertools
-import os
 import subprocess
 import sys
 import textwrap
@@ -41,7 +40,6 @@ from renderer.video import write_face_media
 from trainer.data.loaders import load_audio
 
 TONE_HZ = 440.0
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -291,15 +289,8 @@ DEVICE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_audio_device_source_on_an_alsa_file_device(tmp_path: Path):
-    fifo = tmp_path / "speaker.raw"
-    os.mkfifo(fifo)
-    (tmp_path / "alsa").mkdir()
-    (tmp_path / "alsa" / "asoundrc").write_text(
-        'pcm.speakerfile {\n type plug\n slave { pcm { type file\n slave.pcm null\n file "/dev/null"\n'
-        f' infile "{fifo}"\n format raw }}\n format S16_LE\n rate 48000\n channels 2 }}\n}}\n'
-    )
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+def test_audio_device_source_on_an_alsa_file_device(alsa_fifo_device: tuple[Path, dict[str, str]]):
+    fifo, env = alsa_fifo_device
     run = subprocess.run(
         [sys.executable, "-c", DEVICE_SCRIPT, str(fifo)], env=env, capture_output=True, text=True, timeout=60
     )
