@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.interrupt import StopSignals
 from engine.models import default_model_dir
 from engine.runtime.playout import SinkFactory
 
 log = logging.getLogger(__name__)
 
+PROG = "reactdiff-engine"
 VIRTUAL_CAMERA = "virtualcam"
 LOCAL_ROOM = "local"
 DEFAULT_SIZE = (256, 256)
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from renderer.avatar import STYLES
 
     parser = argparse.ArgumentParser(
-        prog="reactdiff-engine",
+        prog=PROG,
         description="Generate a listener's face reacting to a speaker (ReactDiff) and draw it as an avatar, "
         "from a media file into an mp4, or live from an audio device into a virtual camera.",
     )
@@ -198,7 +200,7 @@ def open_tracker(args: argparse.Namespace, source: Any) -> Any:
         raise UserError(str(exc)) from None
 
 
-def stream(args: argparse.Namespace) -> int:
+def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     from engine.features import SAMPLE_RATE
     from engine.runtime import StreamConfig, StreamEngine, WindowModel
     from engine.stats import StatusLine
@@ -211,10 +213,13 @@ def stream(args: argparse.Namespace) -> int:
     backend = open_backend(args)
     source = tracker = room = local_room = None
     try:
+        stop.check()
         local_room = start_local_room(args)
-        room = open_room(args, size)
+        room = open_room(args, size, stop)
         source = room.source if room is not None else open_source(args, realtime)
+        stop.check()
         tracker = open_tracker(args, source)
+        stop.check()
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
@@ -236,18 +241,15 @@ def stream(args: argparse.Namespace) -> int:
             from engine.rooms.session import stats_summary
 
             room.set_stats_source(lambda: stats_summary(engine.stats))
-        interrupted = False
         try:
-            engine.run(on_status=lambda s: status.update(s.status()))
-        except KeyboardInterrupt:
-            interrupted = True
-            engine.close()
+            engine.run(on_status=lambda s: status.update(s.status()), stop=stop.requested)
         finally:
             status.update(engine.stats.status(), force=True)
             status.close()
         report = engine.stats.to_json() | {
             "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
-            "hop": engine.hop, "playout_delay_ms": config.delay_s(engine.hop) * 1000, "interrupted": interrupted,
+            "hop": engine.hop, "playout_delay_ms": config.delay_s(engine.hop) * 1000,
+            "interrupted": stop.requested.is_set(),
         }  # fmt: skip
         if args.stats is not None:
             args.stats.write_text(json.dumps(report, indent=2) + "\n")
@@ -260,7 +262,7 @@ def stream(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         if room is not None and room.error is not None:
             raise UserError(str(room.error))
-        return 130 if interrupted else 0
+        return stop.exit_status if stop.requested.is_set() else 0
     finally:
         for part in (source, tracker, backend, room, local_room):
             if part is not None:
@@ -278,11 +280,12 @@ def start_local_room(args: argparse.Namespace) -> Any:
         args.room = local.start()
     except OSError as exc:
         raise UserError(f"--room local: {exc}") from None
-    print(f"room ready: open {args.room} in a browser (camera and microphone), talk, and watch the avatar react")
+    print(f"room ready: open {args.room} in a browser (camera and microphone), talk, and watch the avatar react",
+          flush=True)  # fmt: skip
     return local
 
 
-def open_room(args: argparse.Namespace, size: tuple[int, int]) -> Any:
+def open_room(args: argparse.Namespace, size: tuple[int, int], stop: StopSignals) -> Any:
     """--room: join it (engine.rooms.session.RoomSession); None without --room."""
     if args.room is None:
         return None
@@ -291,7 +294,7 @@ def open_room(args: argparse.Namespace, size: tuple[int, int]) -> Any:
 
     try:
         room = RoomSession(args.room, size=size)
-        join_s = room.start()
+        join_s = room.start(stop)
     except (RoomError, RoomURLError) as exc:
         raise UserError(str(exc)) from None
     log.info("joined %s in %.2f s", args.room, join_s)
@@ -299,25 +302,26 @@ def open_room(args: argparse.Namespace, size: tuple[int, int]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from engine.sources import SourceError
-    from renderer.sinks import SinkError
+    with StopSignals(PROG) as stop:
+        from engine.sources import SourceError
+        from renderer.sinks import SinkError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        if args.list_audio_devices:
-            return list_devices()
-        return stream(args)
-    except (UserError, SourceError, SinkError) as exc:
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"reactdiff-engine: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("reactdiff-engine: interrupted", file=sys.stderr)
-        return 130
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        )
+        try:
+            if args.list_audio_devices:
+                return list_devices()
+            return stream(args, stop)
+        except (UserError, SourceError, SinkError) as exc:
+            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return stop.exit_status
 
 
 if __name__ == "__main__":

@@ -252,7 +252,10 @@ class RoomServer:
         if not bucket.take():
             raise web.HTTPTooManyRequests(text="too many connections; wait a few seconds\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:  # the client left during the handshake: nothing to serve, nothing to log
+            return ws
         self._sockets.add(ws)
         try:
             participant = await self._join(room, ws)

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from engine.sources.webrtc import WebRTCSource
 from renderer.face import EMOTION_DIM, FACE_DIM, FPS
 from renderer.sinks import Sink, SinkKind
 from renderer.track import WebRTCSink
+
+if TYPE_CHECKING:
+    from engine.interrupt import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +124,14 @@ class RoomSession:
         """Run a coroutine on the session's loop from another thread and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def start(self) -> float:
-        """Join the room; returns the seconds joining took. Raises RoomError (and cleans up) if it cannot."""
+    def start(self, stop: StopSignals | None = None) -> float:
+        """Join the room; returns the seconds joining took. Raises RoomError (and cleans up) if it cannot, and
+        KeyboardInterrupt (after cleaning up) when `stop` is asked for while joining."""
         self._thread.start()
         start = time.monotonic()
         try:
-            self.call(self._join())
+            joining = asyncio.run_coroutine_threadsafe(self._join(), self._loop)
+            joining.result() if stop is None else stop.wait(joining)
         except BaseException:
             self.close()
             raise

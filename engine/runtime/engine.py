@@ -176,14 +176,18 @@ class StreamEngine:
 
     # --- public ------------------------------------------------------------------------------------------------
 
-    def run(self, on_status: Callable[[StreamStats], None] | None = None, status_every_s: float = 0.5) -> StreamStats:
-        """Run the stream to its end; `on_status(stats)` is called from this thread every `status_every_s`."""
+    def run(
+        self, on_status: Callable[[StreamStats], None] | None = None, status_every_s: float = 0.5,
+        stop: threading.Event | None = None,
+    ) -> StreamStats:  # fmt: skip
+        """Run the stream to its end, or until `stop` is set; `on_status(stats)` is called from this thread every
+        `status_every_s`. Either way every thread has stopped and the sink is closed (its file complete) on return."""
         self._start = time.monotonic()
         if not self.config.realtime:
             self._origin = self._start
         self._spawn()
         try:
-            while any(t.is_alive() for t in self._threads):
+            while any(t.is_alive() for t in self._threads) and not (stop is not None and stop.is_set()):
                 for thread in self._threads:
                     thread.join(status_every_s / max(1, len(self._threads)))
                 self._refresh_stats()

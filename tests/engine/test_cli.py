@@ -299,22 +299,90 @@ def test_live_audio_device_runs_in_real_time_until_it_stalls(model_dir, tmp_path
     assert out.exists() and video_info(out)[0] > 10  # what was streamed before the stall was written
 
 
+def assert_stopped_cleanly(process: subprocess.Popen[str], status: int) -> str:
+    """The engine exits with `status` within 30 s, saying it stopped, with no traceback; returns its stderr."""
+    try:
+        code = process.wait(timeout=30)
+    finally:
+        process.kill()
+    err = process.stderr.read() if process.stderr is not None else ""
+    assert code == status and "reactdiff-engine: stopping" in err and "Traceback" not in err, f"{code}: {err}"
+    return err
+
+
 @pytest.mark.slow
-def test_room_local_starts_a_room_prints_its_url_and_stops_on_ctrl_c(model_dir: Path):
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.3, 2.0])
+def test_room_local_prints_its_url_and_ctrl_c_at_any_moment_stops_it(model_dir: Path, delay_s: float):
+    """Ctrl-C while the engine joins, loads the tracker or streams: exit 130, never a hang or a death by SIGINT."""
     import signal
-    import subprocess
-    import sys
+    import time
     import urllib.request
 
     cmd = [sys.executable, "-m", "engine.cli", "--room", "local", "--model", str(model_dir), "--quiet"]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
-        try:
-            assert process.stdout is not None and process.stderr is not None
-            line = process.stdout.readline()
-            assert line.startswith("room ready: open http://127.0.0.1:"), line + process.stderr.read()
-            with urllib.request.urlopen(line.split()[3], timeout=5) as response:
-                assert response.status == 200
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=30) in (0, 130)
-        finally:
-            process.kill()
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()
+        assert line.startswith("room ready: open http://127.0.0.1:"), line + process.stderr.read()
+        with urllib.request.urlopen(line.split()[3], timeout=5) as response:
+            assert response.status == 200
+        time.sleep(delay_s)
+        process.send_signal(signal.SIGINT)
+        assert_stopped_cleanly(process, 130)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_stream_finishes_the_mp4_and_the_stats(model_dir: Path, tmp_path: Path):
+    import signal
+    import time
+
+    clip = write_clip(tmp_path / "speaker.mp4", seconds=8.0)
+    out, stats = tmp_path / "listener.mp4", tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "engine.cli", "--model", str(model_dir), "--input", str(clip), "--output", str(out),
+           "--realtime", "--stats", str(stats), "--quiet"]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        time.sleep(4.0)  # start-up, then a few seconds of streaming
+        process.send_signal(signal.SIGTERM)
+        err = assert_stopped_cleanly(process, 143)
+    assert "Ctrl-C" not in err  # the hint is for Ctrl-C only
+    report = json.loads(stats.read_text())
+    assert report["interrupted"] is True
+    frames = video_info(out)[0]  # a complete, readable file with what was streamed before the stop
+    assert 0 < frames == report["frames"]["output"] < 8 * 30
+
+
+def test_a_second_stop_signal_exits_at_once(tmp_path: Path):
+    """The first signal asks the run to stop; when that takes too long, a second one ends the process."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        from engine.interrupt import StopSignals
+        with StopSignals("prog") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested.wait(5) and stop.exit_status == 130
+            print("asked", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+        print("not reached")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 130 and run.stdout == "asked\n", run.stdout + run.stderr
+    assert run.stderr.splitlines() == ["prog: stopping (press Ctrl-C again to quit at once)", "prog: stopped at once"]
+
+
+def test_stop_signals_restore_the_previous_handlers_and_wait_gives_up_on_a_stop():
+    import signal
+    import threading
+    from concurrent.futures import Future
+
+    from engine.interrupt import StopSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals("prog") as stop:
+        never: Future[int] = Future()
+        done: Future[int] = Future()
+        done.set_result(7)
+        assert stop.wait(done) == 7
+        threading.Timer(0.2, stop.requested.set).start()
+        with pytest.raises(KeyboardInterrupt):
+            stop.wait(never)
+        assert never.cancelled()
+    assert signal.getsignal(signal.SIGINT) is before
