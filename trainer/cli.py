@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError) as exc:
         print(f"reactdiff-trainer {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"reactdiff-trainer {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 

@@ -12,6 +12,7 @@ from typing import cast
 import torch
 import torch.distributed as dist
 
+from engine.interrupt import StopSignals
 from trainer.config import load_config
 from trainer.data import ReactDataset
 from trainer.data.react import SpeakerFaces
@@ -40,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ctrl-C or SIGTERM: tracking keeps every video done, training saves a checkpoint at the current step."""
+    with StopSignals("reactdiff-trainer fit") as stop:
+        return fit(args, stop)
+
+
+def fit(args: argparse.Namespace, stop: StopSignals) -> int:
     from trainer.train import Trainer, init_distributed, prepare_arrays
 
     cfg = load_config(args.config)
@@ -53,12 +60,14 @@ def run(args: argparse.Namespace) -> int:
     if dataset.tracked is not None:
         distributed = dist.is_available() and dist.is_initialized()
         leader = not distributed or dist.get_rank() == 0  # one process tracks; the others wait for its cache
-        if leader and (tracked := dataset.track(workers=args.track_workers, progress=progress)):
+        if leader and (tracked := dataset.track(workers=args.track_workers, progress=progress, stop=stop.requested)):
             print(f"tracked the speaker faces of {tracked} videos into {dataset.tracked.folder}")
         if distributed:
             dist.barrier()
+    stop.check()
     arrays = prepare_arrays(dataset, progress=progress)
-    trainer = Trainer(cfg, arrays, args.out, device=device, progress=progress)
+    stop.check()
+    trainer = Trainer(cfg, arrays, args.out, device=device, progress=progress, stop=stop.requested)
     path = trainer.run()
     if trainer.rank == 0:
         print(f"trained {cfg.model.tier} model on {len(arrays)} samples: {path}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.interrupt import StopSignals
 from renderer.face import BLENDSHAPES, ROTATION
 from trainer.data import ReactDataset
 
@@ -53,7 +54,17 @@ def run(args: argparse.Namespace) -> int:
         dataset = ReactDataset(
             args.data, split, speaker_faces="tracked", track_cache=args.cache, face_model=args.face_model
         )
-        tracked = dataset.track(workers=args.workers, progress=not args.no_progress, force=args.force)
+        assert dataset.tracked is not None
+        with StopSignals("reactdiff-trainer track") as stop:
+            try:
+                tracked = dataset.track(
+                    workers=args.workers, progress=not args.no_progress, force=args.force, stop=stop.requested
+                )
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(
+                    f"the videos tracked so far are cached in {dataset.tracked.folder}; "
+                    "run the same command without --force to track the rest"
+                ) from None
         report[split] = {"videos_tracked": tracked, **skew(dataset)}
     print(json.dumps(report, indent=2))
     return 0

@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -151,11 +152,22 @@ class DiffusionObjective(nn.Module):
         return loss, {"v_mse": loss.item()}
 
 
-class Trainer:
-    """Runs both stages with checkpoints, EMA, logs and plots; resumes from `out/checkpoint.pt`."""
+class TrainingStopped(KeyboardInterrupt):
+    """A stop was asked for (Ctrl-C, SIGTERM); the checkpoint holds every step done."""
 
-    def __init__(self, cfg: RunConfig, train: ClipArrays, out: Path, *, device: str = "cpu", progress: bool = True):
-        self.cfg, self.data, self.out, self.progress = cfg, train, out, progress
+
+class Trainer:
+    """Runs both stages with checkpoints, EMA, logs and plots; resumes from `out/checkpoint.pt`.
+
+    When `stop` is set (by Ctrl-C or SIGTERM through engine.interrupt.StopSignals), the step under way finishes, a
+    checkpoint is saved and TrainingStopped is raised; under DDP every rank stops after the same step.
+    """
+
+    def __init__(
+        self, cfg: RunConfig, train: ClipArrays, out: Path, *, device: str = "cpu", progress: bool = True,
+        stop: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        self.cfg, self.data, self.out, self.progress, self.stop = cfg, train, out, progress, stop
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.device = torch.device(device)
@@ -264,8 +276,24 @@ class Trainer:
                 self._log({"loss": loss.item(), "grad_norm": float(grad_norm), **metrics})
             if self.step % self.cfg.train.checkpoint_every == 0:
                 self._save_checkpoint()
+            if self._stop_requested():
+                bar.close()
+                self._save_checkpoint()
+                raise TrainingStopped(
+                    f"saved {self.out / 'checkpoint.pt'} at {self.stage} step {self.step}; "
+                    "run the same command again to resume from there"
+                )
         bar.close()
         self._plot()
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank was asked to stop (so all ranks leave the loop after the same step)."""
+        asked = self.stop is not None and self.stop.is_set()
+        if self.world == 1:
+            return asked
+        flag = torch.tensor([float(asked)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _finish_autoencoder(self) -> None:
         """Freeze the autoencoder, fit the latent normaliser on the training set, start stage 2."""

@@ -118,3 +118,31 @@ def test_mean_correlation_ignores_still_dimensions():
     b[:, 1] = np.cos(t)  # moves in b only
     assert mean_correlation(a, b) == pytest.approx(1.0)
     assert np.isnan(mean_correlation(np.zeros((10, 2), np.float32), np.zeros((10, 2), np.float32)))
+
+
+@pytest.mark.slow
+def test_a_stop_while_tracking_keeps_every_video_done_and_the_next_run_tracks_the_rest(
+    video_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import threading
+
+    root = tmp_path / "copy"
+    shutil.copytree(video_corpus, root, ignore=shutil.ignore_patterns("tracked_faces"))
+    dataset = ReactDataset(root, "train", speaker_faces="tracked")
+    assert dataset.tracked is not None
+    videos = {dataset.tracked.path(v).name for v in dataset.speaker_videos()}
+    assert len(videos) >= 3
+    stop = threading.Event()
+    store = TrackCache.store
+
+    def store_then_stop(self: TrackCache, video: Path, result: dict) -> None:
+        store(self, video, result)
+        stop.set()  # Ctrl-C right after the first video is stored
+
+    monkeypatch.setattr(TrackCache, "store", store_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.track(workers=2, progress=False, stop=stop)
+    monkeypatch.setattr(TrackCache, "store", store)
+    kept = {p.name for p in dataset.tracked.folder.glob("*.npz")}
+    assert 1 <= len(kept) <= 2 < len(videos) and kept <= videos  # the one done, and the one running when asked
+    assert dataset.track(workers=2, progress=False) == len(videos) - len(kept)

@@ -76,3 +76,30 @@ def test_fit_runs_data_parallel_under_torchrun(synth_corpus, tiny_config, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("trained") == 1  # rank 0 reports and writes
     assert load_model(run).cfg.window == 16
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_fit_saves_the_step_under_way_and_the_rerun_resumes_there(
+    synth_corpus, tiny_config, tmp_path, monkeypatch, capfd
+):
+    import signal
+
+    run = tmp_path / "run"
+    real_update = Trainer._update_ema
+
+    def ctrl_c_at_13(self):
+        real_update(self)
+        if self.stage == "diffusion" and self.step == 13:
+            os.kill(os.getpid(), signal.SIGINT)  # a real signal: the handler only asks the loop to stop
+
+    monkeypatch.setattr(Trainer, "_update_ema", ctrl_c_at_13)
+    args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
+    assert main(args) == 130
+    err = capfd.readouterr().err
+    assert "reactdiff-trainer fit: stopping" in err and "at diffusion step 13" in err and "resume" in err
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert (state["stage"], state["step"]) == ("diffusion", 13)  # not the last periodic checkpoint (10)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    monkeypatch.setattr(Trainer, "_update_ema", real_update)
+    assert main(args) == 0
+    assert [r["step"] for r in _log(run) if r["stage"] == "diffusion"] == [10, 20]  # 11..20 were not redone

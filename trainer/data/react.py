@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -344,11 +345,17 @@ class ReactDataset:
             videos.append(speaker.video)
         return list(dict.fromkeys(videos))
 
-    def track(self, *, workers: int = 1, progress: bool = True, force: bool = False) -> int:
-        """Track the speaker videos not cached yet (all with `force`; speaker_faces="tracked"); returns how many."""
+    def track(
+        self, *, workers: int = 1, progress: bool = True, force: bool = False, stop: threading.Event | None = None
+    ) -> int:
+        """Track the speaker videos not cached yet (all with `force`; speaker_faces="tracked"); returns how many.
+
+        Setting `stop` ends it early with KeyboardInterrupt, keeping every video tracked so far (see track_videos).
+        """
         if self.tracked is None:
             raise ValueError('track() needs a dataset made with speaker_faces="tracked"')
-        return track_videos(self.speaker_videos(), self.tracked, workers=workers, progress=progress, force=force)
+        videos = self.speaker_videos()
+        return track_videos(videos, self.tracked, workers=workers, progress=progress, force=force, stop=stop)
 
     def _motion(self, clip: ClipFiles) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         face = self._cache.get(("face", clip.face), lambda: load_face(clip.face, self.mean_face))

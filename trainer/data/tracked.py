@@ -20,9 +20,12 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -162,10 +165,19 @@ def _track_job(job: tuple[Path, Path | None]) -> tuple[Path, dict[str, NDArray]]
     return video, track_video(video, face_model)
 
 
+def _ignore_sigint() -> None:  # pool workers: Ctrl-C reaches the whole process group; the parent decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def track_videos(
-    videos: Iterable[Path], cache: TrackCache, *, workers: int = 1, progress: bool = True, force: bool = False
-) -> int:
-    """Track every video not yet in `cache` (all of them with `force`); returns how many were tracked."""
+    videos: Iterable[Path], cache: TrackCache, *, workers: int = 1, progress: bool = True, force: bool = False,
+    stop: threading.Event | None = None,
+) -> int:  # fmt: skip
+    """Track every video not yet in `cache` (all of them with `force`); returns how many were tracked.
+
+    Each video is stored as soon as it is tracked. When `stop` is set, the videos being tracked are finished and
+    stored, the rest are left for the next run, and KeyboardInterrupt is raised.
+    """
     todo: dict[str, Path] = {}  # one video per distinct content
     for video in videos:
         path = cache.path(video)
@@ -174,16 +186,28 @@ def track_videos(
     if not todo:
         return 0
     jobs: Sequence[tuple[Path, Path | None]] = [(video, cache.face_model) for video in todo.values()]
-    bar = tqdm(total=len(jobs), desc="tracking speaker faces", unit="video", disable=not progress)
-    if workers <= 1 or len(jobs) == 1:
-        for job in jobs:
-            cache.store(*_track_job(job))
-            bar.update(1)
-    else:  # spawn: MediaPipe and torch both hold threads that a fork would copy in a broken state
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            for video, result in pool.map(_track_job, jobs):
-                cache.store(video, result)
+    stopped = stop.is_set if stop is not None else lambda: False
+    with tqdm(total=len(jobs), desc="tracking speaker faces", unit="video", disable=not progress) as bar:
+        if workers <= 1 or len(jobs) == 1:
+            for job in jobs:
+                if stopped():
+                    raise KeyboardInterrupt
+                cache.store(*_track_job(job))
                 bar.update(1)
-    bar.close()
+        else:  # spawn: MediaPipe and torch both hold threads that a fork would copy in a broken state
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_ignore_sigint) as pool:
+                queue = iter(jobs)
+                # one job per worker in flight (the pool would queue more, past where a stop can cancel them)
+                running = {pool.submit(_track_job, job) for job in islice(queue, workers)}
+                while running:
+                    done, running = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        cache.store(*future.result())
+                        bar.update(1)
+                    if stopped():
+                        for future in running:  # finish and keep what is being tracked
+                            cache.store(*future.result())
+                        raise KeyboardInterrupt
+                    running |= {pool.submit(_track_job, job) for job in islice(queue, len(done))}
     return len(jobs)
