@@ -340,7 +340,11 @@ def test_sigterm_mid_stream_finishes_the_mp4_and_the_stats(model_dir: Path, tmp_
     cmd = [sys.executable, "-m", "engine.cli", "--model", str(model_dir), "--input", str(clip), "--output", str(out),
            "--realtime", "--stats", str(stats), "--quiet"]  # fmt: skip
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
-        time.sleep(4.0)  # start-up, then a few seconds of streaming
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.stat().st_size > 0) and process.poll() is None:  # streaming has begun
+            assert time.monotonic() < deadline, "the engine wrote nothing within 60 s"
+            time.sleep(0.05)
+        time.sleep(1.5)  # a second and a half of the 8 s clip, paced in real time
         process.send_signal(signal.SIGTERM)
         err = assert_stopped_cleanly(process, 143)
     assert "Ctrl-C" not in err  # the hint is for Ctrl-C only
