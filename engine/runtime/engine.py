@@ -31,7 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,12 +53,14 @@ from renderer.face import FPS, FRAME_SECONDS
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # how often a blocked thread looks at the stop flag
+_PIPELINE_POLL_S = 0.005  # with frames in flight, how often the tracker thread looks for a finished one
 AUDIO_QUEUE_CHUNKS = 4096  # speaker audio waiting for the player: ~90 s of a file's 23 ms AAC frames
 _EPS = 1e-6
 
 
 class Tracker(Protocol):
-    """What the engine needs of engine.tracker.FaceTracker (tests pass fakes)."""
+    """What the engine needs of engine.tracker.FaceTracker (tests pass fakes). A tracker that also has
+    `submit(rgb, timestamp_s) -> Future` (engine.tracker.ParallelFaceTracker) gets several frames in flight."""
 
     def track(self, rgb: NDArray[np.uint8], timestamp_s: float) -> Any:
         """A result with `.face` (58,) float32 and `.found` bool."""
@@ -348,6 +352,9 @@ class StreamEngine:
 
     def _track(self) -> None:
         assert self.tracker is not None
+        submit = getattr(self.tracker, "submit", None)
+        if submit is not None:
+            return self._track_pipelined(submit)
         while not self._stop.is_set():
             try:
                 item = self._video_q.get(_POLL_S)
@@ -358,14 +365,36 @@ class StreamEngine:
             frame, arrival = item
             start = time.perf_counter()
             result = self.tracker.track(frame.rgb, frame.t_s)
-            spent = time.perf_counter() - start
-            self.speaker.add_face(
-                TrackedFace(frame.t_s, np.asarray(result.face, np.float32), bool(result.found), arrival)
-            )
-            with self.stats.lock:
-                self.stats.tracked_frames += 1
-                self.stats.tracker_s += spent
-            self._video_q.task_done()
+            self._tracked(frame, arrival, result, time.perf_counter() - start)
+
+    def _track_pipelined(self, submit: Callable[[NDArray[np.uint8], float], Future[Any]]) -> None:
+        """Several frames in flight (a ParallelFaceTracker); faces still reach the timeline in frame order."""
+        in_flight: deque[tuple[VideoFrame, float, Future[Any]]] = deque()
+        depth = 2 * len(getattr(self.tracker, "trackers", [None]))
+        while not self._stop.is_set():
+            if in_flight and (in_flight[0][2].done() or len(in_flight) >= depth):
+                frame, arrival, future = in_flight.popleft()
+                result = future.result()
+                self._tracked(frame, arrival, result, result.seconds)
+                continue
+            try:
+                item = self._video_q.get(_PIPELINE_POLL_S if in_flight else _POLL_S)
+            except TimeoutError:
+                continue
+            if item is None:
+                for frame, arrival, future in in_flight:
+                    result = future.result()
+                    self._tracked(frame, arrival, result, result.seconds)
+                return
+            frame, arrival = item
+            in_flight.append((frame, arrival, submit(frame.rgb, frame.t_s)))
+
+    def _tracked(self, frame: VideoFrame, arrival: float, result: Any, spent: float) -> None:
+        self.speaker.add_face(TrackedFace(frame.t_s, np.asarray(result.face, np.float32), bool(result.found), arrival))
+        with self.stats.lock:
+            self.stats.tracked_frames += 1
+            self.stats.tracker_s += spent
+        self._video_q.task_done()
 
     # inference ----------------------------------------------------------------------------------------------------
 

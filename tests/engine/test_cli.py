@@ -52,7 +52,7 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--input", "--output", "--side-by-side", "--model", "--backend", "--steps", "--seed", "--stats",
                    "--audio-device", "--face-model", "--hop", "--size", "--style", "--list-audio-devices",
-                   "--realtime", "--fast", "--quiet"]:  # fmt: skip
+                   "--realtime", "--fast", "--quiet", "--trackers"]:  # fmt: skip
         assert option in text
 
 
@@ -66,6 +66,7 @@ def test_help_explains_every_option(capsys):
         (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--size", "255x256"], "must be even"),
         (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--steps", "0"], "use 1 to 50"),
         (["--model", "m", "--audio-device", "mic", "--output", "virtualcam", "--fast"], "--fast needs a file"),
+        (["--model", "m", "--input", "x.mp4", "--output", "y.mp4", "--trackers", "0"], "use 1 to 8"),
         (["--model", "no/such/dir", "--input", "x.mp4", "--output", "y.mp4"], "does not exist"),
     ],
 )

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.tracker import MODEL_SIZE, FaceModelError, FaceTracker, TrackResult, locate_face_model, lost_face
+from engine.tracker import (
+    MODEL_SIZE,
+    FaceModelError,
+    FaceTracker,
+    ParallelFaceTracker,
+    TrackResult,
+    locate_face_model,
+    lost_face,
+)
 from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
 
@@ -125,3 +133,30 @@ def test_missing_package_and_missing_or_corrupt_files_say_how_to_fix(tmp_path: P
         FaceTracker(corrupt)
     with FaceTracker(good) as tracker:  # a user path holding the right file works
         assert tracker.model_path == good
+
+
+def test_parallel_trackers_return_each_frames_face_in_order_with_one_hold_over_all_frames(avatar: Avatar):
+    """Two landmarkers on alternate frames: frame k's result is frame k's face, and a lost face is held and
+    decayed over the merged frame order (not per landmarker)."""
+    jaw = [0.0, 0.9] * 6  # alternates every frame: a result handed to the wrong frame shows at once
+    frames = []
+    for value in jaw:
+        face = neutral_face()
+        face[JAW] = value
+        frames.append(avatar.draw(face).copy())
+    blank = np.zeros_like(frames[0])
+    frames += [blank] * 7
+    with ParallelFaceTracker(workers=2, hold_frames=2, decay_frames=4) as tracker, FaceTracker() as one:
+        futures = [tracker.submit(rgb, 0.04 * (k + 1)) for k, rgb in enumerate(frames)]
+        results = [f.result(timeout=30) for f in futures]
+        alone = [one.track(rgb, 0.04 * (k + 1)) for k, rgb in enumerate(frames[:12])]
+        assert tracker.frames == len(frames) and tracker.lost_frames == 7
+    seen, lost = results[:12], results[12:]
+    assert all(r.found for r in seen) and not any(r.found for r in lost)
+    opened = [float(r.face[JAW]) for r in seen[2:]]  # past the first two frames, where each landmarker settles
+    assert all((a > b + 0.1) if k % 2 else (b > a + 0.1) for k, (a, b) in enumerate(itertools.pairwise(opened)))
+    assert np.abs(np.stack([r.face for r in seen]) - np.stack([r.face for r in alone])).mean() < 0.05
+    np.testing.assert_array_equal(lost[0].face, seen[-1].face)  # held for 2 frames of the merged order
+    np.testing.assert_array_equal(lost[1].face, seen[-1].face)
+    assert not np.array_equal(lost[2].face, seen[-1].face)  # then eased out over 4
+    np.testing.assert_array_equal(lost[-1].face, neutral_face())
