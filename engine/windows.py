@@ -64,6 +64,17 @@ def cut_window(sequence: NDArray[np.float32], plan: WindowPlan, fill: NDArray[np
     return out
 
 
+def window_present(present: NDArray[np.float32], face_found: NDArray[np.bool_] | None, plan: WindowPlan) -> NDArray:
+    """(B, 2) [audio, face] presence of one window: the face counts as present only if it was found in at least
+    one of the window's frames from frame 0 on (B, T) — the rule the live engine's SpeakerTimeline applies."""
+    if face_found is None:
+        return present
+    found = face_found[:, max(plan.start, 0) : plan.end + 1].any(axis=1)
+    out = present.copy()
+    out[:, 1] *= found
+    return out
+
+
 def join_at_seam(new: NDArray[np.float32], previous: NDArray[np.float32], regenerated_previous: NDArray[np.float32],
                  decay_frames: float = 4.0) -> NDArray[np.float32]:  # fmt: skip
     """Shift `new` frames (B, H, D) so they continue from the last emitted frame `previous` (B, D).
@@ -124,8 +135,12 @@ def generate_windows(
     listener_dim: int,
     seed: int,
     neutral_listener: NDArray[np.float32],
+    face_found: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float32]:
     """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and faces (B,T,58), window by window.
+
+    `face_found` (B, T): whether the tracker found the face in each frame; a window without one has its face
+    marked absent (`window_present`), as live. None: `present` holds for every window.
 
     Noise for window k comes from `window_noise(seed, k)`: the same seed gives the same frames on every backend.
     Before the first frame, speaker audio is silence and the face neutral; listener frames the model does not
@@ -141,7 +156,7 @@ def generate_windows(
         frames_w = run_window(
             cut_window(audio, plan, SILENCE_FEATURES),
             cut_window(face, plan, np.zeros(FACE_DIM, np.float32)),
-            present,
+            window_present(present, face_found, plan),
             known,
             known_mask,
             window_noise(seed, k, b, latent_shape),

@@ -55,6 +55,7 @@ def predict(
     *,
     predictions: int = PREDICTIONS,
     batch: int = 50,
+    face_found: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float32]:
     """(N,T,57), (N,T,58) -> listener frames (N, predictions, T, 83); prediction p of chunk c uses seed (p, c)."""
     from trainer.generate import generate
@@ -67,7 +68,7 @@ def predict(
         for c, rows in enumerate(chunks):
             out[rows, p] = generate(
                 model, audio[rows], face[rows], steps=setting.steps, sampler=setting.sampler, hop=setting.hop,
-                seed=p * 1000 + c,
+                seed=p * 1000 + c, face_found=None if face_found is None else face_found[rows],
             )  # fmt: skip
             bar.update(1)
     bar.close()
@@ -103,12 +104,12 @@ def evaluate(
     test = prepare_arrays(test_set)
     train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool only
     neighbours = ReactDataset(data, split).neighbours()
-    audio, face = _stack(test.audio), _stack(test.face)
+    audio, face, found = _stack(test.audio), _stack(test.face), _stack(test.face_found).astype(np.bool_)
     listener, speaker = _stack(test.listener)[..., FACE_DIM:], _stack(test.speaker_emotion)
     results: dict[str, Any] = {"model": {}, "baselines": {}}
     outputs: dict[str, NDArray] = {}
     for name, setting in settings_for(model).items():
-        frames = predict(model, audio, face, setting, predictions=predictions)
+        frames = predict(model, audio, face, setting, predictions=predictions, face_found=found)
         outputs[name] = frames
         results["model"][name] = compute_all(frames[..., FACE_DIM:], listener, speaker, neighbours, workers=2)
     train_listeners = _stack(train.listener)[..., FACE_DIM:]

@@ -52,8 +52,12 @@ def generate(
     hop: int | None = None,
     guidance: float | None = None,
     seed: int = 0,
+    face_found: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float32]:
-    """Listener frames (B,T,83) for speaker audio features (B,T,57) and faces (B,T,58); defaults from the config."""
+    """Listener frames (B,T,83) for speaker audio features (B,T,57) and faces (B,T,58); defaults from the config.
+
+    `face_found` (B,T): tracked faces' found flags; windows without a found face see the face as absent, as live.
+    """
     cfg = model.cfg
     was_training = model.training
     model.eval()
@@ -78,6 +82,7 @@ def generate(
             listener_dim=LISTENER_DIM,
             seed=seed,
             neutral_listener=neutral,
+            face_found=face_found,
         )
     finally:
         model.train(was_training)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from engine.diffusion import CosineSchedule
 from engine.features import N_MELS, SUBFRAMES, audio_features
-from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window
+from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, window_present
 from renderer.face import FACE_DIM, mirror_face
 from trainer.config import RunConfig, config_to_dict
 from trainer.data import ReactDataset
@@ -49,6 +49,7 @@ class ClipArrays:
     listener: list[NDArray[np.float32]]  # (T, 83) listener face + emotion
     speaker_emotion: list[NDArray[np.float32]]  # (T, 25)
     ids: list[tuple[str, str]]  # (speaker id, listener id)
+    face_found: list[NDArray[np.bool_]] = field(default_factory=list)  # (T,) the speaker face was found
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -66,17 +67,24 @@ def prepare_arrays(dataset: ReactDataset, *, progress: bool = True) -> ClipArray
         arrays.listener.append(np.concatenate([s.listener_face[:t], s.listener_emotion[:t]], axis=-1))
         arrays.speaker_emotion.append(s.speaker_emotion[:t])
         arrays.ids.append((str(s.speaker_id), str(s.listener_id)))
+        found = s.speaker_face_found if s.speaker_face_found is not None else np.ones(t, np.bool_)
+        arrays.face_found.append(found[:t])
     return arrays
 
 
 def sample_batch(
     arrays: ClipArrays, window: int, batch: int, rng: np.random.Generator, *, augment: bool = True
 ) -> dict[str, NDArray[np.float32]]:
-    """Random training windows; a window may start before frame 0 (the stream's first windows), padded as live."""
+    """Random training windows; a window may start before frame 0 (the stream's first windows), padded as live.
+
+    "face_found" (B,) is 1 where the speaker face was found in some frame of the window: the face counts as
+    present only then, by the rule the live engine applies (engine.windows.window_present).
+    """
     audio = np.empty((batch, window, SILENCE_FEATURES.shape[0]), np.float32)
     face = np.empty((batch, window, FACE_DIM), np.float32)
     listener = np.empty((batch, window, LISTENER_DIM), np.float32)
     valid = np.ones((batch, window), np.float32)
+    face_found = np.ones((batch, 2), np.float32)
     for b in range(batch):
         i = int(rng.integers(len(arrays)))
         frames = len(arrays.audio[i])
@@ -86,13 +94,14 @@ def sample_batch(
         face[b] = cut_window(arrays.face[i][None], plan, np.zeros(FACE_DIM, np.float32))[0]
         listener[b] = cut_window(arrays.listener[i][None], plan, arrays.listener[i][0])[0]
         valid[b, : max(0, -plan.start)] = 0.0
+        face_found[b] = window_present(face_found[b : b + 1], arrays.face_found[i][None], plan)[0]
     if augment:
         gain = rng.uniform(-12.0, 12.0, size=(batch, 1, 1)) * np.log(10.0) / 10.0  # ±12 dB in natural-log power
         audio[..., : N_MELS + SUBFRAMES] += gain.astype(np.float32)
         flip = rng.random(batch) < 0.5
         face[flip] = mirror_face(face[flip])
         listener[flip, :, :FACE_DIM] = mirror_face(listener[flip, :, :FACE_DIM])
-    return {"audio": audio, "face": face, "listener": listener, "valid": valid}
+    return {"audio": audio, "face": face, "listener": listener, "valid": valid, "face_found": face_found[:, 1]}
 
 
 def listener_recon_loss(pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -139,6 +148,7 @@ class DiffusionObjective(nn.Module):
         known_mask = (torch.arange(w, device=device)[None] < (w - h)).float() * batch["valid"]
         present = (torch.rand(b, 2, device=device) > tc.modality_drop).float()
         present = present * (torch.rand(b, 1, device=device) > tc.cond_drop).float()
+        present[:, 1] *= batch["face_found"]  # a window whose face the tracker never found: face absent, as live
         memory = m.condition(batch["audio"], batch["face"], present, batch["listener"], known_mask)
         # Several noise levels per window share one condition encoding: more denoiser signal per encoder pass.
         r = tc.noise_levels

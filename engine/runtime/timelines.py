@@ -21,7 +21,14 @@ from engine.features import AUDIO_FEATURE_DIM
 from engine.runtime.queues import FrameBuffer
 from engine.smoothing import OneEuroFilter, hold_decay
 from engine.tracker import face_slot
-from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, join_new_frames, window_conditioning
+from engine.windows import (
+    SILENCE_FEATURES,
+    WindowPlan,
+    cut_window,
+    join_new_frames,
+    window_conditioning,
+    window_present,
+)
 from renderer.face import FACE_DIM
 
 Array = NDArray[np.float32]
@@ -106,14 +113,14 @@ class SpeakerTimeline:
         self._assign_faces(plan.end)
         audio = cut_window(self.audio.data[None], shifted(plan, self.audio.offset), SILENCE_FEATURES)
         face = cut_window(self.face.data[None], shifted(plan, self.face.offset), np.zeros(FACE_DIM, np.float32))
-        lo = max(plan.start, 0)
-        found = self.face_found.data[lo - self.face_found.offset : plan.end + 1 - self.face_found.offset]
-        face_arrival = self.face_arrival.data[lo - self.face_arrival.offset : plan.end + 1 - self.face_arrival.offset]
-        face_present = self.has_video and bool(found.any())
+        found = self.face_found.data[None, :, 0] > 0.5
+        modalities = np.array([[float(self.has_audio), float(self.has_video)]], np.float32)
+        present = window_present(modalities, found, shifted(plan, self.face_found.offset))
         newest = float(self.audio_arrival[plan.end][0])
-        if face_present:
-            newest = max(newest, float(face_arrival.max()))
-        present = np.array([[float(self.has_audio), float(face_present)]], np.float32)
+        if present[0, 1]:
+            lo = max(plan.start, 0)
+            arrival = self.face_arrival.data[lo - self.face_arrival.offset : plan.end + 1 - self.face_arrival.offset]
+            newest = max(newest, float(arrival.max()))
         for buffer in self._buffers:  # later windows start later (the stream's last one no earlier)
             buffer.forget_before(plan.start)
         return WindowInputs(k, plan.end, audio, face, present, newest)

@@ -52,3 +52,23 @@ def test_generate_windows_hands_emitted_frames_back_and_is_seeded():
     assert np.array_equal(known[0, :8], out[0, 4:12])
     again = W.generate_windows(run_window, audio, face, np.ones((2, 2), np.float32), **kwargs)
     assert np.array_equal(out, again)
+
+
+def test_a_window_in_which_the_face_was_never_found_marks_the_face_absent():
+    found = np.zeros((2, 30), bool)
+    found[0, 10] = True  # sample 0: one frame with a face; sample 1: none at all
+    seen = []
+
+    def run_window(audio, face, present, known, known_mask, noise):
+        seen.append(present.copy())
+        return np.zeros((2, audio.shape[1], 3), np.float32)
+
+    audio, face = np.zeros((2, 30, 57), np.float32), np.zeros((2, 30, 58), np.float32)
+    present = np.array([[1, 1], [0, 1]], np.float32)  # sample 1 is video-only
+    W.generate_windows(run_window, audio, face, present, window=8, hop=4, latent_shape=(2, 2), listener_dim=3,
+                       seed=0, neutral_listener=np.zeros(3, np.float32), face_found=found)  # fmt: skip
+    ends = [p.end for p in W.plan_windows(30, 8, 4)]
+    for end, p in zip(ends, seen, strict=True):
+        assert p[0].tolist() == [1, float(end - 7 <= 10 <= end)]  # the windows holding frame 10
+        assert p[1].tolist() == [0, 0]  # audio stays as given; the face is never found
+    assert present.tolist() == [[1, 1], [0, 1]]  # the caller's array is not modified

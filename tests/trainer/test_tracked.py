@@ -11,7 +11,7 @@ import pytest
 
 from engine.runtime.timelines import SpeakerTimeline, TrackedFace
 from engine.tracker import faces_per_frame
-from engine.windows import WindowPlan
+from engine.windows import WindowPlan, window_present
 from renderer.face import FACE_DIM, FACE_INDEX
 from trainer.cli import main as trainer_main
 from trainer.config import ConfigError, config_from_dict
@@ -34,15 +34,22 @@ def test_offline_frames_get_the_faces_the_live_timeline_gives_them():
     times = np.arange(40) / 30.0 + 0.05  # 30 fps video that starts 50 ms in, off the 40 ms grid
     faces = rng.random((40, FACE_DIM)).astype(np.float32)
     found = rng.random(40) > 0.2
+    found[8:20] = False  # 400 ms without a face: some windows have none
     offline, offline_found = faces_per_frame(times, faces, found, 30)
 
     live = SpeakerTimeline(8, has_audio=True, has_video=True)
+    presence = []
     live.add_audio(np.zeros((30, 57), np.float32), np.zeros(30))
     for t, face, ok in zip(times, faces, found, strict=True):
         live.add_face(TrackedFace(float(t), face, bool(ok), 0.0))
     for end in range(7, 30, 8):
-        inputs = live.window_inputs(0, WindowPlan(end=end, window=8, hop=8))
+        plan = WindowPlan(end=end, window=8, hop=8)
+        inputs = live.window_inputs(0, plan)
         np.testing.assert_array_equal(inputs.face[0], offline[end - 7 : end + 1])
+        offline_present = window_present(np.ones((1, 2), np.float32), offline_found[None], plan)
+        np.testing.assert_array_equal(inputs.present, offline_present)  # the same face presence as training
+        presence.append(float(inputs.present[0, 1]))
+    assert presence == [1.0, 0.0, 1.0]
     assert not offline_found[0] and np.all(offline[0] == 0)  # frame 0 ends before the first video frame's slot
     np.testing.assert_array_equal(offline[1], faces[0])
 

@@ -103,3 +103,17 @@ def test_ctrl_c_during_fit_saves_the_step_under_way_and_the_rerun_resumes_there(
     monkeypatch.setattr(Trainer, "_update_ema", real_update)
     assert main(args) == 0
     assert [r["step"] for r in _log(run) if r["stage"] == "diffusion"] == [10, 20]  # 11..20 were not redone
+
+
+def test_training_windows_mark_the_face_absent_where_the_tracker_never_found_it():
+    from trainer.train import ClipArrays, sample_batch
+
+    frames = 200
+    face = np.zeros((frames, 58), np.float32)
+    face[:, 0] = np.arange(frames)  # a frame's index, to find where each window ends
+    arrays = ClipArrays([np.zeros((frames, 57), np.float32)], [face], [np.zeros((frames, 83), np.float32)],
+                        [np.zeros((frames, 25), np.float32)], [("s", "l")], [np.arange(frames) >= 100])  # fmt: skip
+    batch = sample_batch(arrays, 16, 256, np.random.default_rng(0), augment=False)
+    ends = batch["face"][:, -1, 0]
+    assert np.array_equal(batch["face_found"], (ends >= 100).astype(np.float32))  # a found frame in the window
+    assert 0 < batch["face_found"].mean() < 1

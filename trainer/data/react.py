@@ -80,6 +80,7 @@ class Sample:
     listener_emotion: NDArray[np.float32]  # (T, 25)
     speaker_video_path: Path | None
     listener_video_path: Path | None
+    speaker_face_found: NDArray[np.bool_] | None = None  # (T,) tracked faces: found in the frame; fitted: None
 
     @property
     def frames(self) -> int:
@@ -306,8 +307,9 @@ class ReactDataset:
             }
         )
         check_audio_length(audio_path, audio.size, frames)
+        s_found = None
         if self.tracked is not None:
-            s_face = self._tracked_face(speaker, frames)
+            s_face, s_found = self._tracked_face(speaker, frames)
         return Sample(
             index=index,
             speaker_id=speaker.clip_id,
@@ -319,9 +321,10 @@ class ReactDataset:
             listener_emotion=l_emotion[:frames].copy(),
             speaker_video_path=speaker.video,
             listener_video_path=listener.video,
+            speaker_face_found=None if s_found is None else s_found[:frames].copy(),
         )
 
-    def _tracked_face(self, clip: ClipFiles, frames: int) -> NDArray[np.float32]:
+    def _tracked_face(self, clip: ClipFiles, frames: int) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         assert self.tracked is not None
         video, tracked = clip.video, self.tracked
         if video is None:
@@ -329,7 +332,7 @@ class ReactDataset:
                 f"{self.split_dir / 'Video_files' / clip.clip_id}: no video (.mp4 or PNG folder), so its speaker "
                 'face cannot be tracked; use the fitted 3D_FV faces (speaker_faces = "fitted")'
             )
-        return self._cache.get((f"tracked {frames}", video), lambda: tracked.frames(video, frames)[0])
+        return self._cache.get((f"tracked {frames}", video), lambda: tracked.frames(video, frames))
 
     def speaker_videos(self) -> list[Path]:
         """The videos of every clip that is a speaker in some sample (missing videos are an error)."""
