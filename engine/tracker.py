@@ -16,13 +16,19 @@ file list, not imported) or from a path the user gives; either way its size and 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import logging
 import math
+import os
+import re
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +51,38 @@ MODEL_SIZE = 3_758_596
 MODEL_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MODEL_PAGE = "https://ai.google.dev/edge/mediapipe/solutions/vision/face_landmarker#models"
 _SLOT_EPS_S = 1e-6  # seconds: a video frame this close to a frame boundary counts as on it
+# what MediaPipe's C++ side (absl, TFLite) prints on every graph start: "W0000 00:00:... face_landmarker_graph.cc"
+_NATIVE_LOG_LINE = re.compile(r"^([IWE]\d{4} |WARNING: Logging before InitGoogle|INFO: Created TensorFlow Lite)")
+
+
+@contextlib.contextmanager
+def native_log_to_debug() -> Iterator[None]:
+    """Send what C++ code writes to fd 2 meanwhile to this module's debug log instead of the user's terminal.
+
+    Lines that are not MediaPipe's log format (another thread's output, say) are written back to stderr
+    afterwards, and everything is written back if the block fails, so nothing is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if failed or not _NATIVE_LOG_LINE.match(line):
+                    sys.stderr.write(line)
+                elif line.strip():
+                    log.debug("mediapipe: %s", line.rstrip())
+            sys.stderr.flush()
 
 
 class FaceModelError(FileNotFoundError):
@@ -159,7 +197,8 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        return vision.FaceLandmarker.create_from_options(options)
+        with native_log_to_debug():  # MediaPipe's start-up notes are not for the user
+            return vision.FaceLandmarker.create_from_options(options)
 
     @property
     def fps(self) -> float:

@@ -160,3 +160,21 @@ def test_parallel_trackers_return_each_frames_face_in_order_with_one_hold_over_a
     np.testing.assert_array_equal(lost[1].face, seen[-1].face)
     assert not np.array_equal(lost[2].face, seen[-1].face)  # then eased out over 4
     np.testing.assert_array_equal(lost[-1].face, neutral_face())
+
+
+def test_mediapipe_start_up_notes_stay_off_the_terminal_and_nothing_else_is_lost(capfd: pytest.CaptureFixture[str]):
+    import os
+
+    from engine.tracker import native_log_to_debug
+
+    with FaceTracker():
+        pass
+    assert capfd.readouterr().err == ""  # absl/TFLite notes at graph start went to the debug log
+    with native_log_to_debug():
+        os.write(2, b"W0000 00:00:1795619671.263108   10166 face_landmarker_graph.cc:181] Sets acceleration\n")
+        os.write(2, b"another thread's warning\n")
+    assert capfd.readouterr().err == "another thread's warning\n"
+    with pytest.raises(RuntimeError), native_log_to_debug():
+        os.write(2, b"E0000 00:00:1.0 graph.cc:1] the reason it failed\n")
+        raise RuntimeError("creating the graph failed")
+    assert "the reason it failed" in capfd.readouterr().err  # kept when it matters
