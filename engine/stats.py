@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -68,7 +69,8 @@ class StreamStats:
     """Seconds the tracker spent on frames."""
     audio_dropped: int = 0
     """Speaker audio chunks dropped before the output file's audio track got them (their queue was full)."""
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: array[float] = field(default_factory=lambda: array("d"))
+    """Per listener frame: input arrival to frame ready (8 bytes each: 0.7 MB for an hour of call)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
