@@ -27,6 +27,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 POLL_S = 0.05
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal, with the shell's status for it (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str = "", exit_status: int = 128 + signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class StopSignals:
     """Turns SIGINT/SIGTERM into a `requested` event while active (main thread only; elsewhere it does nothing)."""
 
@@ -61,6 +69,10 @@ class StopSignals:
         self.requested.set()
         hint = " (press Ctrl-C again to quit at once)" if signum == signal.SIGINT else ""
         os.write(2, f"{self.prog}: stopping{hint}\n".encode())
+
+    def interrupted(self, message: str = "") -> Interrupted:
+        """The exception that ends a command stopped by the signal received (`message`: what was kept, say)."""
+        return Interrupted(message, self.exit_status)
 
     def check(self) -> None:
         """Raise KeyboardInterrupt if a stop was asked for (call between steps that must not be cut)."""

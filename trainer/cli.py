@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from engine.interrupt import Interrupted
+
 # Modules that define a sub-command (each has `add_parser`).
 COMMAND_MODULES: tuple[str, ...] = (
     "trainer.synth",
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print(f"reactdiff-trainer {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
-        return 130
+        return exc.exit_status if isinstance(exc, Interrupted) else 130
 
 
 if __name__ == "__main__":

@@ -43,7 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Ctrl-C or SIGTERM: tracking keeps every video done, training saves a checkpoint at the current step."""
     with StopSignals("reactdiff-trainer fit") as stop:
-        return fit(args, stop)
+        try:
+            return fit(args, stop)
+        except KeyboardInterrupt as exc:
+            if stop.requested.is_set():
+                raise stop.interrupted(str(exc)) from None  # exit 130, or 143 for SIGTERM
+            raise
 
 
 def fit(args: argparse.Namespace, stop: StopSignals) -> int:

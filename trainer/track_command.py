@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                     workers=args.workers, progress=not args.no_progress, force=args.force, stop=stop.requested
                 )
             except KeyboardInterrupt:
-                raise KeyboardInterrupt(
+                raise stop.interrupted(
                     f"the videos tracked so far are cached in {dataset.tracked.folder}; "
                     "run the same command without --force to track the rest"
                 ) from None

@@ -79,27 +79,30 @@ def test_fit_runs_data_parallel_under_torchrun(synth_corpus, tiny_config, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_ctrl_c_during_fit_saves_the_step_under_way_and_the_rerun_resumes_there(
-    synth_corpus, tiny_config, tmp_path, monkeypatch, capfd
+    synth_corpus, tiny_config, tmp_path, monkeypatch, capfd, name, status
 ):
     import signal
 
     run = tmp_path / "run"
     real_update = Trainer._update_ema
+    before = signal.getsignal(signal.SIGTERM)
 
-    def ctrl_c_at_13(self):
+    def stop_at_13(self):
         real_update(self)
         if self.stage == "diffusion" and self.step == 13:
-            os.kill(os.getpid(), signal.SIGINT)  # a real signal: the handler only asks the loop to stop
+            os.kill(os.getpid(), getattr(signal, name))  # a real signal: the handler only asks the loop to stop
 
-    monkeypatch.setattr(Trainer, "_update_ema", ctrl_c_at_13)
+    monkeypatch.setattr(Trainer, "_update_ema", stop_at_13)
     args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
-    assert main(args) == 130
+    assert main(args) == status
     err = capfd.readouterr().err
     assert "reactdiff-trainer fit: stopping" in err and "at diffusion step 13" in err and "resume" in err
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     assert (state["stage"], state["step"]) == ("diffusion", 13)  # not the last periodic checkpoint (10)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is before
     monkeypatch.setattr(Trainer, "_update_ema", real_update)
     assert main(args) == 0
     assert [r["step"] for r in _log(run) if r["stage"] == "diffusion"] == [10, 20]  # 11..20 were not redone
