@@ -13,6 +13,7 @@ signal exits at once (status 128 + signal number), for when a stop takes too lon
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -79,17 +80,10 @@ class StopSignals:
         if self.requested.is_set():
             raise KeyboardInterrupt
 
-    def wait(self, future: Future[T], timeout: float | None = None) -> T:
-        """`future.result(timeout)`, but a stop request cancels the future and raises KeyboardInterrupt."""
-        waited = 0.0
-        while True:
-            self.check()
-            step = POLL_S if timeout is None else min(POLL_S, max(0.0, timeout - waited))
-            try:
-                return future.result(step)
-            except FutureTimeout:
-                waited += step
-                if timeout is not None and waited >= timeout:
-                    raise
-                if self.requested.is_set():
-                    future.cancel()
+    def wait(self, future: Future[T]) -> T:
+        """`future.result()`, but a stop request cancels the future and raises KeyboardInterrupt."""
+        while not self.requested.is_set():
+            with contextlib.suppress(FutureTimeout):
+                return future.result(POLL_S)
+        future.cancel()
+        raise KeyboardInterrupt

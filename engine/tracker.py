@@ -269,6 +269,8 @@ class ParallelFaceTracker:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._hold = FaceHold(hold_frames, decay_frames)
+        # one thread per tracker: a landmarker sees its frames one at a time, in timestamp order
+        self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"reactdiff-tracker-{k}") for k in range(workers)]
         self.trackers: list[FaceTracker] = []
         try:
             for _ in range(workers):
@@ -276,8 +278,6 @@ class ParallelFaceTracker:
         except BaseException:
             self.close()
             raise
-        # one thread per tracker: a landmarker sees its frames one at a time, in timestamp order
-        self._threads = [ThreadPoolExecutor(1, thread_name_prefix=f"reactdiff-tracker-{k}") for k in range(workers)]
         self._lock = threading.Lock()
         self._queue: deque[tuple[Future[tuple[NDArray[np.float32] | None, float]], Future[TrackResult]]] = deque()
         self._next = 0
@@ -317,7 +317,7 @@ class ParallelFaceTracker:
 
     def close(self) -> None:
         """Finish the frames in flight and release every landmarker; safe to call twice."""
-        for thread in getattr(self, "_threads", []):
+        for thread in self._threads:
             thread.shutdown(wait=True)
         for tracker in self.trackers:
             tracker.close()

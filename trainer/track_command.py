@@ -47,16 +47,18 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: give 1 or more")
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    report: dict[str, dict[str, float]] = {}
     for split in splits:
         if not (args.data / split).is_dir():
             raise UserError(f"--splits: {args.data / split} does not exist")
-        dataset = ReactDataset(
-            args.data, split, speaker_faces="tracked", track_cache=args.cache, face_model=args.face_model
-        )
-        assert dataset.tracked is not None
-        with StopSignals("reactdiff-trainer track") as stop:
+    report: dict[str, dict[str, float]] = {}
+    with StopSignals("reactdiff-trainer track") as stop:
+        for split in splits:
+            dataset = ReactDataset(
+                args.data, split, speaker_faces="tracked", track_cache=args.cache, face_model=args.face_model
+            )
+            assert dataset.tracked is not None
             try:
+                stop.check()
                 tracked = dataset.track(
                     workers=args.workers, progress=not args.no_progress, force=args.force, stop=stop.requested
                 )
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     f"the videos tracked so far are cached in {dataset.tracked.folder}; "
                     "run the same command without --force to track the rest"
                 ) from None
-        report[split] = {"videos_tracked": tracked, **skew(dataset)}
+            report[split] = {"videos_tracked": tracked, **skew(dataset)}
     print(json.dumps(report, indent=2))
     return 0
 

@@ -131,7 +131,10 @@ class RoomSession:
         start = time.monotonic()
         try:
             joining = asyncio.run_coroutine_threadsafe(self._join(), self._loop)
-            joining.result() if stop is None else stop.wait(joining)
+            if stop is None:
+                joining.result()
+            else:
+                stop.wait(joining)
         except BaseException:
             self.close()
             raise

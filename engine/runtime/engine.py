@@ -371,20 +371,23 @@ class StreamEngine:
         """Several frames in flight (a ParallelFaceTracker); faces still reach the timeline in frame order."""
         in_flight: deque[tuple[VideoFrame, float, Future[Any]]] = deque()
         depth = 2 * len(getattr(self.tracker, "trackers", [None]))
+
+        def finish_oldest() -> None:
+            frame, arrival, future = in_flight.popleft()
+            result = future.result()
+            self._tracked(frame, arrival, result, result.seconds)
+
         while not self._stop.is_set():
             if in_flight and (in_flight[0][2].done() or len(in_flight) >= depth):
-                frame, arrival, future = in_flight.popleft()
-                result = future.result()
-                self._tracked(frame, arrival, result, result.seconds)
+                finish_oldest()
                 continue
             try:
                 item = self._video_q.get(_PIPELINE_POLL_S if in_flight else _POLL_S)
             except TimeoutError:
                 continue
             if item is None:
-                for frame, arrival, future in in_flight:
-                    result = future.result()
-                    self._tracked(frame, arrival, result, result.seconds)
+                while in_flight:
+                    finish_oldest()
                 return
             frame, arrival = item
             in_flight.append((frame, arrival, submit(frame.rgb, frame.t_s)))
