@@ -5,9 +5,10 @@
 # With --test, also what the test suite needs:
 #   chromium, chromium-driver  the headless browser participant of the room end-to-end tests (tests/e2e)
 #   janus          Janus WebRTC server (VideoRoom), started by the room tests on 127.0.0.1
+#   nftables       `nft`: the network-fault tests drop UDP at a set rate inside their own network namespace
 set -euo pipefail
 PKGS=(espeak-ng libportaudio2)
-[ "${1:-}" = "--test" ] && PKGS+=(chromium chromium-driver janus)
+[ "${1:-}" = "--test" ] && PKGS+=(chromium chromium-driver janus nftables)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
