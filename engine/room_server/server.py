@@ -35,6 +35,7 @@ from engine.rooms.messages import (
     make_message,
     parse_client_message,
 )
+from engine.rooms.ratelimit import TokenBucket
 from engine.rooms.urls import ROOM_ID_RE
 
 log = logging.getLogger(__name__)
@@ -68,23 +69,6 @@ class ServerConfig:
     """Extra Origins allowed to open the WebSocket (the page's own origin always is)."""
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     """TLS for https/wss (see engine.room_server.tls)."""
-
-
-class TokenBucket:
-    """`rate` tokens per second up to `burst`; `take()` is False when empty."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 @dataclass
