@@ -263,8 +263,7 @@ class StreamEngine:
                     self._on_video_clock(item)
                 self._cut_windows(final=False)
             self._video_reached = np.inf
-            self._video_q.close()  # the tracker finishes what is queued, then ends
-            self._cut_windows(final=True)
+            self._cut_windows(final=True)  # before closing the tracker's queue: wait_idle returns on a closed one
         finally:
             self._video_q.close()
             self._window_q.close()

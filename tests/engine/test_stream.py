@@ -375,3 +375,26 @@ def test_a_sink_without_an_audio_track_gets_frames_only():
                           config=StreamConfig(size=(32, 24)))  # fmt: skip
     stats = engine.run()
     assert sinks[0].heard == [] and len(sinks[0].frames) == 30 and stats.audio_dropped == 0
+
+
+class SlowTracker(FakeTracker):
+    """A FakeTracker that takes `delay_s` per frame (the reader reaches the end while frames are still queued)."""
+
+    def __init__(self, delay_s: float):
+        super().__init__()
+        self.delay_s = delay_s
+
+    def track(self, rgb, timestamp_s):
+        time.sleep(self.delay_s)
+        return super().track(rgb, timestamp_s)
+
+
+def test_fast_mode_tracks_every_face_before_the_last_window():
+    # the stream's last (shorter) window is cut once the source has ended: it must still wait for the frames
+    # the tracker has not finished, or the output depends on the machine's speed
+    audio = speech(1.08)  # 27 frames: windows end at 3, 7, .., 23, then the last one at 26
+    engine, _ = run_fast(FakeSource(audio, video_frames=27), FakeModel(), tracker=SlowTracker(0.03), hop=HOP)
+    face = np.zeros((27, FACE_DIM), np.float32)
+    face[:, 0] = np.arange(27) / 250.0
+    want = offline(FakeModel(), audio_features(audio), face, np.ones((1, 2), np.float32))
+    np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-6)
