@@ -10,7 +10,18 @@ import numpy as np
 import pytest
 
 from renderer.face import EMOTION_DIM, FACE_DIM
-from tests.trainer.conftest import AUDIO_SECONDS, FRAMES, PAIRS, SPLIT, TONE_HZ, Layout, write_png, write_wav
+from tests.trainer.conftest import (
+    AUDIO_SECONDS,
+    FRAMES,
+    PAIRS,
+    SPLIT,
+    TONE_HZ,
+    Layout,
+    random_emotion,
+    write_emotion_csv,
+    write_png,
+    write_wav,
+)
 from trainer.cli import main
 from trainer.data import (
     SAMPLES_PER_FRAME,
@@ -18,9 +29,11 @@ from trainer.data import (
     ReactDataset,
     load_audio,
     load_face,
+    load_mean_face,
     load_video,
     random_windows,
 )
+from trainer.data.loaders import face_frames
 
 M = len(PAIRS)
 
@@ -194,8 +207,8 @@ def test_lenient_preload_drops_pairs_whose_contents_are_bad(layout: Layout) -> N
     ds = ReactDataset(layout.root, SPLIT, strict=False)
     ds.preload()
     assert len(ds) == 2 * (M - 1)
-    assert "P26/1.npy: expected a (T, 58)" in ds.skipped[0][1]
-    with pytest.raises(DatasetError, match=r"P26/1\.npy: expected a \(T, 58\)"):
+    assert "P26/1.npy: expected 3DMM coefficients" in ds.skipped[0][1]
+    with pytest.raises(DatasetError, match=r"P26/1\.npy: expected 3DMM coefficients .* got shape \(76, 57\)"):
         ReactDataset(layout.root, SPLIT).preload()
 
 
@@ -247,11 +260,79 @@ def test_png_gap_names_the_folder_and_the_frame(layout: Layout) -> None:
     assert load_video(folder).shape == (FRAMES, 8, 8, 3)
 
 
-def test_face_array_of_the_wrong_shape_names_the_file(tmp_path) -> None:
+@pytest.mark.parametrize("shape", [(750, 1, 58), (751, 1, 58), (1, 751, 58), (751, 58, 1), (1, 750, 1, 58), (1, 58)])
+def test_face_arrays_that_squeeze_to_t_by_58_are_read(tmp_path, shape) -> None:
     path = tmp_path / "clip.npy"
-    np.save(path, np.zeros((2, 10, 58)))
-    with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}: expected a \(T, 58\) or \(1, T, 58\) array"):
+    values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    np.save(path, values)
+    frames = values.size // FACE_DIM
+    np.testing.assert_array_equal(load_face(path), values.reshape(frames, FACE_DIM))
+    assert face_frames(path) == frames
+
+
+@pytest.mark.parametrize(
+    "shape", [(750, 57), (750, 2, 58), (2, 750, 58), (58, 750), (0, 58), (0, 1, 58), (750,), (1,), ()]
+)
+def test_face_array_of_another_shape_names_the_file_and_the_shape(tmp_path, shape) -> None:
+    path = tmp_path / "clip.npy"
+    np.save(path, np.zeros(shape, dtype=np.float32))
+    expected = rf"{re.escape(str(path))}: expected 3DMM coefficients .* squeezes to \(T, 58\) .* got shape "
+    expected += re.escape(str(shape))
+    with pytest.raises(DatasetError, match=expected):
         load_face(path)
+    with pytest.raises(DatasetError, match=expected):
+        face_frames(path)
+
+
+def test_nan_in_a_t_1_58_array_names_the_frame(tmp_path) -> None:
+    path = tmp_path / "clip.npy"
+    face = np.zeros((751, 1, FACE_DIM), dtype=np.float32)
+    face[700, 0, 4] = np.nan
+    np.save(path, face)
+    with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}: frame 700, value 4 is NaN"):
+        load_face(path)
+
+
+def test_mean_face_with_singleton_axes_is_read_and_another_shape_is_an_error(tmp_path) -> None:
+    path = tmp_path / "mean_face.npy"
+    mean = np.arange(FACE_DIM, dtype=np.float32)
+    np.save(path, mean.reshape(1, 1, FACE_DIM))
+    np.testing.assert_array_equal(load_mean_face(path), mean)
+    np.save(path, mean.reshape(2, 29))
+    with pytest.raises(
+        DatasetError, match=r"mean_face\.npy: a mean face holds 58 values, got an array of shape \(2, 29\)"
+    ):
+        load_mean_face(path)
+
+
+def write_official_clip(layout: Layout, clip_id: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Replace a clip's 3DMM array by a (T, 1, 58) one as REACT ships it, with a T-frame emotion CSV and audio."""
+    face = rng.normal(0.0, 0.2, (frames, 1, FACE_DIM)).astype(np.float32) + layout.mean_face
+    np.save(layout.path("3D_FV_files", clip_id, ".npy"), face)
+    write_emotion_csv(layout.path("Emotion", clip_id, ".csv"), random_emotion(rng, frames))
+    write_wav(layout.path("Audio_files", clip_id, ".wav"), rng.uniform(-0.3, 0.3, frames * SAMPLES_PER_FRAME), 16000)
+    return face[:, 0] - layout.mean_face
+
+
+def test_official_t_1_58_arrays_of_750_and_751_frames_make_a_sample(layout: Layout) -> None:
+    rng = np.random.default_rng(3)
+    speaker = write_official_clip(layout, PAIRS[0][0], 751, rng)
+    listener = write_official_clip(layout, PAIRS[0][1], 750, rng)
+    ds = ReactDataset(layout.root, SPLIT)
+    assert ds.frames(0) == ds.frames(M) == 750
+    sample, swapped = ds[0], ds[M]
+    assert sample.speaker_face.shape == sample.listener_face.shape == (750, FACE_DIM)
+    np.testing.assert_allclose(sample.speaker_face, speaker[:750], atol=1e-5)
+    np.testing.assert_allclose(sample.listener_face, listener, atol=1e-5)
+    np.testing.assert_array_equal(swapped.listener_face, sample.speaker_face)
+    assert sample.speaker_audio.shape == (750 * SAMPLES_PER_FRAME,)
+
+
+def test_blank_lines_in_an_emotion_csv_are_skipped_as_the_frame_count_skips_them(layout: Layout) -> None:
+    path = layout.path("Emotion", PAIRS[0][0], ".csv")
+    path.write_text(path.read_text() + "\n   \n\t\n")
+    ds = ReactDataset(layout.root, SPLIT)
+    assert ds[0].speaker_emotion.shape == (ds.frames(0), EMOTION_DIM) == (FRAMES, EMOTION_DIM)
 
 
 def test_pairs_csv_without_the_path_columns_is_an_error(layout: Layout) -> None:

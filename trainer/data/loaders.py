@@ -84,33 +84,43 @@ def _load_npy(path: Path, mmap_mode: Literal["r"] | None = None) -> NDArray:
 
 
 def load_mean_face(path: str | Path) -> NDArray[np.float32]:
-    """Read a mean face: 58 floats stored as (58,) or (1, 58)."""
+    """Read a mean face: 58 floats stored with any singleton axes ((58,), (1, 58), (1, 1, 58), ...)."""
     path = Path(path)
     arr = _load_npy(path)
-    if arr.size != FACE_DIM:
+    if squeezed_shape(arr.shape) != (FACE_DIM,):
         raise DatasetError(f"{path}: a mean face holds {FACE_DIM} values, got an array of shape {arr.shape}")
     return _validated_face(arr.reshape(FACE_DIM), path)
 
 
 def load_face(path: str | Path, mean_face: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
-    """Read a (T, 58) or (1, T, 58) 3DMM `.npy` as (T, 58) float32, minus `mean_face` (58,) when given.
+    """Read a 3DMM `.npy` that squeezes to (T, 58) as (T, 58) float32, minus `mean_face` (58,) when given.
 
-    REACT stores FaceVerse coefficients raw; the model works on coefficients with the mean face subtracted.
+    REACT stores FaceVerse coefficients raw, as (T, 1, 58) in the official release; the model works on
+    coefficients with the mean face subtracted.
     """
     path = Path(path)
-    face = _validated_face(_squeezed_face(_load_npy(path), path), path)
+    arr = _load_npy(path)
+    face = _validated_face(arr.reshape(face_shape(arr.shape, path)), path)
     return face if mean_face is None else (face - mean_face).astype(np.float32)
 
 
-def _squeezed_face(arr: NDArray, path: Path) -> NDArray:
-    """The (T, 58) array inside a (T, 58) or (1, T, 58) one; any other shape is an error."""
-    face = arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else arr
-    if face.ndim != 2 or face.shape[1] != FACE_DIM or face.shape[0] == 0:
+def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` without its singleton axes: what numpy's `squeeze()` (the official REACT loaders) leaves."""
+    return tuple(n for n in shape if n != 1)
+
+
+def face_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int]:
+    """(T, 58) for a 3DMM array of `shape` once its singleton axes are dropped: (T, 1, 58), (1, T, 58) and
+    (T, 58, 1) all hold T frames, (1, 1, 58) one. Any other shape, or no frames, is an error naming `path`."""
+    kept = squeezed_shape(shape)
+    if len(kept) == 1:
+        kept = (1, *kept)  # a single frame squeezes to (58,)
+    if len(kept) != 2 or kept[1] != FACE_DIM or 0 in shape:
         raise DatasetError(
-            f"{path}: expected a (T, {FACE_DIM}) or (1, T, {FACE_DIM}) array of 3DMM coefficients "
-            f"(52 expression, 3 rotation, 3 translation), got shape {arr.shape}"
+            f"{path}: expected 3DMM coefficients (52 expression, 3 rotation, 3 translation) in an array that "
+            f"squeezes to (T, {FACE_DIM}) with T >= 1, such as (T, 1, {FACE_DIM}); got shape {shape}"
         )
-    return face
+    return kept[0], FACE_DIM
 
 
 def _validated_face(arr: NDArray, path: Path) -> NDArray[np.float32]:
@@ -124,12 +134,13 @@ def load_emotion(path: str | Path) -> NDArray[np.float32]:
     """Read a REACT emotion CSV (a header line, then one row of 25 values per frame) as (T, 25) float32.
 
     Columns are taken by position in `renderer.face.EMOTION_NAMES` order (official files spell the header
-    differently). A leading unnamed index column, as pandas writes it, is dropped.
+    differently). A leading unnamed index column, as pandas writes it, is dropped. Blank lines (spaces
+    included) are skipped, as `emotion_frames` skips them when counting.
     """
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
-            rows = [row for row in csv.reader(file) if row]
+            rows = [row for row in csv.reader(file) if len(row) > 1 or (row and row[0].strip())]  # blank lines
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path}: cannot read as a CSV file ({exc})") from exc
     if len(rows) < 2:
@@ -163,7 +174,7 @@ def _emotion_row(path: Path, line: int, row: list[str], columns: int, skip: int)
 def face_frames(path: str | Path) -> int:
     """Number of frames in a 3DMM `.npy`, read from its header only."""
     path = Path(path)
-    return len(_squeezed_face(_load_npy(path, mmap_mode="r"), path))
+    return face_shape(_load_npy(path, mmap_mode="r").shape, path)[0]
 
 
 def emotion_frames(path: str | Path) -> int:
