@@ -7,16 +7,21 @@ Every sink takes keyword-only arguments `width`, `height`, `fps` plus its own op
 (height, width, 3) uint8 RGB frames with non-decreasing timestamps in seconds, and can be closed twice.
 A sink opened with an audio track (`Mp4Sink(audio_rate=16000)`; `sink.audio` is not None) also takes
 `write_audio(samples, start_s)`: audio placed on the same clock as the frames' timestamps.
+An I/O failure (a file that cannot be written, a full disk) is a SinkError, whatever the sink.
 The WebRTC track sink lives in `renderer.track` (it is the only part that needs aiortc) and is loaded on demand.
+`parse_size` is the one frame-size rule of every command (`python -m renderer`, `reactdiff-engine`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import logging
 import math
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -37,10 +42,54 @@ class SinkKind(enum.Enum):
     MP4 = "mp4"
     PNG = "png"
     WEBRTC = "webrtc"
+    TEE = "tee"
+    """Several sinks of one size fed the same frames (`TeeSink`)."""
 
 
 class SinkError(RuntimeError):
     """A sink could not be opened or written; the message says how to fix it."""
+
+
+DEFAULT_SIZE = (256, 256)
+"""Frame (width, height) in pixels when a command is given no --size."""
+MIN_SIDE, MAX_SIDE = 16, 4096  # pixels; mp4 (yuv420p) also needs even sides, so every size is even
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "640x360" -> (640, 360): even widths and heights from 16 to 4096 pixels, good for every sink.
+
+    Raises ValueError saying what is wrong (each command names its option in front of the message).
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r}: expected WIDTHxHEIGHT, e.g. {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}")
+    width, height = int(match[1]), int(match[2])
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE) or width % 2 or height % 2:
+        raise ValueError(f"{text}: width and height must be even, from {MIN_SIDE} to {MAX_SIDE} pixels")
+    return width, height
+
+
+def check_writable(path: str | Path) -> Path:
+    """Check, before any work is done, that a file can be written at `path`: its folder exists and takes
+    files, and `path` is not a folder nor a file that cannot be overwritten. Raises SinkError saying which.
+
+    The check creates the file (append mode: an existing file keeps its contents) and removes it again when it
+    did not exist before, as the only test that knows about read-only mounts, /proc and permissions alike.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SinkError(f"{path} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise SinkError(f"{path}: folder {path.parent} does not exist")
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as err:
+        raise SinkError(f"{path}: cannot write a file there ({err.strerror})") from None
+    if not existed:
+        path.unlink()
+    return path
 
 
 def place_samples(planes: NDArray[np.float32], start: int, written: int) -> NDArray[np.float32]:
@@ -138,7 +187,8 @@ class Sink(ABC):
                 f"{name}: timestamps must be finite and non-decreasing, got {timestamp_s} after {self._last_timestamp}"
             )
         self._last_timestamp = timestamp_s
-        self._write(frame, timestamp_s)
+        with self._io_errors():
+            self._write(frame, timestamp_s)
         self.frames_written += 1
 
     def write_audio(self, samples: NDArray[np.float32], start_s: float) -> None:
@@ -151,13 +201,23 @@ class Sink(ABC):
         if not isinstance(samples, np.ndarray) or samples.dtype != np.float32 or samples.ndim != 1:
             got = (samples.dtype, samples.shape) if isinstance(samples, np.ndarray) else type(samples).__name__
             raise TypeError(f"{name}: audio must be a 1-D float32 numpy array (mono), got {got}")
-        self.audio.write(samples, start_s)
+        with self._io_errors():
+            self._write_audio(samples, start_s)
 
     def close(self) -> None:
         """Flush and release the sink; later calls do nothing."""
         if not self._closed:
             self._closed = True
-            self._close()
+            with self._io_errors():
+                self._close()
+
+    @contextlib.contextmanager
+    def _io_errors(self) -> Iterator[None]:
+        """An OSError of the sink's I/O (PyAV raises OSError subclasses too) -> SinkError naming the sink."""
+        try:
+            yield
+        except OSError as err:
+            raise SinkError(f"{type(self).__name__}: {err}") from err
 
     def __enter__(self) -> Sink:
         return self
@@ -174,6 +234,11 @@ class Sink(ABC):
     @abstractmethod
     def _close(self) -> None:
         """Release resources; called exactly once."""
+
+    def _write_audio(self, samples: NDArray[np.float32], start_s: float) -> None:
+        """Deliver checked audio to the sink's track (`audio` is not None here)."""
+        assert self.audio is not None
+        self.audio.write(samples, start_s)
 
 
 VIRTUAL_CAMERA_HELP = (
@@ -238,7 +303,11 @@ class Mp4Sink(Sink):
         if self.width % 2 or self.height % 2:
             raise ValueError(f"mp4 (yuv420p) needs an even frame size, got {self.width}x{self.height}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SinkError(f"mp4 {self.path}: cannot make folder {self.path.parent} ({err.strerror})") from None
+        check_writable(self.path)  # PyAV would only fail at the first frame, with its own traceback
         self._rate = Fraction(self.fps).limit_denominator(1001)
         self._container = av.open(str(self.path), mode="w")
         stream = self._container.add_stream("libx264", rate=self._rate)
@@ -285,7 +354,10 @@ class PngSink(Sink):
     ) -> None:
         super().__init__(width=width, height=height, fps=fps)
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SinkError(f"PNG folder {self.directory}: cannot make it ({err.strerror})") from None
         self.pattern, self._index = pattern, start
         self._codec = _png_codec(self.width, self.height)
 
@@ -296,6 +368,43 @@ class PngSink(Sink):
     def _close(self) -> None:
         # PNG frames are encoded one at a time, so nothing is buffered; say where the files went
         logger.info("wrote %d PNG files to %s", self.frames_written, self.directory)
+
+
+class TeeSink(Sink):
+    """Feeds every frame to each of several sinks of one size (a room's WebRTC track and a virtual camera or an
+    mp4, say). Audio goes to every part with an audio track; `audio` is the first such track (None: no part has
+    one). Closing the tee closes its parts; `kinds` says what they are."""
+
+    kind = SinkKind.TEE
+
+    def __init__(self, *, sinks: Sequence[Sink], width: int, height: int, fps: float = 30.0) -> None:
+        super().__init__(width=width, height=height, fps=fps)
+        if not sinks:
+            raise ValueError("TeeSink: give at least one sink to feed")
+        sizes = {(s.width, s.height) for s in sinks}
+        if sizes != {(self.width, self.height)}:
+            raise ValueError(f"TeeSink: every sink must take {self.width}x{self.height} frames, got {sorted(sizes)}")
+        self.sinks = list(sinks)
+        self.audio = next((s.audio for s in self.sinks if s.audio is not None), None)
+
+    @property
+    def kinds(self) -> list[SinkKind]:
+        """The kinds of the parts, in the order they are fed."""
+        return [s.kind for s in self.sinks]
+
+    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
+        for sink in self.sinks:
+            sink.write(frame, timestamp_s)
+
+    def _write_audio(self, samples: NDArray[np.float32], start_s: float) -> None:
+        for sink in self.sinks:
+            if sink.audio is not None:
+                sink.write_audio(samples, start_s)
+
+    def _close(self) -> None:
+        with contextlib.ExitStack() as parts:  # closes every part (first to last) even when one of them fails
+            for sink in reversed(self.sinks):
+                parts.callback(sink.close)
 
 
 def _png_codec(width: int, height: int) -> av.VideoCodecContext:
@@ -321,6 +430,7 @@ _BUILT_IN: dict[SinkKind, type[Sink]] = {
     SinkKind.VIRTUAL_CAMERA: VirtualCameraSink,
     SinkKind.MP4: Mp4Sink,
     SinkKind.PNG: PngSink,
+    SinkKind.TEE: TeeSink,
 }
 _LAZY: dict[SinkKind, str] = {SinkKind.WEBRTC: "renderer.track:WebRTCSink"}  # loaded on first use (aiortc)
 

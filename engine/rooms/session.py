@@ -31,7 +31,7 @@ from engine.rooms.urls import RoomKind, RoomURL, parse_room_url
 from engine.runtime.timelines import Emitted
 from engine.sources.webrtc import WebRTCSource
 from renderer.face import EMOTION_DIM, FACE_DIM, FPS
-from renderer.sinks import Sink, SinkKind
+from renderer.sinks import Sink, TeeSink
 from renderer.track import WebRTCSink
 
 if TYPE_CHECKING:
@@ -65,25 +65,6 @@ def reaction_frames(emitted: Emitted, sent_s: float) -> list[ReactionFrame]:
         index = emitted.first + i
         frames.append(ReactionFrame(index, index / FPS, sent_s, row[:FACE_DIM], emotion))
     return frames
-
-
-class TeeSink(Sink):
-    """Writes every frame to several sinks (the room's WebRTC track and, say, a virtual camera)."""
-
-    kind = SinkKind.WEBRTC
-
-    def __init__(self, sinks: list[Sink]) -> None:
-        first = sinks[0]
-        super().__init__(width=first.width, height=first.height, fps=first.fps)
-        self.sinks = sinks
-
-    def _write(self, frame: np.ndarray, timestamp_s: float) -> None:
-        for sink in self.sinks:
-            sink.write(frame, timestamp_s)
-
-    def _close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
 
 
 class RoomSession:
@@ -180,7 +161,9 @@ class RoomSession:
         """The engine's SinkFactory: the room's avatar track, plus `also` (e.g. a virtual camera) if given."""
         if also is None:
             return self.make_sink
-        return lambda width, height: TeeSink([self.make_sink(width, height), also(width, height)])
+        return lambda width, height: TeeSink(
+            sinks=[self.make_sink(width, height), also(width, height)], width=width, height=height
+        )
 
     def set_stats_source(self, fn: Callable[[], dict[str, float | str | None]]) -> None:
         """`fn()` (called on the loop every stats_every_s) gives the stats shown to the room's participants."""

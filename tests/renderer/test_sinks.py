@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import pyvirtualcam
 
-from renderer.sinks import Mp4Sink, SinkError, SinkKind, create_sink, place_samples
+from renderer.sinks import (
+    Mp4Sink,
+    SinkError,
+    SinkKind,
+    TeeSink,
+    check_writable,
+    create_sink,
+    parse_size,
+    place_samples,
+)
 
 W, H, FPS = 64, 48, 30.0
 
@@ -46,6 +55,9 @@ pyvirtualcam.register_backend("nodevice", NoDevice)
 
 def open_sink(kind, tmp_path):
     options = {"width": W, "height": H, "fps": FPS}
+    if kind is SinkKind.TEE:  # a PNG folder and a camera: read back through the PNG part
+        parts = [open_sink(SinkKind.PNG, tmp_path), open_sink(SinkKind.VIRTUAL_CAMERA, tmp_path)]
+        return create_sink(kind, sinks=parts, **options)
     extra = {
         SinkKind.MP4: {"path": tmp_path / "out.mp4"},
         SinkKind.PNG: {"directory": tmp_path / "frames"},
@@ -60,6 +72,12 @@ def read_back(kind, sink, tmp_path, count):
     if kind is SinkKind.MP4:
         with av.open(str(tmp_path / "out.mp4")) as container:
             return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if kind is SinkKind.TEE:
+        assert [s.closed for s in sink.sinks] == [True, True]  # closing the tee closed its parts
+        camera = read_back(SinkKind.VIRTUAL_CAMERA, sink.sinks[1], tmp_path, count)
+        pngs = read_back(SinkKind.PNG, sink.sinks[0], tmp_path, count)
+        assert all(np.array_equal(a, b) for a, b in zip(camera, pngs, strict=True))  # both parts got every frame
+        return pngs
     if kind is SinkKind.PNG:
         files = sorted((tmp_path / "frames").glob("*.png"))
         out = []
@@ -226,3 +244,72 @@ def test_webrtc_track_drops_the_oldest_frames_and_counts_them():
 def test_unknown_kind_lists_the_choices():
     with pytest.raises(ValueError, match="mp4"):
         create_sink("gif", width=W, height=H)
+
+
+def test_tee_is_its_own_kind_names_its_parts_and_passes_audio_to_those_with_a_track(tmp_path):
+    mp4 = Mp4Sink(path=tmp_path / "talk.mp4", width=W, height=H, fps=FPS, audio_rate=RATE)
+    camera = create_sink(SinkKind.VIRTUAL_CAMERA, width=W, height=H, backend="fake")
+    with TeeSink(sinks=[camera, mp4], width=W, height=H) as tee:
+        assert tee.kind is SinkKind.TEE and tee.kinds == [SinkKind.VIRTUAL_CAMERA, SinkKind.MP4]
+        assert tee.audio is mp4.audio
+        for k, frame in enumerate(frames(30)):
+            tee.write(frame, k / FPS)
+        tee.write_audio(tone_burst(1.0, 0.5), 0.0)  # the camera has no track: only the mp4 takes it
+    heard, duration, _ = decoded_audio(tmp_path / "talk.mp4")
+    assert duration == pytest.approx(1.0, abs=1 / FPS) and onset_s(heard) == pytest.approx(0.5, abs=0.25 / FPS)
+    assert len(FakeCamera.frames) == 30 and mp4.closed and camera.closed
+    with pytest.raises(ValueError, match="every sink must take 32x48"):
+        TeeSink(sinks=[create_sink(SinkKind.VIRTUAL_CAMERA, width=W, height=H, backend="fake")], width=32, height=H)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("256x256", (256, 256)), (" 640 X 360 ", (640, 360)), ("16x4096", (16, 4096))]
+)
+def test_parse_size_reads_even_sizes(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [("big", "expected WIDTHxHEIGHT"), ("255x256", "must be even"), ("640x361", "must be even"),
+     ("8x8", "from 16 to 4096"), ("8192x256", "from 16 to 4096"), ("-2x4", "expected WIDTHxHEIGHT")],
+)  # fmt: skip
+def test_parse_size_refuses_what_an_mp4_cannot_take(text, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        parse_size(text)
+
+
+def test_check_writable_refuses_folders_missing_folders_and_unwritable_places(tmp_path):
+    (tmp_path / "old.mp4").write_bytes(b"kept")
+    assert check_writable(tmp_path / "old.mp4") == tmp_path / "old.mp4"
+    assert (tmp_path / "old.mp4").read_bytes() == b"kept"  # an existing file is not truncated by the check
+    assert check_writable(tmp_path / "new.mp4") and not (tmp_path / "new.mp4").exists()  # nor left behind
+    with pytest.raises(SinkError, match="is a folder"):
+        check_writable(tmp_path)
+    with pytest.raises(SinkError, match=r"folder .*nodir does not exist"):
+        check_writable(tmp_path / "nodir" / "s.json")
+    with pytest.raises(SinkError, match="cannot write a file there"):
+        check_writable("/proc/out.mp4")  # /proc takes no new files, even for root
+
+
+@pytest.mark.parametrize("where", ["folder", "proc"])
+def test_mp4_sink_refuses_a_path_it_cannot_write_when_it_opens(tmp_path, where):
+    """PyAV itself fails only at the first frame, with its own error (av.error.IsADirectoryError)."""
+    path = tmp_path if where == "folder" else "/proc/out.mp4"
+    with pytest.raises(SinkError, match="is a folder" if where == "folder" else "cannot write a file there"):
+        Mp4Sink(path=path, width=W, height=H)
+
+
+class BrokenCamera(FakeCamera):
+    def send(self, frame):
+        raise OSError(28, "No space left on device")
+
+
+pyvirtualcam.register_backend("broken", BrokenCamera)
+
+
+def test_an_io_failure_while_writing_is_a_sink_error():
+    sink = create_sink(SinkKind.VIRTUAL_CAMERA, width=W, height=H, backend="broken")
+    with pytest.raises(SinkError, match=r"VirtualCameraSink: .*No space left on device"):
+        sink.write(frames(1)[0], 0.0)
+    sink.close()
