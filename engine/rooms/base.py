@@ -16,7 +16,8 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import av
@@ -25,7 +26,9 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from engine.rooms.ratelimit import TokenBucket
 from engine.rooms.reactions import CHANNEL_ID, CHANNEL_LABEL
+from engine.rooms.sdp import NegotiationError, check_remote_sdp
 from engine.rooms.switch import SpeakerSwitch
 from engine.rooms.urls import RoomURL
 
@@ -88,13 +91,51 @@ class ReconnectPolicy:
         return out
 
 
-class Peer:
-    """One peer connection: the avatar goes out, the participant's audio/video come in, plus `reactions`."""
+@dataclass(frozen=True)
+class PeerLimits:
+    """What one participant may ask of the engine: a hostile or broken peer costs only its own connection."""
 
-    def __init__(self, peer_id: str, avatar: MediaStreamTrack | None, switch: SpeakerSwitch, *, receive: bool) -> None:
+    negotiations_per_min: float = 6.0
+    """Offers (new or renegotiated connections) accepted per participant per minute on average ..."""
+    negotiation_burst: int = 3
+    """... with bursts of this many; offers beyond are refused (counted) and the current connection is kept."""
+    connect_timeout_s: float = 20.0
+    """A negotiated connection that is not connected this long after its offer/answer is closed."""
+
+
+@dataclass
+class PeerCounters:
+    """What happened to the participants' connections (the engine's `--stats` and the room page show them)."""
+
+    negotiations: int = 0
+    """Offers and answers handled (each one a new peer connection or an answer to ours)."""
+    negotiation_failures: int = 0
+    """Offers or answers that could not be used (malformed, out of order): that peer's connection was closed."""
+    negotiations_refused: int = 0
+    """Offers over a participant's rate limit (PeerLimits), ignored."""
+    connect_timeouts: int = 0
+    """Connections closed because they never connected within PeerLimits.connect_timeout_s."""
+    connections_failed: int = 0
+    """Connections that failed after connecting (ICE consent lost) and were closed."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Peer:
+    """One peer connection: the avatar goes out, the participant's audio/video come in, plus `reactions`.
+
+    `on_failed(peer)` is called (on the loop) when the connection fails, so the client can close it."""
+
+    def __init__(
+        self, peer_id: str, avatar: MediaStreamTrack | None, switch: SpeakerSwitch, *, receive: bool,
+        on_failed: Callable[[Peer], None] | None = None,
+    ) -> None:  # fmt: skip
         self.id = peer_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel: RTCDataChannel | None = None
+        self.connected = asyncio.Event()  # set once the connection is up (or has failed: see `failed`)
+        self.failed = False
         if avatar is not None:
             self.pc.addTrack(avatar)
         if receive:
@@ -106,6 +147,17 @@ class Peer:
         def on_track(track: MediaStreamTrack) -> None:
             log.debug("peer %s: receiving %s", peer_id, track.kind)
             switch.add_track(peer_id, track)
+
+        @self.pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = self.pc.connectionState
+            if state == "connected":
+                self.connected.set()
+            elif state == "failed":
+                self.failed = True
+                self.connected.set()
+                if on_failed is not None:
+                    on_failed(self)
 
     def open_channel(self, *, negotiated: bool = True) -> None:
         """The `reactions` channel (negotiated out of band with a fixed id, so either side may offer)."""
@@ -120,7 +172,9 @@ class Peer:
         return str(self.pc.localDescription.sdp)
 
     async def answer(self, offer_sdp: str, avatar: MediaStreamTrack | None = None) -> str:
-        """Accept an offer (adding the avatar to its video section) and return a complete answer SDP."""
+        """Accept an offer (adding the avatar to its video section) and return a complete answer SDP;
+        NegotiationError if the offer cannot make a connection (checked before aiortc sees it)."""
+        check_remote_sdp(offer_sdp, "offer")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         offered_video = any(t.kind == "video" for t in self.pc.getTransceivers())
         if avatar is not None and offered_video:
@@ -131,7 +185,11 @@ class Peer:
         return str(self.pc.localDescription.sdp)
 
     async def accept(self, answer_sdp: str) -> None:
-
+        """Take the answer to our offer; NegotiationError if we made no offer or the answer cannot be used."""
+        if self.pc.signalingState != "have-local-offer":
+            state = self.pc.signalingState
+            raise NegotiationError(f"an answer arrived but no offer of ours is waiting (state {state})")
+        check_remote_sdp(answer_sdp, "answer")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
 
     def send(self, data: bytes) -> bool:
@@ -151,14 +209,18 @@ class RoomClient(ABC):
 
     def __init__(
         self, url: RoomURL, avatar: MediaStreamTrack, *, switch: SpeakerSwitch | None = None,
-        reconnect: ReconnectPolicy | None = None, join_timeout_s: float = 10.0,
+        reconnect: ReconnectPolicy | None = None, join_timeout_s: float = 10.0, limits: PeerLimits | None = None,
     ) -> None:  # fmt: skip
         self.url, self.avatar = url, avatar
         self.switch = switch or SpeakerSwitch()
         self.reconnect = reconnect or ReconnectPolicy()
         self.join_timeout_s = join_timeout_s
+        self.limits = limits or PeerLimits()
+        self.counters = PeerCounters()
         self.peers: dict[str, Peer] = {}
         self.reconnects = 0
+        self._buckets: dict[str, TokenBucket] = {}  # participant id -> its negotiation rate limit
+        self._steps: dict[str, asyncio.Lock] = {}  # participant id -> one negotiation step at a time, in order
         self._relay = MediaRelay()  # one avatar track, one subscriber per peer connection
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -177,11 +239,77 @@ class RoomClient(ABC):
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s failed: %s", task.get_name(), task.exception())
 
+    def new_peer(self, peer_id: str, avatar: MediaStreamTrack | None, *, receive: bool) -> Peer:
+        """A peer connection for `peer_id`, replacing (and closing) any it had: one connection per participant."""
+        old = self.peers.pop(peer_id, None)
+        if old is not None:
+            self.spawn(old.close(), f"room-close-{peer_id}")
+        peer = Peer(peer_id, avatar, self.switch, receive=receive, on_failed=self._peer_failed)
+        self.peers[peer_id] = peer
+        return peer
+
+    def may_negotiate(self, peer_id: str) -> bool:
+        """Whether `peer_id` is within its negotiation rate limit (PeerLimits); a refusal is counted and logged."""
+        limits = self.limits
+        bucket = self._buckets.setdefault(
+            peer_id, TokenBucket(limits.negotiations_per_min / 60, limits.negotiation_burst)
+        )
+        if bucket.take():
+            return True
+        self.counters.negotiations_refused += 1
+        log.warning("participant %s renegotiates too often; its offer is ignored", peer_id)
+        return False
+
+    def negotiate(self, peer_id: str, step: Coroutine[Any, Any, None], what: str) -> None:
+        """Run one negotiation step (an answer to an offer, our offer, taking an answer) for `peer_id` as a task:
+        whatever goes wrong closes that participant's connection only, is counted and logged."""
+        self.spawn(self._negotiate(peer_id, step, what), f"room-{what}-{peer_id}")
+
+    async def _negotiate(self, peer_id: str, step: Coroutine[Any, Any, None], what: str) -> None:
+        self.counters.negotiations += 1
+        try:
+            async with self._steps.setdefault(peer_id, asyncio.Lock()):  # asyncio.Lock wakes waiters in order
+                await step
+        except Exception as err:  # a remote SDP can make aiortc raise anything; it must cost only this peer
+            self.counters.negotiation_failures += 1
+            log.warning("participant %s: %s failed (%s: %s); closing its connection only",
+                        peer_id, what, err.__class__.__name__, err)  # fmt: skip
+            log.debug("negotiation with %s failed", peer_id, exc_info=True)
+            await self.drop_peer(peer_id)
+            return
+        finally:
+            step.close()  # a step cancelled before its turn never ran: close it rather than leave it un-awaited
+        peer = self.peers.get(peer_id)
+        if peer is not None and what != "accept":  # a new connection (ours or theirs): it must come up in time
+            self.spawn(self._expect_connected(peer), f"room-watch-{peer_id}")
+
+    async def _expect_connected(self, peer: Peer) -> None:
+        try:
+            await asyncio.wait_for(peer.connected.wait(), self.limits.connect_timeout_s)
+        except TimeoutError:
+            if self.peers.get(peer.id) is peer:
+                self.counters.connect_timeouts += 1
+                log.warning("participant %s did not connect within %.0f s; closing its connection",
+                            peer.id, self.limits.connect_timeout_s)  # fmt: skip
+                await self.drop_peer(peer.id)
+
+    def _peer_failed(self, peer: Peer) -> None:
+        if self.peers.get(peer.id) is peer and not self._closing:
+            self.counters.connections_failed += 1
+            log.warning("the connection to participant %s failed; closing it", peer.id)
+            self.spawn(self.drop_peer(peer.id), f"room-drop-{peer.id}")
+
+    def forget(self, peer_id: str) -> None:
+        """`peer_id` left the room: its rate limit goes too (drop_peer keeps it, so failing does not reset it)."""
+        self._buckets.pop(peer_id, None)
+        self._steps.pop(peer_id, None)
+
     def send_reaction(self, data: bytes) -> int:
         """Send one encoded reaction frame to every peer whose channel is open; returns how many got it."""
         return sum(peer.send(data) for peer in list(self.peers.values()))
 
     async def drop_peer(self, peer_id: str) -> None:
+        """Close `peer_id`'s connection (if any) and stop listening to it."""
         peer = self.peers.pop(peer_id, None)
         self.switch.remove(peer_id)
         if peer is not None:

@@ -12,6 +12,7 @@ import aiohttp
 from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
 from engine.rooms.messages import CLIENT_SCHEMAS, MAX_MESSAGE_BYTES, Message, MessageError, make_message
 from engine.rooms.messages import parse_server_message as parse
+from engine.rooms.sdp import NegotiationError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class BuiltinRoomClient(RoomClient):
             raise RoomError(f"room {self.url.room}: no welcome from the server (got {welcome})")
         self.peer_id = welcome["id"]
         for peer in welcome["peers"]:
-            self.spawn(self._offer(peer["id"]), f"room-offer-{peer['id']}")
+            self.negotiate(peer["id"], self._offer(peer["id"]), "offer")
         log.info("joined room %s as %s with %d participant(s)", self.url.room, self.peer_id, len(welcome["peers"]))
 
     async def _receive(self, timeout: float | None) -> Message | None:
@@ -106,12 +107,14 @@ class BuiltinRoomClient(RoomClient):
             await self._handle(message)
 
     async def _handle(self, message: Message) -> None:
+        """One server message; a participant's offer or answer is a negotiation step that can fail on its own."""
         kind = message["type"]
-        if kind == "offer":
-            self.spawn(self._answer(message["from"], message["sdp"]), f"room-answer-{message['from']}")
-        elif kind == "answer" and message["from"] in self.peers:
-            await self.peers[message["from"]].accept(message["sdp"])
+        if kind == "offer" and self.may_negotiate(message["from"]):
+            self.negotiate(message["from"], self._answer(message["from"], message["sdp"]), "answer")
+        elif kind == "answer":
+            self.negotiate(message["from"], self._accept(message["from"], message["sdp"]), "accept")
         elif kind == "peer-left":
+            self.forget(message["id"])
             await self.drop_peer(message["id"])
         elif kind == "error":
             log.warning("room server: %s", message["message"])
@@ -119,12 +122,8 @@ class BuiltinRoomClient(RoomClient):
     # --- peers -----------------------------------------------------------------------------------------------
 
     def _new_peer(self, peer_id: str, *, offering: bool) -> Peer:
-        old = self.peers.pop(peer_id, None)
-        if old is not None:
-            self.spawn(old.close(), f"room-close-{peer_id}")
-        peer = Peer(peer_id, self.avatar_for_peer() if offering else None, self.switch, receive=offering)
+        peer = self.new_peer(peer_id, self.avatar_for_peer() if offering else None, receive=offering)
         peer.open_channel()
-        self.peers[peer_id] = peer
         return peer
 
     async def _offer(self, peer_id: str) -> None:
@@ -134,6 +133,12 @@ class BuiltinRoomClient(RoomClient):
     async def _answer(self, peer_id: str, offer_sdp: str) -> None:
         sdp = await self._new_peer(peer_id, offering=False).answer(offer_sdp, self.avatar_for_peer())
         self._send("answer", to=peer_id, sdp=sdp)
+
+    async def _accept(self, peer_id: str, answer_sdp: str) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            raise NegotiationError("an answer arrived but no offer of ours is waiting (no connection)")
+        await peer.accept(answer_sdp)
 
     def _send(self, kind: str, **fields: Any) -> None:
         ws = self._ws

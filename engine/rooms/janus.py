@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
+from engine.rooms.sdp import NegotiationError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ PROTOCOL = "janus-protocol"
 KEEPALIVE_S = 25.0  # Janus drops a session after 60 s without a request (its default session_timeout)
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISHER_KEY = "avatar"  # the peers entry of our own publisher connection (feed ids are all digits)
+SUBSCRIBE_RETRY_S = (0.5, 2.0, 5.0)  # waits before retrying a subscription that failed; then it is given up
 
 # VideoRoom error codes (janus_videoroom.c) the user can act on.
 NO_SUCH_ROOM, UNAUTHORIZED, ROOM_FULL = 426, 433, 432
@@ -232,6 +234,7 @@ class JanusRoomClient(RoomClient):
         self.feed_id: int | None = None
         self._publisher = 0  # handle ids
         self._subscribers: dict[int, int] = {}  # feed id -> subscriber handle
+        self._published: set[int] = set()  # feeds Janus says are published now (a failed subscription retries them)
         self._private_id = 0
 
     @property
@@ -257,8 +260,7 @@ class JanusRoomClient(RoomClient):
         joined = await self._join_as_publisher(api)
         self.feed_id, self._private_id = int(joined["id"]), int(joined.get("private_id", 0))
         await self._publish(api)
-        for feed in joined.get("publishers", []):
-            self.spawn(self._subscribe(int(feed["id"])), f"room-subscribe-{feed['id']}")
+        self._follow(joined)
         log.info("joined Janus room %s as feed %s with %d publisher(s)", self.room, self.feed_id,
                  len(joined.get("publishers", [])))  # fmt: skip
 
@@ -284,8 +286,7 @@ class JanusRoomClient(RoomClient):
         return RoomError(f"{where}: Janus refused to let us join: {err} (code {err.code})")
 
     async def _publish(self, api: JanusAPI) -> None:
-        peer = Peer(PUBLISHER_KEY, self.avatar_for_peer(), self.switch, receive=False)
-        self.peers[PUBLISHER_KEY] = peer
+        peer = self.new_peer(PUBLISHER_KEY, self.avatar_for_peer(), receive=False)
         offer = await peer.offer()
         try:
             _, jsep = await api.message(self._publisher, {"request": "publish"}, {"type": "offer", "sdp": offer})
@@ -296,37 +297,64 @@ class JanusRoomClient(RoomClient):
         await peer.accept(jsep["sdp"])
         await api.trickle_completed(self._publisher)
 
+    def _follow(self, data: dict[str, Any]) -> None:
+        """Subscribe to the feeds a VideoRoom message lists as published; forget those it lists as gone."""
+        for feed in data.get("publishers", []):
+            feed_id = int(feed["id"])
+            if feed_id != self.feed_id and feed_id not in self._published:
+                self._published.add(feed_id)
+                self.spawn(self._subscribe(feed_id), f"room-subscribe-{feed_id}")
+        for key in ("unpublished", "leaving"):
+            if isinstance(data.get(key), int):
+                self._published.discard(data[key])
+                if data[key] in self._subscribers:
+                    self.spawn(self._unsubscribe(data[key]), f"room-unsubscribe-{data[key]}")
+
     async def _subscribe(self, feed: int) -> None:
-        """A subscriber handle and peer connection for one publisher's feed (its audio and video)."""
-        api = self.api
-        if api is None or feed in self._subscribers or feed == self.feed_id:
-            return
+        """Subscribe to one publisher's feed; a failure at any step cleans up its handle and connection and is
+        retried after each of SUBSCRIBE_RETRY_S while the feed is still published, then given up (logged)."""
+        for delay in (*SUBSCRIBE_RETRY_S, None):
+            api = self.api
+            if api is None or feed not in self._published or feed in self._subscribers:
+                return
+            try:
+                await self._subscribe_once(api, feed)
+                return
+            except Exception as err:  # Janus's refusal, its SDP or a lost connection: cost this feed only
+                self.counters.negotiation_failures += 1
+                log.warning("cannot subscribe to feed %s: %s: %s", feed, err.__class__.__name__, err)
+                await self._unsubscribe(feed)
+            if delay is None:
+                log.warning("gave up subscribing to feed %s after %d tries", feed, len(SUBSCRIBE_RETRY_S) + 1)
+                return
+            await asyncio.sleep(delay)
+
+    async def _subscribe_once(self, api: JanusAPI, feed: int) -> None:
+        """A subscriber handle and peer connection for one feed (its audio and video)."""
+        self.counters.negotiations += 1
         handle = await api.attach(VIDEOROOM)
         self._subscribers[feed] = handle
         body = self._room_body(request="join", ptype="subscriber", streams=[{"feed": feed}])
         if self._private_id:
             body["private_id"] = self._private_id
-        try:
-            _, jsep = await api.message(handle, body)
-        except JanusError as err:
-            log.warning("cannot subscribe to feed %s: %s (code %s)", feed, err, err.code)
-            await self._unsubscribe(feed)
-            return
+        _, jsep = await api.message(handle, body)
         if jsep is None or jsep.get("type") != "offer":
-            log.warning("Janus sent no offer for feed %s", feed)
-            return
-        peer = Peer(str(feed), None, self.switch, receive=False)
-        self.peers[str(feed)] = peer
+            raise NegotiationError(f"Janus sent no offer for feed {feed}")
+        peer = self.new_peer(str(feed), None, receive=False)
         answer = await peer.answer(jsep["sdp"])
         await api.message(handle, {"request": "start"}, {"type": "answer", "sdp": answer})
         await api.trickle_completed(handle)
+        self.spawn(self._expect_connected(peer), f"room-watch-{feed}")
         log.info("subscribed to feed %s", feed)
 
     async def _unsubscribe(self, feed: int) -> None:
         await self.drop_peer(str(feed))
         handle = self._subscribers.pop(feed, None)
         if handle is not None and self.api is not None and not self.api.closed:
-            await self.api.detach(handle)
+            try:
+                await self.api.detach(handle)
+            except RoomError as err:  # the session is going anyway; Janus frees the handle with it
+                log.debug("could not detach feed %s's handle: %s", feed, err)
 
     async def join(self) -> None:
         try:
@@ -356,16 +384,22 @@ class JanusRoomClient(RoomClient):
         if event.kind == "event" and event.handle == self._publisher:
             if data.get("videoroom") == "destroyed":
                 raise JanusClosed(f"Janus room {self.room} was destroyed (closed by its owner)")
-            for feed in data.get("publishers", []):
-                self.spawn(self._subscribe(int(feed["id"])), f"room-subscribe-{feed['id']}")
-            for key in ("unpublished", "leaving"):
-                if isinstance(data.get(key), int) and data[key] in self._subscribers:
-                    self.spawn(self._unsubscribe(data[key]), f"room-unsubscribe-{data[key]}")
+            self._follow(data)
         elif event.kind == "hangup":
             log.warning("Janus hung up handle %s: %s", event.handle, data.get("reason"))
         elif event.kind == "timeout":
             log.warning("Janus timed our session out")
             await self._close_api()
+
+    def _peer_failed(self, peer: Peer) -> None:
+        """The avatar's own connection failing means rejoining (the session's socket is closed, so serve()
+        reconnects); a subscription failing costs only that feed."""
+        if peer.id != PUBLISHER_KEY:
+            super()._peer_failed(peer)
+        elif self.peers.get(PUBLISHER_KEY) is peer and not self._closing:
+            self.counters.connections_failed += 1
+            log.warning("the avatar's connection to Janus failed; rejoining the room")
+            self.spawn(self._close_api(destroy=False), "room-janus-rejoin")
 
     def _lost_message(self, seconds: float) -> str:
         where = f"{self.url.host}:{self.url.port}"
@@ -380,6 +414,7 @@ class JanusRoomClient(RoomClient):
         """Drop the peers and the (dead) session before a reconnect."""
         await self.drop_all_peers()
         self._subscribers.clear()
+        self._published.clear()
         await self._close_api(destroy=False)
 
     async def _close_api(self, *, destroy: bool = True) -> None:

@@ -67,6 +67,14 @@ def reaction_frames(emitted: Emitted, sent_s: float) -> list[ReactionFrame]:
     return frames
 
 
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """aiortc's own tasks (a connection's ICE/DTLS start-up) can fail on what a peer sent; the peer's connection is
+    closed by its watchdog (engine.rooms.base.PeerLimits), so one line is enough, with the traceback at debug level."""
+    error = context.get("exception")
+    log.warning("room event loop: %s%s", context.get("message", "error"), f" ({error!r})" if error else "")
+    log.debug("room event loop error", exc_info=error)
+
+
 class RoomSession:
     """The room client on a background event loop, and the engine-facing source/sink/reactions around it."""
 
@@ -81,6 +89,7 @@ class RoomSession:
         self.stats_every_s = stats_every_s
         self._reconnect = reconnect
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_log_loop_error)
         self._thread = threading.Thread(target=self._loop.run_forever, name="reactdiff-room", daemon=True)
         self._client: RoomClient | None = None
         self._source: WebRTCSource | None = None
@@ -136,6 +145,9 @@ class RoomSession:
         except RoomError as err:
             self.error = err
             log.error("%s", err)
+        except Exception as err:  # a bug, not the user's: keep the traceback in the log, end with a clear error
+            log.exception("the room client failed")
+            self.error = RoomError(f"room {self.url.room}: the engine's room client failed ({err!r}); see the log")
         finally:
             stats.cancel()
             await asyncio.gather(stats, return_exceptions=True)
@@ -164,6 +176,14 @@ class RoomSession:
         return lambda width, height: TeeSink(
             sinks=[self.make_sink(width, height), also(width, height)], width=width, height=height
         )
+
+    def counters(self) -> dict[str, int]:
+        """What happened to the participants' connections (engine.rooms.base.PeerCounters), plus the peer
+        connections open now and the reconnects so far; safe from any thread (plain int reads)."""
+        client = self._client
+        if client is None:
+            return {}
+        return client.counters.as_dict() | {"peers": len(client.peers), "reconnects": client.reconnects}
 
     def set_stats_source(self, fn: Callable[[], dict[str, float | str | None]]) -> None:
         """`fn()` (called on the loop every stats_every_s) gives the stats shown to the room's participants."""

@@ -274,3 +274,56 @@ def test_room_session_feeds_the_engine_from_its_own_thread_and_leaves_no_threads
     assert int(urls[1]) == 5 and int(urls[2]) > 0
     leaked = {t.name for t in threading.enumerate()} - before
     assert not leaked, leaked
+
+
+async def aiortc_offer() -> str:
+    """A complete offer as the room page makes it (audio, video, the reactions channel), from a throw-away peer."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio")
+    pc.addTransceiver("video")
+    pc.createDataChannel("reactions", negotiated=True, id=CHANNEL_ID)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def without(sdp: str, *prefixes: str) -> str:
+    return "\r\n".join(line for line in sdp.split("\r\n") if not line.startswith(prefixes))
+
+
+def test_a_hostile_participant_costs_only_its_own_connection():
+    """Malformed offers, stray answers and an offer flood from one participant: the engine stays in the room,
+    the other participant keeps receiving the avatar, and each failure is counted (it used to end the engine)."""
+
+    async def test():
+        async with room_server() as (server, room), Participant(ws_of(server, room), "good", 0.5) as good:
+            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar())
+            await client.join()  # offers to "good"
+            serving = asyncio.create_task(client.serve())
+            await until(lambda: len(good.video_frames) > 3)
+            offer = await aiortc_offer()
+            async with aiohttp.ClientSession() as http, http.ws_connect(ws_of(server, room)) as evil:
+                await evil.send_json({"type": "join", "name": "evil", "role": "browser"})
+                engine_id = next(p["id"] for p in (await evil.receive_json(timeout=5))["peers"] if p["role"] == "engine")
+                for kind, sdp in [
+                    ("answer", offer),  # an answer to an offer nobody made
+                    ("offer", without(offer, "a=ice-ufrag", "a=ice-pwd")),
+                    ("offer", without(offer, "a=fingerprint")),  # used to leave a connection that never connects
+                    ("offer", "garbage"),
+                    ("offer", offer.replace("a=candidate:", "a=candidate:x", 1)),
+                    ("offer", offer),  # over the burst: refused
+                    ("offer", offer),
+                ]:
+                    await evil.send_json({"type": kind, "to": engine_id, "sdp": sdp})
+                await until(lambda: client.counters.negotiations_refused >= 1)
+                frames = len(good.video_frames)
+                await until(lambda: len(good.video_frames) > frames + 10)  # the avatar still flows to the others
+                assert not serving.done()
+                assert client.counters.negotiation_failures >= 4, client.counters
+                assert good.id in client.peers and len(client.peers) <= 2  # one connection per participant at most
+            await until(lambda: set(client.peers) == {good.id})  # evil left: its connection is gone
+            await client.close()
+            await serving
+
+    asyncio.run(test())
