@@ -1,7 +1,7 @@
 """Render a (T, 58) face clip with the avatar.
 
 python -m renderer --params clip.npy --out out.mp4 [--size 640x360] [--style default] [--fps 30]
-python -m renderer --params clip.npy --out frames/            # a PNG sequence
+python -m renderer --params clip.npy --out frames/            # a PNG sequence (a folder: no extension)
 python -m renderer --params clip.npy --camera                 # play into the virtual camera in real time
 python -m renderer --sheet sheet.png --style glasses          # labelled key expressions
 """
@@ -15,32 +15,34 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from renderer.avatar import STYLES, Avatar
+from renderer.avatar import STYLES, Avatar, Color, parse_background
 from renderer.face import FPS, FaceValueError, validate_face
 from renderer.sheet import contact_sheet
-from renderer.sinks import SinkError, SinkKind, create_sink, save_png
+from renderer.sinks import DEFAULT_SIZE, SinkError, SinkKind, create_sink, parse_size, save_png
 from renderer.timing import FrameClock, interpolate_faces
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
+        return parse_size(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from err
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be at least 16")
-    return width, height
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _background(text: str) -> tuple[int, int, int] | str:
-    parts = text.split(",")
-    if len(parts) == 3:
-        try:
-            r, g, b = (int(v) for v in parts)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"background {text!r}: expected R,G,B integers") from err
-        return (r, g, b)
-    return text
+def _background(text: str) -> Color | Path:
+    try:
+        return parse_background(text)
+    except (ValueError, FileNotFoundError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _out_kind(out: Path) -> SinkKind:
+    """--out: a .mp4 file, or a folder for PNGs (one that exists, or a name without an extension)."""
+    if out.suffix.lower() == ".mp4":
+        return SinkKind.MP4
+    if out.is_dir() or not out.suffix:
+        return SinkKind.PNG
+    raise ValueError(f"--out {out}: write a .mp4 file, or a folder (a name without an extension) for PNG frames")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--params", type=Path, help="a .npy file holding a (T, 58) float face array (25 fps)")
     parser.add_argument(
-        "--out", type=Path, help="output: a .mp4 file (H.264), or a folder for a PNG sequence (000000.png, ...)"
-    )
+        "--out", type=Path, help="output: a .mp4 file (H.264), or a folder (no extension) for a PNG sequence "
+        "(000000.png, ...)",
+    )  # fmt: skip
     parser.add_argument("--camera", action="store_true", help="play the clip into the virtual camera in real time")
-    parser.add_argument("--size", type=_size, default=(640, 360), help="frame size WIDTHxHEIGHT (default 640x360)")
+    parser.add_argument(
+        "--size", type=_size, default=DEFAULT_SIZE, metavar="WxH",
+        help=f"frame size, even (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
+    )  # fmt: skip
     parser.add_argument("--style", choices=list(STYLES), default="default", help="avatar look (default: default)")
     parser.add_argument(
         "--background", type=_background, default=None,
@@ -73,13 +79,13 @@ def _load_faces(path: Path) -> np.ndarray:
     return validate_face(array, str(path)).reshape(-1, 58)
 
 
-def _render(args: argparse.Namespace) -> None:
+def _render(args: argparse.Namespace, out: SinkKind) -> None:
     faces = interpolate_faces(_load_faces(args.params), args.input_fps, args.fps)
     width, height = args.size
     avatar = Avatar(width, height, style=args.style, background=args.background)
-    if args.camera:
+    if out is SinkKind.VIRTUAL_CAMERA:
         sink = create_sink(SinkKind.VIRTUAL_CAMERA, width=width, height=height, fps=args.fps)
-    elif args.out.suffix.lower() == ".mp4":
+    elif out is SinkKind.MP4:
         sink = create_sink(SinkKind.MP4, path=args.out, width=width, height=height, fps=args.fps)
     else:
         sink = create_sink(SinkKind.PNG, directory=args.out, width=width, height=height, fps=args.fps)
@@ -100,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.params is not None and args.out is None and not args.camera:
         parser.error("--params needs --out FILE.mp4 / FOLDER, or --camera")
     try:
+        out = SinkKind.VIRTUAL_CAMERA if args.camera else _out_kind(args.out) if args.out is not None else None
         if args.sheet is not None:
             save_png(args.sheet, contact_sheet(style=args.style, background=args.background))
             print(f"wrote contact sheet {args.sheet}")
-        if args.params is not None:
-            _render(args)
+        if args.params is not None and out is not None:
+            _render(args, out)
     except (FaceValueError, SinkError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -130,31 +130,44 @@ def _shade(color: Color, factor: float) -> Color:
     )
 
 
-def parse_background(background: Color | str | None, style: Style) -> Color | Path:
-    """A background colour from an RGB tuple, "#rrggbb" or None (the style's); any other string is an image path."""
+def parse_background(background: Color | str | Path | None, style: Style | None = None) -> Color | Path:
+    """A background: an RGB tuple, "R,G,B", "#rrggbb" or None (the style's colour); any other string is an
+    image file, which must exist and decode. The one parser of `--background` (python -m renderer,
+    reactdiff-engine): ValueError or FileNotFoundError say what is wrong."""
     if background is None:
-        return style.background
-    if isinstance(background, str):
-        if background.startswith("#") and len(background) == 7:
-            try:
-                return (int(background[1:3], 16), int(background[3:5], 16), int(background[5:7], 16))
-            except ValueError as err:
-                raise ValueError(f"background {background!r}: expected #rrggbb with hex digits") from err
-        path = Path(background)
-        if not path.is_file():
-            raise FileNotFoundError(f"background image {path} does not exist; give an image file, #rrggbb or RGB")
-        return path
-    rgb = tuple(int(c) for c in background)
-    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ValueError(f"background {background!r}: expected three integers in 0..255 (R, G, B)")
-    return (rgb[0], rgb[1], rgb[2])
+        return (style or STYLES["default"]).background
+    if isinstance(background, tuple):
+        return _rgb(background, str(background))
+    text = str(background)
+    if isinstance(background, str) and text.count(",") == 2:
+        try:
+            return _rgb([int(c) for c in text.split(",")], text)
+        except ValueError as err:
+            raise ValueError(f"background {text!r}: expected R,G,B integers in 0..255") from err
+    if isinstance(background, str) and text.startswith("#") and len(text) == 7:
+        try:
+            return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
+        except ValueError as err:
+            raise ValueError(f"background {text!r}: expected #rrggbb with hex digits") from err
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"background image {path} does not exist; give an image file, #rrggbb or R,G,B")
+    try:
+        skia.Image.open(str(path))
+    except RuntimeError as err:  # skia's "Failed to decode an image"
+        raise ValueError(f"background image {path}: skia cannot decode it; use a PNG or JPEG file") from err
+    return path
+
+
+def _rgb(values: Sequence[int], text: str) -> Color:
+    if len(values) != 3 or not all(0 <= int(c) <= 255 for c in values):
+        raise ValueError(f"background {text}: expected three integers in 0..255 (R, G, B)")
+    return (int(values[0]), int(values[1]), int(values[2]))
 
 
 def _load_background(path: Path, width: int, height: int) -> NDArray[np.uint8]:
     """An image file scaled to cover (height, width) and centre-cropped, as premultiplied RGBA (H, W, 4)."""
-    image = skia.Image.open(str(path))
-    if image is None:
-        raise ValueError(f"background image {path}: skia cannot decode it; use a PNG or JPEG file")
+    image = skia.Image.open(str(path))  # parse_background made sure it decodes
     out = np.zeros((height, width, 4), dtype=np.uint8)
     surface = skia.Surface(out, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
     canvas = surface.getCanvas()
@@ -204,7 +217,7 @@ class Avatar:
     """
 
     def __init__(
-        self, width: int, height: int, *, style: str = "default", background: Color | str | None = None
+        self, width: int, height: int, *, style: str = "default", background: Color | str | Path | None = None
     ) -> None:
         if width < 16 or height < 16:
             raise ValueError(f"avatar size {width}x{height}: width and height must be at least 16 pixels")

@@ -5,6 +5,8 @@ save_png("sheet.png", contact_sheet(style="default"))
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import skia
 from numpy.typing import NDArray
@@ -44,7 +46,7 @@ def expression_face(values: dict[str, float]) -> NDArray[np.float32]:
 
 
 def contact_sheet(
-    *, style: str = "default", tile: int = 256, columns: int = 4, background: Color | str | None = None
+    *, style: str = "default", tile: int = 256, columns: int = 4, background: Color | str | Path | None = None
 ) -> NDArray[np.uint8]:
     """(rows*tile, columns*tile, 3) uint8: every key expression drawn at tile x tile with its name below."""
     avatar = Avatar(tile, tile, style=style, background=background)

@@ -93,3 +93,18 @@ def test_background_colour_and_image(tmp_path):
         Avatar(64, 64, background="missing.png")
     with pytest.raises(ValueError, match="unknown avatar style"):
         Avatar(64, 64, style="nope")
+
+
+def test_parse_background_reads_every_form_the_commands_accept(tmp_path):
+    """The one --background parser of python -m renderer and reactdiff-engine."""
+    from renderer.avatar import STYLES, parse_background
+
+    assert parse_background("230,236,242") == (230, 236, 242) == parse_background((230, 236, 242))
+    assert parse_background("#0a0B0c") == (10, 11, 12)
+    assert parse_background(None, STYLES["bob"]) == STYLES["bob"].background
+    (tmp_path / "junk.png").write_text("not an image")
+    for text, error, phrase in [("1,2,x", ValueError, "R,G,B integers"), ("0,0,256", ValueError, "0..255"),
+                                ("#12345z", ValueError, "hex digits"), ("missing.png", FileNotFoundError, "does not"),
+                                (str(tmp_path / "junk.png"), ValueError, "cannot decode")]:  # fmt: skip
+        with pytest.raises(error, match=phrase):
+            parse_background(text)

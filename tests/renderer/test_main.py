@@ -1,5 +1,6 @@
 import av
 import numpy as np
+import pytest
 
 from renderer.__main__ import main
 from renderer.face import FACE_INDEX, neutral_face
@@ -43,3 +44,37 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--params", "--out", "--camera", "--size", "--style", "--background", "--fps", "--sheet"):
         assert option in text
+
+
+def test_an_unknown_output_extension_is_refused_before_anything_is_written(tmp_path, capsys):
+    np.save(tmp_path / "clip.npy", neutral_face(3))
+    sheet = tmp_path / "sheet.png"
+    args = ["--params", str(tmp_path / "clip.npy"), "--out", str(tmp_path / "clip.mov"), "--sheet", str(sheet)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "clip.mov" in err and ".mp4" in err and "folder" in err
+    assert not (tmp_path / "clip.mov").exists() and not sheet.exists()  # was: a folder of PNGs named clip.mov
+
+
+def test_size_follows_the_engines_rule_and_default(tmp_path, capsys):
+    from renderer.sinks import DEFAULT_SIZE
+
+    np.save(tmp_path / "clip.npy", neutral_face(2))
+    args = ["--params", str(tmp_path / "clip.npy"), "--out", str(tmp_path / "o.mp4")]
+    with pytest.raises(SystemExit) as exit_:  # an mp4 cannot take it: refused before rendering, not by the writer
+        main([*args, "--size", "65x64"])
+    assert exit_.value.code == 2
+    assert "must be even" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
+    assert main([*args, "--background", "10,200,30", "--fps", "25"]) == 0
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height) == DEFAULT_SIZE
+    assert np.abs(frame.to_ndarray(format="rgb24")[0, 0].astype(int) - (10, 200, 30)).max() < 8
+
+
+def test_a_background_image_that_does_not_decode_is_refused_at_the_command_line(tmp_path, capsys):
+    (tmp_path / "bg.png").write_text("not an image")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--sheet", str(tmp_path / "s.png"), "--background", str(tmp_path / "bg.png")])
+    assert exit_.value.code == 2
+    assert "cannot decode" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
