@@ -27,14 +27,8 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from engine.rooms.messages import (
-    MAX_MESSAGE_BYTES,
-    SERVER_SCHEMAS,
-    Message,
-    MessageError,
-    make_message,
-    parse_client_message,
-)
+from engine.rooms import messages as m
+from engine.rooms.messages import MAX_MESSAGE_BYTES, MessageError, encode_message, parse_client_message
 from engine.rooms.ratelimit import TokenBucket
 from engine.rooms.urls import ROOM_ID_RE
 
@@ -75,11 +69,11 @@ class ServerConfig:
 class Participant:
     id: str
     name: str
-    role: str
+    role: m.Role
     ws: web.WebSocketResponse
 
-    def describe(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "role": self.role}
+    def describe(self) -> m.PeerInfo:
+        return m.PeerInfo(id=self.id, name=self.name, role=self.role)
 
 
 @dataclass
@@ -99,14 +93,14 @@ class Room:
         return hmac.compare_digest(token.encode(), self.token.encode())
 
 
-async def _send(participant: Participant, kind: str, **fields: object) -> None:
+async def _send(participant: Participant, message: m.ServerMessage) -> None:
     """Send one message; a participant whose socket is already gone is skipped (their own handler cleans up)."""
     if participant.ws.closed:
         return
     try:
-        await participant.ws.send_str(make_message(kind, SERVER_SCHEMAS, **fields))
+        await participant.ws.send_str(encode_message(message))
     except ConnectionError:
-        log.debug("could not send %s to %s: connection lost", kind, participant.id)
+        log.debug("could not send %s to %s: connection lost", type(message).__name__, participant.id)
 
 
 class RoomServer:
@@ -184,7 +178,7 @@ class RoomServer:
         if room is None:
             return
         for participant in list(room.participants.values()):
-            await _send(participant, "room-closed", reason=reason)
+            await _send(participant, m.ClosedNotice(reason=reason))
             await participant.ws.close(code=WSCloseCode.GOING_AWAY, message=b"room closed")
         log.info("room %s closed: %s", room_id, reason)
 
@@ -251,7 +245,7 @@ class RoomServer:
         return ws
 
     async def _refuse(self, ws: web.WebSocketResponse, message: str) -> None:
-        await ws.send_str(make_message("error", SERVER_SCHEMAS, message=message))
+        await ws.send_str(encode_message(m.ErrorNotice(message=message)))
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=message[:100].encode())
 
     async def _join(self, room: Room, ws: web.WebSocketResponse) -> Participant | None:
@@ -267,7 +261,7 @@ class RoomServer:
         except MessageError as err:
             await self._refuse(ws, str(err))
             return None
-        if join["type"] != "join":
+        if not isinstance(join, m.Join):
             await self._refuse(ws, "the first message must be 'join'")
             return None
         if room.id not in self.rooms:
@@ -276,11 +270,11 @@ class RoomServer:
         if len(room.participants) >= self.config.max_participants:
             await self._refuse(ws, f"the room is full ({self.config.max_participants} participants)")
             return None
-        participant = Participant(secrets.token_hex(4), join["name"], join["role"], ws)
+        participant = Participant(secrets.token_hex(4), join.name, join.role, ws)
         peers = [p.describe() for p in room.participants.values()]
-        await ws.send_str(make_message("welcome", SERVER_SCHEMAS, id=participant.id, peers=peers))
+        await ws.send_str(encode_message(m.Welcome(id=participant.id, peers=peers)))
         for other in room.participants.values():
-            await _send(other, "peer-joined", peer=participant.describe())
+            await _send(other, m.PeerJoined(peer=participant.describe()))
         room.participants[participant.id] = participant
         log.info("room %s: %s (%s) joined as %s", room.id, participant.name, participant.role, participant.id)
         return participant
@@ -307,26 +301,28 @@ class RoomServer:
                 if not room.participants:
                     room.idle_since = time.monotonic()
                 for other in room.participants.values():
-                    await _send(other, "peer-left", id=me.id)
+                    await _send(other, m.PeerLeft(id=me.id))
                 log.info("room %s: %s left", room.id, me.id)
 
-    async def _relay(self, room: Room, me: Participant, message: Message) -> bool:
+    async def _relay(self, room: Room, me: Participant, message: m.ClientMessage) -> bool:
         """Act on one message; False ends the connection."""
-        kind = message["type"]
-        if kind in ("offer", "answer"):
-            target = room.participants.get(message["to"])
-            if target is None:
-                await _send(me, "error", message=f"no participant {message['to']!r} in this room (they may have left)")
-            else:
-                await _send(target, kind, **{"from": me.id, "sdp": message["sdp"]})
-        elif kind == "stats":
-            for other in room.participants.values():
-                if other is not me:
-                    await _send(other, "stats", **{"from": me.id, "stats": message["stats"]})
-        elif kind == "ping":
-            await _send(me, "pong")
-        elif kind == "join":
-            await _send(me, "error", message="already joined; 'join' is sent once")
-        elif kind == "leave":
-            return False
+        match message:
+            case m.Offer(to=to, sdp=sdp) | m.Answer(to=to, sdp=sdp):
+                target = room.participants.get(to)
+                if target is None:
+                    await _send(me, m.ErrorNotice(message=f"no participant {to!r} in this room (they may have left)"))
+                elif isinstance(message, m.Offer):
+                    await _send(target, m.RelayedOffer(sender=me.id, sdp=sdp))
+                else:
+                    await _send(target, m.RelayedAnswer(sender=me.id, sdp=sdp))
+            case m.PublishStats(stats=stats):
+                for other in room.participants.values():
+                    if other is not me:
+                        await _send(other, m.RelayedStats(sender=me.id, stats=stats))
+            case m.Ping():
+                await _send(me, m.Pong())
+            case m.Join():
+                await _send(me, m.ErrorNotice(message="already joined; 'join' is sent once"))
+            case m.Leave():
+                return False
         return True

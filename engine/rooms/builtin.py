@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 
+from engine.rooms import messages as m
 from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
-from engine.rooms.messages import CLIENT_SCHEMAS, MAX_MESSAGE_BYTES, Message, MessageError, make_message
+from engine.rooms.messages import MAX_MESSAGE_BYTES, MessageError, encode_message
 from engine.rooms.messages import parse_server_message as parse
 from engine.rooms.sdp import NegotiationError
 
@@ -56,16 +57,16 @@ class BuiltinRoomClient(RoomClient):
                             "&insecure=1 to the room URL if you trust this server)") from err  # fmt: skip
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
             raise RoomError(f"cannot reach the room server at {where} ({err.__class__.__name__}: {err})") from err
-        await self._ws.send_str(make_message("join", CLIENT_SCHEMAS, name=self.url.display, role="engine"))
+        await self._ws.send_str(encode_message(m.Join(name=self.url.display, role="engine")))
         welcome = await self._receive(self.join_timeout_s)
-        if welcome is None or welcome["type"] != "welcome":
+        if not isinstance(welcome, m.Welcome):
             raise RoomError(f"room {self.url.room}: no welcome from the server (got {welcome})")
-        self.peer_id = welcome["id"]
-        for peer in welcome["peers"]:
-            self.negotiate(peer["id"], self._offer(peer["id"]), "offer")
-        log.info("joined room %s as %s with %d participant(s)", self.url.room, self.peer_id, len(welcome["peers"]))
+        self.peer_id = welcome.id
+        for peer in welcome.peers:
+            self.negotiate(peer.id, self._offer(peer.id), "offer")
+        log.info("joined room %s as %s with %d participant(s)", self.url.room, self.peer_id, len(welcome.peers))
 
-    async def _receive(self, timeout: float | None) -> Message | None:
+    async def _receive(self, timeout: float | None) -> m.ServerMessage | None:
         """The next valid server message; None when the socket closed. Raises RoomClosed/RoomError."""
         assert self._ws is not None
         try:
@@ -78,11 +79,11 @@ class BuiltinRoomClient(RoomClient):
             message = parse(msg.data)
         except MessageError as err:
             log.warning("ignoring a bad message from the room server: %s", err)
-            return {"type": "pong"}
-        if message["type"] == "room-closed":
-            raise RoomClosed(f"room {self.url.room} was closed by the server ({message['reason']})")
-        if message["type"] == "error" and self.peer_id is None:
-            raise RoomError(f"room {self.url.room}: the server refused to let us join: {message['message']}")
+            return m.Pong()
+        if isinstance(message, m.ClosedNotice):
+            raise RoomClosed(f"room {self.url.room} was closed by the server ({message.reason})")
+        if isinstance(message, m.ErrorNotice) and self.peer_id is None:
+            raise RoomError(f"room {self.url.room}: the server refused to let us join: {message.message}")
         return message
 
     async def join(self) -> None:
@@ -106,18 +107,18 @@ class BuiltinRoomClient(RoomClient):
                 return
             await self._handle(message)
 
-    async def _handle(self, message: Message) -> None:
+    async def _handle(self, message: m.ServerMessage) -> None:
         """One server message; a participant's offer or answer is a negotiation step that can fail on its own."""
-        kind = message["type"]
-        if kind == "offer" and self.may_negotiate(message["from"]):
-            self.negotiate(message["from"], self._answer(message["from"], message["sdp"]), "answer")
-        elif kind == "answer":
-            self.negotiate(message["from"], self._accept(message["from"], message["sdp"]), "accept")
-        elif kind == "peer-left":
-            self.forget(message["id"])
-            await self.drop_peer(message["id"])
-        elif kind == "error":
-            log.warning("room server: %s", message["message"])
+        match message:
+            case m.RelayedOffer(sender=sender, sdp=sdp) if self.may_negotiate(sender):
+                self.negotiate(sender, self._answer(sender, sdp), "answer")
+            case m.RelayedAnswer(sender=sender, sdp=sdp):
+                self.negotiate(sender, self._accept(sender, sdp), "accept")
+            case m.PeerLeft(id=peer_id):
+                self.forget(peer_id)
+                await self.drop_peer(peer_id)
+            case m.ErrorNotice(message=text):
+                log.warning("room server: %s", text)
 
     # --- peers -----------------------------------------------------------------------------------------------
 
@@ -128,11 +129,11 @@ class BuiltinRoomClient(RoomClient):
 
     async def _offer(self, peer_id: str) -> None:
         sdp = await self._new_peer(peer_id, offering=True).offer()
-        self._send("offer", to=peer_id, sdp=sdp)
+        self._send(m.Offer(to=peer_id, sdp=sdp))
 
     async def _answer(self, peer_id: str, offer_sdp: str) -> None:
         sdp = await self._new_peer(peer_id, offering=False).answer(offer_sdp, self.avatar_for_peer())
-        self._send("answer", to=peer_id, sdp=sdp)
+        self._send(m.Answer(to=peer_id, sdp=sdp))
 
     async def _accept(self, peer_id: str, answer_sdp: str) -> None:
         peer = self.peers.get(peer_id)
@@ -140,13 +141,13 @@ class BuiltinRoomClient(RoomClient):
             raise NegotiationError("an answer arrived but no offer of ours is waiting (no connection)")
         await peer.accept(answer_sdp)
 
-    def _send(self, kind: str, **fields: Any) -> None:
+    def _send(self, message: m.ClientMessage) -> None:
         ws = self._ws
         if ws is not None and not ws.closed:
-            self.spawn(ws.send_str(make_message(kind, CLIENT_SCHEMAS, **fields)), f"room-send-{kind}")
+            self.spawn(ws.send_str(encode_message(message)), f"room-send-{type(message).__name__}")
 
     def send_stats(self, stats: dict[str, float | str | None]) -> None:
-        self._send("stats", stats=stats)
+        self._send(m.PublishStats(stats=stats))
 
     # --- leaving ---------------------------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class BuiltinRoomClient(RoomClient):
     async def _disconnect(self) -> None:
         if self._ws is not None and not self._ws.closed:
             try:
-                await self._ws.send_str(make_message("leave", CLIENT_SCHEMAS))
+                await self._ws.send_str(encode_message(m.Leave()))
             except (aiohttp.ClientError, ConnectionError):
                 log.debug("could not say goodbye to the room server")
         await self._close_socket()

@@ -1,4 +1,4 @@
-"""Signaling messages of the built-in room (JSON over WebSocket) and their validation.
+"""Signaling messages of the built-in room (JSON over WebSocket), as msgspec Structs: the schema is the types.
 
 The server only relays signaling; media flows peer to peer (a full mesh). aiortc has no trickle ICE, so every
 offer and answer carries a complete SDP with its candidates. A newcomer offers to everyone already in the room.
@@ -13,132 +13,178 @@ client -> server                                   server -> client
                                                      {"type": "room-closed", "reason": str}
                                                      {"type": "pong"}
 PEER = {"id": ID, "name": str, "role": "browser"|"engine"}
+
+    message = parse_client_message(text)          # MessageError naming the field; a ClientMessage Struct
+    text = encode_message(Welcome(id=..., peers=[...]))   # checked against the schema before it is sent
 """
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+from typing import Annotated, Literal, TypeVar, get_args
+
+import msgspec
 
 MAX_MESSAGE_BYTES = 64 * 1024  # an SDP with full ICE is a few kB
 MAX_SDP_CHARS = 48 * 1024
 MAX_NAME_CHARS = 64
 MAX_STATS_KEYS = 32
-ROLES = ("browser", "engine")
+MAX_PEERS = 64
 
-Message = dict[str, Any]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SDP_CHARS)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Role = Literal["browser", "engine"]
+StatValue = int | float | Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)] | None  # floats are finite
+Stats = Annotated[dict[Name, StatValue], msgspec.Meta(max_length=MAX_STATS_KEYS)]
 
 
 class MessageError(ValueError):
     """A signaling message that is not valid JSON or does not follow the schema; the message says which field."""
 
 
-def _text(limit: int) -> Any:
-    def check(value: Any) -> bool:
-        return isinstance(value, str) and 0 < len(value) <= limit
-
-    check.__doc__ = f"a non-empty string of at most {limit} characters"
-    return check
+class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    """Every message is a JSON object whose "type" names its Struct; unknown fields are refused."""
 
 
-def _role(value: Any) -> bool:
-    """'browser' or 'engine'"""
-    return value in ROLES
+class PeerInfo(msgspec.Struct, forbid_unknown_fields=True):
+    """A participant as the others see it."""
+
+    id: Id
+    name: Name
+    role: Role
 
 
-def _stats(value: Any) -> bool:
-    """a map of at most 32 short names to numbers, short strings or null"""
-    if not isinstance(value, dict) or len(value) > MAX_STATS_KEYS:
-        return False
-    for key, item in value.items():
-        if not (isinstance(key, str) and 0 < len(key) <= MAX_NAME_CHARS):
-            return False
-        number = isinstance(item, int | float) and not isinstance(item, bool) and math.isfinite(item)
-        if not (item is None or number or (isinstance(item, str) and len(item) <= MAX_NAME_CHARS)):
-            return False
-    return True
+# client -> server
 
 
-def _peer(value: Any) -> bool:
-    """a peer {id, name, role}"""
-    return validate_fields(value, PEER_FIELDS) is None
+class Join(_Message, tag="join"):
+    name: Name
+    role: Role
 
 
-def _peers(value: Any) -> bool:
-    """a list of peers"""
-    return isinstance(value, list) and len(value) <= 64 and all(_peer(p) for p in value)
+class Offer(_Message, tag="offer"):
+    to: Id
+    sdp: Sdp
 
 
-_id, _name, _sdp, _reason = _text(32), _text(MAX_NAME_CHARS), _text(MAX_SDP_CHARS), _text(256)
-PEER_FIELDS = {"id": _id, "name": _name, "role": _role}
-CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
-    "join": {"name": _name, "role": _role},
-    "offer": {"to": _id, "sdp": _sdp},
-    "answer": {"to": _id, "sdp": _sdp},
-    "stats": {"stats": _stats},
-    "leave": {},
-    "ping": {},
-}
-SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "welcome": {"id": _id, "peers": _peers},
-    "peer-joined": {"peer": _peer},
-    "peer-left": {"id": _id},
-    "offer": {"from": _id, "sdp": _sdp},
-    "answer": {"from": _id, "sdp": _sdp},
-    "stats": {"from": _id, "stats": _stats},
-    "error": {"message": _reason},
-    "room-closed": {"reason": _reason},
-    "pong": {},
-}
+class Answer(_Message, tag="answer"):
+    to: Id
+    sdp: Sdp
 
 
-def validate_fields(message: Any, fields: dict[str, Any]) -> str | None:
-    """None if `message` is a dict with exactly `fields` (plus "type"), each passing its check; else the problem."""
-    if not isinstance(message, dict):
-        return "expected a JSON object"
-    extra = sorted(set(message) - set(fields) - {"type"})
-    if extra:
-        return f"unexpected field(s) {extra}"
-    for name, check in fields.items():
-        if name not in message:
-            return f"missing field {name!r}"
-        if not check(message[name]):
-            return f"field {name!r} must be {check.__doc__}"
-    return None
+class PublishStats(_Message, tag="stats"):
+    stats: Stats
 
 
-def parse_message(text: str | bytes, schemas: dict[str, dict[str, Any]]) -> Message:
-    """Decode one JSON message and check it against `schemas` (CLIENT_SCHEMAS or SERVER_SCHEMAS)."""
+class Leave(_Message, tag="leave"):
+    pass
+
+
+class Ping(_Message, tag="ping"):
+    pass
+
+
+ClientMessage = Join | Offer | Answer | PublishStats | Leave | Ping
+
+
+# server -> client
+
+
+class Welcome(_Message, tag="welcome"):
+    id: Id
+    peers: Annotated[list[PeerInfo], msgspec.Meta(max_length=MAX_PEERS)]
+
+
+class PeerJoined(_Message, tag="peer-joined"):
+    peer: PeerInfo
+
+
+class PeerLeft(_Message, tag="peer-left"):
+    id: Id
+
+
+class RelayedOffer(_Message, tag="offer"):
+    sender: Id = msgspec.field(name="from")
+    sdp: Sdp
+
+
+class RelayedAnswer(_Message, tag="answer"):
+    sender: Id = msgspec.field(name="from")
+    sdp: Sdp
+
+
+class RelayedStats(_Message, tag="stats"):
+    sender: Id = msgspec.field(name="from")
+    stats: Stats
+
+
+class ErrorNotice(_Message, tag="error"):
+    message: Reason
+
+
+class ClosedNotice(_Message, tag="room-closed"):
+    reason: Reason
+
+
+class Pong(_Message, tag="pong"):
+    pass
+
+
+ServerMessage = (
+    Welcome | PeerJoined | PeerLeft | RelayedOffer | RelayedAnswer | RelayedStats | ErrorNotice | ClosedNotice | Pong
+)
+
+class _Tag(msgspec.Struct):
+    """Just the "type" of a message, to say which kind of message broke the schema."""
+
+    type: object = None
+
+
+_CLIENT = msgspec.json.Decoder(ClientMessage)
+_SERVER = msgspec.json.Decoder(ServerMessage)
+_TAG = msgspec.json.Decoder(_Tag)
+_ENCODER = msgspec.json.Encoder()
+T = TypeVar("T")
+
+
+def _types(union: object) -> list[str]:
+    return sorted(str(struct.__struct_config__.tag) for struct in get_args(union))
+
+
+def _parse(text: str | bytes, decoder: msgspec.json.Decoder[T], union: object) -> T:
     if len(text) > MAX_MESSAGE_BYTES:
         raise MessageError(f"message of {len(text)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     try:
-        message = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return decoder.decode(text)
+    except msgspec.ValidationError as err:
+        try:
+            kind = _TAG.decode(text).type
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            kind = None  # not even an object
+        if kind not in _types(union):
+            raise MessageError(f"unknown message type {kind!r}; expected one of {_types(union)}") from err
+        raise MessageError(f"{kind!r} message: {err}") from err
+    except msgspec.DecodeError as err:
         raise MessageError(f"message is not JSON: {err}") from err
-    kind = message.get("type") if isinstance(message, dict) else None
-    if kind not in schemas:
-        raise MessageError(f"unknown message type {kind!r}; expected one of {sorted(schemas)}")
-    problem = validate_fields(message, schemas[kind])
-    if problem is not None:
-        raise MessageError(f"{kind!r} message: {problem}")
-    return message
 
 
-def parse_client_message(text: str | bytes) -> Message:
+def parse_client_message(text: str | bytes) -> ClientMessage:
     """A message a participant sent to the server (raises MessageError)."""
-    return parse_message(text, CLIENT_SCHEMAS)
+    return _parse(text, _CLIENT, ClientMessage)
 
 
-def parse_server_message(text: str | bytes) -> Message:
+def parse_server_message(text: str | bytes) -> ServerMessage:
     """A message the server sent to a participant (raises MessageError)."""
-    return parse_message(text, SERVER_SCHEMAS)
+    return _parse(text, _SERVER, ServerMessage)
 
 
-def make_message(kind: str, schemas: dict[str, dict[str, Any]], **fields: Any) -> str:
-    """Build and check a message; a bug in the sender shows up here rather than at the other end."""
-    message = {"type": kind, **fields}
-    problem = validate_fields(message, schemas.get(kind, {})) if kind in schemas else f"unknown type {kind!r}"
-    if problem is not None:
-        raise MessageError(f"building {kind!r}: {problem}")
-    return json.dumps(message, separators=(",", ":"))
+def encode_message(message: ClientMessage | ServerMessage) -> str:
+    """The JSON text of a message, checked against its schema first: a bug in the sender shows up here (as a
+    MessageError) rather than at the other end. (Struct constructors do not check lengths or value ranges.)"""
+    data = _ENCODER.encode(message)
+    if isinstance(message, ClientMessage):
+        parse_client_message(data)
+    else:
+        parse_server_message(data)
+    return data.decode()
