@@ -11,11 +11,10 @@ Floats travel as raw float32 bytes (232 bytes per face) so a browser decodes the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Literal
 
-import msgpack
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,8 +23,9 @@ from renderer.face import EMOTION_DIM, FACE_DIM
 CHANNEL_LABEL = "reactions"
 CHANNEL_ID = 0
 """The channel is negotiated out of band (both peers create it with this id), so either side may offer."""
-VERSION = 1
+VERSION: Literal[1] = 1
 MAX_MESSAGE_BYTES = 1024
+MAX_SECONDS = 1e12  # bounds media and Unix times (and so refuses NaN and infinities)
 
 
 class ReactionError(ValueError):
@@ -45,39 +45,51 @@ class ReactionFrame:
     emotion: NDArray[np.float32] | None = None  # (25,)
 
 
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+
+
+def _floats(count: int) -> object:
+    return Annotated[bytes, msgspec.Meta(min_length=4 * count, max_length=4 * count)]
+
+
+class FaceMessage(msgspec.Struct, tag_field="type", tag="face", omit_defaults=True):
+    """The wire form of a ReactionFrame (the msgpack map above); unknown keys are ignored, for newer senders."""
+
+    v: Literal[1]
+    i: Annotated[int, msgspec.Meta(ge=0)]
+    t: Seconds
+    ts: Seconds
+    face: _floats(FACE_DIM)  # type: ignore[valid-type]
+    emotion: _floats(EMOTION_DIM) | None = None  # type: ignore[valid-type]
+
+
+_DECODER = msgspec.msgpack.Decoder(FaceMessage)
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _checked(values: NDArray[np.float32] | None, size: int, what: str, index: int) -> bytes | None:
+    if values is None:
+        return None
+    array = np.asarray(values, np.float32)
+    if array.shape != (size,):
+        raise ReactionError(f"reaction frame {index}: {what} must have shape ({size},), got {array.shape}")
+    return array.astype("<f4").tobytes()
+
+
 def encode_reaction(frame: ReactionFrame) -> bytes:
     """The msgpack bytes of one frame."""
-    face = np.asarray(frame.face, np.float32)
-    if face.shape != (FACE_DIM,):
-        raise ReactionError(f"reaction frame {frame.index}: face must have shape ({FACE_DIM},), got {face.shape}")
-    message: dict[str, Any] = {
-        "v": VERSION,
-        "type": "face",
-        "i": int(frame.index),
-        "t": float(frame.t_s),
-        "ts": float(frame.sent_s),
-        "face": face.astype("<f4").tobytes(),
-    }
-    if frame.emotion is not None:
-        emotion = np.asarray(frame.emotion, np.float32)
-        if emotion.shape != (EMOTION_DIM,):
-            raise ReactionError(f"reaction frame {frame.index}: emotion must have shape ({EMOTION_DIM},)")
-        message["emotion"] = emotion.astype("<f4").tobytes()
-    return bytes(msgpack.packb(message, use_bin_type=True))
+    face = _checked(frame.face, FACE_DIM, "face", frame.index)
+    assert face is not None
+    message = FaceMessage(VERSION, int(frame.index), float(frame.t_s), float(frame.sent_s), face,
+                          _checked(frame.emotion, EMOTION_DIM, "emotion", frame.index))  # fmt: skip
+    return _ENCODER.encode(message)
 
 
-def _floats(message: dict[str, Any], key: str, size: int) -> NDArray[np.float32]:
-    raw = message.get(key)
-    if not isinstance(raw, bytes) or len(raw) != 4 * size:
-        raise ReactionError(f"reactions message: {key!r} must be {4 * size} bytes of float32")
+def _finite(raw: bytes, what: str) -> NDArray[np.float32]:
     values = np.frombuffer(raw, "<f4").astype(np.float32)
     if not np.isfinite(values).all():
-        raise ReactionError(f"reactions message: {key!r} holds non-finite values")
+        raise ReactionError(f"reactions message: {what!r} holds non-finite values")
     return values
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def decode_reaction(data: bytes) -> ReactionFrame:
@@ -85,16 +97,10 @@ def decode_reaction(data: bytes) -> ReactionFrame:
     if len(data) > MAX_MESSAGE_BYTES:
         raise ReactionError(f"reactions message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     try:
-        message = msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
+        message = _DECODER.decode(data)
+    except msgspec.ValidationError as err:
+        raise ReactionError(f"reactions message: {err}") from err
+    except msgspec.DecodeError as err:
         raise ReactionError(f"reactions message is not msgpack: {err}") from err
-    if not isinstance(message, dict) or message.get("type") != "face" or message.get("v") != VERSION:
-        raise ReactionError(f"reactions message: expected a map with type 'face' and v {VERSION}")
-    index, t_s, sent_s = message.get("i"), message.get("t"), message.get("ts")
-    if not isinstance(index, int) or index < 0:
-        raise ReactionError("reactions message: 'i' must be a frame index >= 0")
-    if not (_finite(t_s) and _finite(sent_s)):
-        raise ReactionError("reactions message: 't' and 'ts' must be finite numbers (seconds)")
-    assert isinstance(t_s, float | int) and isinstance(sent_s, float | int)
-    emotion = _floats(message, "emotion", EMOTION_DIM) if "emotion" in message else None
-    return ReactionFrame(index, float(t_s), float(sent_s), _floats(message, "face", FACE_DIM), emotion)
+    emotion = None if message.emotion is None else _finite(message.emotion, "emotion")
+    return ReactionFrame(message.i, message.t, message.ts, _finite(message.face, "face"), emotion)

@@ -162,10 +162,13 @@ def test_reaction_frames_round_trip_as_float32():
     ("message", "problem"),
     [
         (b"\xc1", "not msgpack"),
-        (msgpack.packb({"type": "face", "v": 2}), "type 'face' and v 1"),
-        (msgpack.packb({"type": "face", "v": 1, "i": -1, "t": 0.0, "ts": 0.0}), "'i' must be"),
-        (msgpack.packb({"type": "face", "v": 1, "i": 0, "t": float("nan"), "ts": 0.0}), "finite numbers"),
-        (msgpack.packb({"type": "face", "v": 1, "i": 0, "t": 0.0, "ts": 0.0, "face": b"\x00" * 8}), "232 bytes"),
+        (msgpack.packb([1]), "Expected `object`, got `array`"),
+        (msgpack.packb({"type": "mood", "v": 1}), r"Invalid value 'mood' - at `\$.type`"),
+        (msgpack.packb({"type": "face", "v": 2}), r"Invalid enum value 2 - at `\$.v`"),
+        (msgpack.packb({"type": "face", "v": 1, "i": -1, "t": 0.0, "ts": 0.0}), r"`int` >= 0 - at `\$.i`"),
+        (msgpack.packb({"type": "face", "v": 1, "i": 0, "t": float("nan"), "ts": 0.0}), r"at `\$.t`"),
+        (msgpack.packb({"type": "face", "v": 1, "i": 0, "t": 0.0, "ts": 0.0, "face": b"\x00" * 8}), "length >= 232"),
+        (msgpack.packb({"type": "face", "v": 1, "i": 0, "t": 0.0, "ts": 0.0, "face": b"\xff" * 232}), "non-finite"),
         (b"\x00" * 2000, "limit"),
     ],
 )
