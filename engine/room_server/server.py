@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0  # a socket must send "join" this soon after connecting
 STATIC_DIR = Path(str(resources.files("engine.room_server") / "static"))
+VENDORED = ("vendor/msgpack.min.js",)  # from npm by scripts/vendor_js.sh (make setup); the page decodes reactions
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class RoomServer:
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self.config.ssl_context)
         await self._site.start()
         self._reaper = asyncio.create_task(self._expire_loop(), name="reactdiff-room-expiry")
+        for name in VENDORED:
+            if not (STATIC_DIR / name).is_file():
+                log.warning("the room page's %s is missing, so browsers will not decode the avatar's reactions "
+                            "(the video still works); run `make setup` or scripts/vendor_js.sh", name)  # fmt: skip
         log.info("reactdiff-room listening on %s", self.base_url)
 
     async def stop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -65,8 +66,14 @@ def test_page_needs_the_right_room_and_token():
             room = server.create_room()
             async with http.get(room.url(server.base_url)) as page:
                 assert page.status == 200
-                assert "room.js" in await page.text()
+                html = await page.text()
+                assert "room.js" in html
                 assert page.headers["Cache-Control"] == "no-store"
+            scripts = re.findall(r'<script src="([^"]+)"', html)
+            assert "/static/vendor/msgpack.min.js" in scripts  # the vendored npm build, not a hand-written decoder
+            for src in scripts:
+                async with http.get(f"{server.base_url}{src}") as script:
+                    assert script.status == 200 and len(await script.read()) > 1000, src
             async with http.get(f"{server.base_url}/r/{room.id}?token={'x' * 32}") as page:
                 assert page.status == 403
             async with http.get(f"{server.base_url}/r/nosuchroom?token={room.token}") as page:

@@ -52,9 +52,18 @@ function iceComplete(pc) {
   });
 }
 
+// float32 little-endian bytes (a msgpack bin, possibly a view into the message) -> Float32Array
+function float32s(bin) {
+  const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
+  const out = new Float32Array(bin.byteLength / 4);
+  for (let k = 0; k < out.length; k++) out[k] = view.getFloat32(4 * k, true);
+  return out;
+}
+
+// `MessagePack` is @msgpack/msgpack's browser build (static/vendor, from npm: scripts/vendor_js.sh)
 function onReaction(peer, event) {
   try {
-    const msg = msgpackDecode(event.data);
+    const msg = MessagePack.decode(new Uint8Array(event.data));
     if (msg.type !== "face") return;
     state.reactions.count += 1;
     state.reactions.last = { from: peer.id, i: msg.i, t: msg.t, ts: msg.ts, face: Array.from(float32s(msg.face)) };
