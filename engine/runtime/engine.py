@@ -18,11 +18,13 @@ The sink's clock is media time whenever its timestamps are (files, --fast and --
 frame stamped t shows the listener at media time t and, with --side-by-side, the speaker frame of media time t.
 So the speaker audio of media time t is written at t, in sync with the speaker panel (see `Renderer`).
 
-In realtime mode (live devices, `--realtime` files) late work is dropped and counted: a video frame replaced
-by a newer one before tracking, a window replaced by a newer one before inference, a window whose frames
-could not be ready before they are shown; listener frames no window produced in time are filled by
-hold/decay. In fast mode (files, `--fast`) every queue waits instead, so the frames are exactly those of
-`engine.windows.generate_windows` on the same features (then One Euro), whatever the machine's speed.
+What differs between a fast and a live run is the timing policy (`engine.runtime.timing`, chosen by
+`StreamConfig.realtime`): in realtime mode (live devices, rooms, `--realtime` files) late work is dropped and
+counted: a video frame replaced by a newer one before tracking, a window replaced by a newer one before
+inference, a window whose frames could not be ready before they are shown; listener frames no window produced
+in time are filled by hold/decay. In fast mode (files, `--fast`) every queue waits instead, so the frames are
+exactly those of `engine.windows.generate_windows` on the same features (then One Euro), whatever the
+machine's speed. The threads below never look at the mode.
 No thread ever waits without a timeout on something that may not come: `close()` stops and joins them all.
 """
 
@@ -41,9 +43,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.features import FRAME_SAMPLES, SAMPLE_RATE, StreamingAudioFeatures
-from engine.runtime.playout import FilePlayout, LivePlayout, Renderer, SinkFactory, SpeakerPanel
+from engine.runtime.playout import Renderer, SinkFactory, SpeakerPanel
 from engine.runtime.queues import QueueClosed, StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline, SpeakerTimeline, TrackedFace, WindowInputs
+from engine.runtime.timing import PlayerParts, TimingKind, create_timing
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
@@ -115,7 +118,13 @@ class StreamConfig:
     record: bool = False
     """Keep every emitted listener frame (raw and smoothed) for inspection (tests, benchmarks)."""
 
+    @property
+    def timing(self) -> TimingKind:
+        """The timing policy of the run (engine.runtime.timing)."""
+        return TimingKind.REALTIME if self.realtime else TimingKind.FAST
+
     def delay_s(self, hop: int) -> float:
+        """Playout delay (seconds) for windows `hop` frames apart."""
         return self.playout_delay_s if self.playout_delay_s is not None else (hop + 1) / FPS + self.latency_budget_s
 
 
@@ -136,15 +145,17 @@ class StreamEngine:
         self.hop = config.hop or model.hop
         if not 0 < self.hop < model.window:
             raise ValueError(f"hop={self.hop}: must be between 1 and {model.window - 1} (the window is {model.window})")
-        self.stats = StreamStats(mode="realtime" if config.realtime else "fast")
+        self.timing = timing = create_timing(config.timing, delay_s=config.delay_s(self.hop))
+        self.stats = StreamStats(mode=timing.kind.value)
         self.has_audio = source.has_audio
         self.has_video = source.has_video and tracker is not None
         if source.has_video and tracker is None:
             log.warning("the source has video but no face tracker was given: the speaker face is marked absent")
         self.speaker = SpeakerTimeline(model.window, has_audio=self.has_audio, has_video=self.has_video)
-        lossless = not config.realtime
-        self._video_q: StageQueue[tuple[VideoFrame, float]] = StageQueue(2 if lossless else 1, lossless=lossless)
-        self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=lossless)
+        self._video_q: StageQueue[tuple[VideoFrame, float]] = StageQueue(
+            timing.video_queue_size, lossless=timing.lossless
+        )
+        self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=timing.lossless)
         self._frames_q: StageQueue[Emitted] = StageQueue(1_000_000, lossless=False)  # backpressure: wait_below
         # audio for the sink: only a sink stamped in media time can place it (a live sink is stamped on the wall
         # clock); lossy, so the reader never waits on the player; the player drains it every frame
@@ -163,15 +174,12 @@ class StreamEngine:
         self._stop, self._worker_done = threading.Event(), threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
-        self._origin: float | None = None  # wall time (monotonic) of media time 0
         self._start = 0.0
         self._k = 0  # next window's index
         self._last_end = -1  # last frame of the last window cut
         self._video_reached = -np.inf  # media time of the newest video frame read
         self._silence_samples = 0  # silence fed to the features for video-only sources
         self._audio_samples = 0  # 16 kHz samples fed to the features
-        self._expected_s = 0.0  # running estimate of one window's inference time
-        self._sim_free = -np.inf  # fast mode: when the simulated worker is free again
 
     def _emit(self, block: Emitted) -> None:
         self._frames_q.put(block)
@@ -187,8 +195,7 @@ class StreamEngine:
         """Run the stream to its end, or until `stop` is set; `on_status(stats)` is called from this thread every
         `status_every_s`. Either way every thread has stopped and the sink is closed (its file complete) on return."""
         self._start = time.monotonic()
-        if not self.config.realtime:
-            self._origin = self._start
+        self.timing.start(self._start)
         self._spawn()
         try:
             while any(t.is_alive() for t in self._threads) and not (stop is not None and stop.is_set()):
@@ -268,27 +275,18 @@ class StreamEngine:
             self._video_q.close()
             self._window_q.close()
 
-    def _set_origin(self, arrival_s: float, media_s: float) -> None:
-        if self._origin is None:
-            self._origin = arrival_s - media_s
-
-    def _arrivals(self, first: int, count: int, arrival_s: float) -> NDArray[np.float64]:
-        """Arrival times of feature frames first..first+count-1: measured (realtime) or synthetic (fast)."""
-        if self.config.realtime:
-            return np.full(count, arrival_s, np.float64)
-        assert self._origin is not None
-        return (self._origin + (np.arange(first, first + count) + 1) * FRAME_SECONDS).astype(np.float64)
-
     def _on_audio(self, chunk: AudioChunk) -> None:
-        self._set_origin(chunk.arrival_s, chunk.t_end_s)
+        self.timing.observe(chunk.arrival_s, chunk.t_end_s)
         gap = round(chunk.t_start_s * SAMPLE_RATE) - self._audio_samples
         samples = chunk.samples if gap <= 0 else np.concatenate([np.zeros(gap, np.float32), chunk.samples])
         if gap > 0:  # the source lost audio (a device dropped blocks): silence keeps the frames on media time
             log.debug("%d samples missing before %.3f s; filled with silence", gap, chunk.t_start_s)
         self._audio_samples += len(samples)
         features = self._features.push(samples)
-        if len(features):
-            self.speaker.add_audio(features, self._arrivals(self.speaker.frames, len(features), chunk.arrival_s))
+        if len(features):  # feature frame i is complete at media time (i + 1) * 40 ms
+            first = self.speaker.frames
+            ends_s = (np.arange(first, first + len(features)) + 1) * FRAME_SECONDS
+            self.speaker.add_audio(features, self.timing.arrivals(ends_s, chunk.arrival_s))
 
     def _queue_audio(self, chunk: AudioChunk) -> None:
         if self._audio_q is not None and not self._audio_q.put(chunk):
@@ -297,7 +295,7 @@ class StreamEngine:
 
     def _on_video_clock(self, frame: VideoFrame) -> None:
         """Video-only input: silence up to the end of the frame's 40 ms slot, so audio features keep the clock."""
-        self._set_origin(frame.arrival_s, frame.t_s)
+        self.timing.observe(frame.arrival_s, frame.t_s)
         target = (int(np.floor(frame.t_s * FPS + _EPS)) + 1) * FRAME_SAMPLES
         if target > self._silence_samples:
             silence = np.zeros(target - self._silence_samples, np.float32)
@@ -307,13 +305,10 @@ class StreamEngine:
     def _on_video(self, frame: VideoFrame) -> None:
         if not self.has_audio:
             self._on_video_clock(frame)
-        self._set_origin(frame.arrival_s, frame.t_s)
+        self.timing.observe(frame.arrival_s, frame.t_s)
         with self.stats.lock:
             self.stats.video_frames += 1
-        arrival = frame.arrival_s
-        if not self.config.realtime:
-            assert self._origin is not None
-            arrival = self._origin + frame.t_s
+        arrival = float(self.timing.arrivals(np.array([frame.t_s]), frame.arrival_s)[0])
         if self.panel is not None:
             self.panel.add(frame.t_s, frame.rgb)
         self._video_reached = frame.t_s
@@ -340,12 +335,8 @@ class StreamEngine:
                     self.stats.windows_dropped_stale += 1
 
     def _faces_ready(self, end: int) -> bool:
-        if not self.has_video or self.config.realtime:
-            return True  # live: the newest tracked face is held; never wait for video
-        if self._video_reached < (end + 1) * FRAME_SECONDS - _EPS:
-            return False  # a video frame inside this window may still come
-        self._video_q.wait_idle()
-        return True
+        needed_s = (end + 1) * FRAME_SECONDS - _EPS  # a video frame before the window's end is one of its faces
+        return not self.has_video or self.timing.faces_ready(needed_s, self._video_reached, self._video_q.wait_idle)
 
     # tracker ------------------------------------------------------------------------------------------------------
 
@@ -411,21 +402,14 @@ class StreamEngine:
                     return
                 self._run_window(job)
                 self._window_q.task_done()
-                if not self.config.realtime:  # backpressure: do not run far ahead of the renderer
-                    self._frames_q.wait_below(4)
+                self.timing.after_window(self._frames_q)
         finally:
             self._worker_done.set()
-            if not self.config.realtime:
-                self._frames_q.close()
-
-    def _deadline(self, frame: int) -> float:
-        """Wall time at which the player needs listener frame `frame` (realtime)."""
-        assert self._origin is not None
-        return self._origin + self.config.delay_s(self.hop) + (frame - 1) * FRAME_SECONDS
+            self.timing.windows_done(self._frames_q)
 
     def _run_window(self, job: WindowInputs) -> None:
         plan = self.listener.plan(job.end)
-        if plan is None or (self.config.realtime and time.monotonic() + self._expected_s > self._deadline(job.end)):
+        if plan is None or self.timing.skip(job.end, time.monotonic()):
             with self.stats.lock:
                 self.stats.windows_dropped_late += 1
             return
@@ -433,16 +417,12 @@ class StreamEngine:
         noise = window_noise(self.config.seed, job.k, 1, self.model.latent_shape)
         start = time.monotonic()
         frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise)
-        ready = time.monotonic()
-        spent = ready - start
-        self._expected_s = spent if self._expected_s == 0 else 0.8 * self._expected_s + 0.2 * spent
-        if not self.config.realtime:  # simulated real-time worker (see engine.stats)
-            ready = max(job.newest_arrival_s, self._sim_free) + spent
-            self._sim_free = ready
+        finished = time.monotonic()
+        ready = self.timing.ran(job.newest_arrival_s, start, finished)
         emitted = self.listener.commit(plan, np.asarray(frames_w, np.float32))
         with self.stats.lock:
             self.stats.windows_run += 1
-            self.stats.inference_s += spent
+            self.stats.inference_s += finished - start
             self.stats.frames_generated += emitted
             self.stats.latencies_s.extend([ready - job.newest_arrival_s] * emitted)
 
@@ -456,23 +436,20 @@ class StreamEngine:
             self.make_sink, self.config.size, style=self.config.style, panel=self.panel, stats=self.stats,
             audio=self._audio_q,
         )  # fmt: skip
+        parts = PlayerParts(
+            self._frames_q, renderer, self.listener, self._stop, fps=self.config.output_fps,
+            speaker_frames=lambda: self.speaker.frames, finished=self._worker_done,
+            live_sink=self.config.live_sink, stats=self.stats,
+        )  # fmt: skip
         try:
-            if self.config.realtime:
-                LivePlayout(
-                    self._frames_q, renderer, self.listener, self._stop, fps=self.config.output_fps,
-                    delay_s=self.config.delay_s(self.hop), origin=lambda: self._origin,
-                    speaker_frames=lambda: self.speaker.frames, finished=self._worker_done,
-                    live_sink=self.config.live_sink, stats=self.stats,
-                ).run()  # fmt: skip
-            else:
-                FilePlayout(self._frames_q, renderer, self._stop, fps=self.config.output_fps).run()
+            self.timing.player(parts).run()
         finally:
             renderer.close()
 
     def _drain_frames(self) -> None:
         while not self._stop.is_set():
-            if self.config.realtime and self._worker_done.is_set() and len(self._frames_q) == 0:
-                return
+            if self._worker_done.is_set() and len(self._frames_q) == 0:
+                return  # every window ran and nothing is left (a live queue is never closed)
             try:
                 block = self._frames_q.get(_POLL_S)
             except TimeoutError:
