@@ -1,13 +1,14 @@
 """`reactdiff-engine`: a listener avatar that reacts to a speaker, from a file or live into a virtual camera.
 
     reactdiff-engine --model models/base --input speaker.mp4 --output listener.mp4 --side-by-side --stats s.json
-    reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam
+    reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam [--camera-device /dev/video2]
     reactdiff-engine --list-audio-devices
 
 Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
 files: lossless, every window runs) or paced in real time (`--realtime`: late work is dropped, as live).
 An mp4 output carries the speaker's audio (AAC) when the speaker has audio, in sync with the --side-by-side panel.
-User mistakes (a missing model, a corrupt file, an unknown device) print one line and exit with status 2.
+User mistakes (a missing model, a corrupt file, an unknown device, an output that cannot be written) print one
+line and exit with status 2, before anything starts where they can be seen from the arguments.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 PROG = "reactdiff-engine"
 VIRTUAL_CAMERA = "virtualcam"
 LOCAL_ROOM = "local"
-DEFAULT_SIZE = (256, 256)
 FAST_TRACKERS = 2  # --fast: MediaPipe releases the GIL, so two trackers keep both cores of a laptop busy
 MAX_TRACKERS = 8
 
@@ -43,6 +42,7 @@ class UserError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     from engine.backends import AUTO, BackendKind
     from renderer.avatar import STYLES
+    from renderer.sinks import DEFAULT_SIZE
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"listener video: a .mp4 file (with the speaker's audio, if any), or "
         f"'{VIRTUAL_CAMERA}' for the virtual webcam",
     )
-    io.add_argument("--side-by-side", action="store_true", help="draw the speaker's video left of the avatar")
+    io.add_argument(
+        "--camera-device", metavar="DEVICE", help=f"with --output {VIRTUAL_CAMERA}: which virtual camera to feed "
+        "when there are several (Linux: /dev/videoN; default: the first free one)",
+    )  # fmt: skip
+    io.add_argument(
+        "--side-by-side", action="store_true", help="draw the speaker's video left of the avatar (files and devices)"
+    )
     io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops and speed as JSON here")
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -98,22 +104,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--playout-delay-ms", type=float, metavar="MS", help="fixed input-to-display delay in real time "
         "(default: (hop + 1) frames + 150 ms)",
     )  # fmt: skip
-    run.add_argument("--size", default="256x256", metavar="WxH", help="avatar size in pixels (default 256x256)")
+    size = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
+    run.add_argument("--size", default=size, metavar="WxH", help=f"avatar size in pixels, even (default {size})")
     run.add_argument("--style", default="default", choices=sorted(STYLES), help="avatar style")
+    run.add_argument(
+        "--background", metavar="COLOR|IMAGE", help="avatar background: R,G,B (e.g. 230,236,242), #rrggbb or an "
+        "image file (default: the style's colour)",
+    )  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no status line on stderr")
     run.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     return parser
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """ "640x360" -> (640, 360); even sizes of at least 16 pixels (mp4 needs even)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 256x256")
-    width, height = int(match[1]), int(match[2])
-    if width < 16 or height < 16 or width % 2 or height % 2:
-        raise UserError(f"--size {text}: width and height must be even and at least 16 pixels")
-    return width, height
+    """--size by the renderer's one rule (renderer.sinks.parse_size: even, 16 to 4096 pixels)."""
+    from renderer.sinks import parse_size as frame_size
+
+    try:
+        return frame_size(text)
+    except ValueError as exc:
+        raise UserError(f"--size {exc}") from None
+
+
+def parse_background(text: str | None) -> Any:
+    """--background by the renderer's one parser (renderer.avatar.parse_background); None: the style's colour."""
+    if text is None:
+        return None
+    from renderer.avatar import parse_background as background
+
+    try:
+        return background(text)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(f"--background: {exc}") from None
+
+
+def writable(path: Path, option: str) -> Path:
+    """`path` if a file can be written there (renderer.sinks.check_writable), checked before the run starts."""
+    from renderer.sinks import SinkError, check_writable
+
+    try:
+        return check_writable(path)
+    except SinkError as exc:
+        raise UserError(f"{option}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -121,6 +153,8 @@ class Output:
     """Where the avatar goes: an mp4 path, or the virtual camera (path None)."""
 
     path: Path | None
+    camera_device: str | None = None
+    """The virtual camera to feed (pyvirtualcam's `device`); None: the first free one."""
 
     @property
     def live(self) -> bool:
@@ -131,22 +165,22 @@ class Output:
         from renderer.sinks import SinkKind, create_sink
 
         if self.path is None:
-            return lambda w, h: create_sink(SinkKind.VIRTUAL_CAMERA, width=w, height=h, fps=30.0)
+            device = self.camera_device
+            return lambda w, h: create_sink(SinkKind.VIRTUAL_CAMERA, width=w, height=h, fps=30.0, device=device)
         path = self.path
         return lambda w, h: create_sink(SinkKind.MP4, path=path, width=w, height=h, fps=30.0, audio_rate=audio_rate)
 
 
-def parse_output(text: str | None) -> Output:
+def parse_output(text: str | None, camera_device: str | None = None) -> Output:
+    """--output: the virtual camera (on `camera_device`), or an mp4 file that can be written."""
     if not text:
         raise UserError(f"--output is required: a .mp4 file or '{VIRTUAL_CAMERA}'")
     if text == VIRTUAL_CAMERA:
-        return Output(None)
+        return Output(None, camera_device)
     path = Path(text)
     if path.suffix.lower() != ".mp4":
         raise UserError(f"--output {text}: write a .mp4 file or '{VIRTUAL_CAMERA}'")
-    if path.parent and not path.parent.exists():
-        raise UserError(f"--output {text}: folder {path.parent} does not exist")
-    return Output(path)
+    return Output(writable(path, "--output"))
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -161,6 +195,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("give --input FILE or --audio-device NAME (see --list-audio-devices), or --room URL")
     if (args.audio_device is not None or args.room is not None) and args.fast:
         raise UserError("--fast needs a file: a live device runs in real time")
+    if args.fast and args.output == VIRTUAL_CAMERA:
+        raise UserError(f"--fast has no clock to pace --output {VIRTUAL_CAMERA}: leave it out (a camera is fed in "
+                        "real time)")  # fmt: skip
+    if args.camera_device is not None and args.output != VIRTUAL_CAMERA:
+        raise UserError(f"--camera-device {args.camera_device}: only with --output {VIRTUAL_CAMERA}")
+    if args.room is not None and args.side_by_side:
+        raise UserError("--side-by-side is for files and devices: in a room, the participants see the speaker "
+                        "themselves and the avatar track has the avatar's size")  # fmt: skip
     if args.steps is not None and not 1 <= args.steps <= 50:
         raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
     if args.hop is not None and args.hop < 1:
@@ -171,6 +213,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--trackers {args.trackers}: use 1 to {MAX_TRACKERS}")
     if args.playout_delay_ms is not None and args.playout_delay_ms <= 0:
         raise UserError(f"--playout-delay-ms {args.playout_delay_ms}: must be positive")
+    if args.stats is not None:
+        writable(args.stats, "--stats")
 
 
 def list_devices() -> int:
@@ -218,13 +262,13 @@ def open_tracker(args: argparse.Namespace, source: Any, realtime: bool) -> Any:
 def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     from engine.features import SAMPLE_RATE
     from engine.runtime import StreamConfig, StreamEngine, WindowModel
-    from engine.stats import StatusLine
+    from engine.stats import StatusLine, StreamStats
 
     check_args(args)
-    size = parse_size(args.size)
-    output = parse_output(args.output) if args.output or args.room is None else None
+    size, background = parse_size(args.size), parse_background(args.background)
+    output = parse_output(args.output, args.camera_device) if args.output or args.room is None else None
     realtime = args.audio_device is not None or args.room is not None or args.realtime
-    realtime = realtime or (output is not None and output.live and not args.fast)
+    realtime = realtime or (output is not None and output.live)  # a camera is fed in real time (never --fast)
     backend = open_backend(args)
     source = tracker = room = local_room = None
     try:
@@ -238,7 +282,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
-            hop=args.hop, seed=args.seed, realtime=realtime, size=size, style=args.style,
+            hop=args.hop, seed=args.seed, realtime=realtime, size=size, style=args.style, background=background,
             side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip
@@ -261,13 +305,9 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         finally:
             status.update(engine.stats.status(), force=True)
             status.close()
-        report = engine.stats.to_json() | {
-            "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
-            "hop": engine.hop, "playout_delay_ms": config.delay_s(engine.hop) * 1000,
-            "interrupted": stop.requested.is_set(),
-        }  # fmt: skip
-        if args.stats is not None:
-            args.stats.write_text(json.dumps(report, indent=2) + "\n")
+        delay_s, interrupted = config.delay_s(engine.hop), stop.requested.is_set()
+        report = run_report(args, backend, engine.stats, engine.hop, delay_s, interrupted)
+        write_stats(args.stats, report)
         if not args.quiet:
             lat = report["latency_ms"]
             p95 = "-" if lat["p95_ms"] is None else f"{lat['p95_ms']:.0f} ms"
@@ -278,10 +318,34 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         if room is not None and room.error is not None:
             raise UserError(str(room.error))
         return stop.exit_status if stop.requested.is_set() else 0
+    except KeyboardInterrupt:  # stopped while starting (joining, loading the tracker): the stats say so too
+        write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
+                                           args.hop, None, interrupted=True))  # fmt: skip
+        raise
     finally:
         for part in (source, tracker, backend, room, local_room):
             if part is not None:
                 part.close()
+
+
+def run_report(
+    args: argparse.Namespace, backend: Any, stats: Any, hop: int | None, delay_s: float | None, interrupted: bool
+) -> dict[str, Any]:
+    """The --stats report: the run's engine.stats.StreamStats, the model and settings it ran with, how it ended."""
+    return stats.to_json() | {
+        "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
+        "hop": hop, "playout_delay_ms": None if delay_s is None else delay_s * 1000, "interrupted": interrupted,
+    }  # fmt: skip
+
+
+def write_stats(path: Path | None, report: dict[str, Any]) -> None:
+    """Write the --stats JSON file (nothing without --stats); its place was checked before the run."""
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"--stats {path}: cannot write it ({exc.strerror})") from None
 
 
 def start_local_room(args: argparse.Namespace) -> Any:

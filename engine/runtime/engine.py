@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +52,7 @@ from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
 from engine.windows import WindowFn, WindowPlan, window_noise
+from renderer.avatar import Color
 from renderer.face import FPS, FRAME_SECONDS
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ class StreamConfig:
     """Avatar (width, height) in pixels."""
     style: str = "default"
     """Avatar style (renderer.avatar.STYLES)."""
+    background: Color | Path | None = None
+    """Avatar background: a colour or an image file (renderer.avatar.parse_background); None: the style's colour."""
     side_by_side: bool = False
     """Draw the speaker's video, scaled to the avatar height, to the left of the avatar."""
     live_sink: bool = False
@@ -433,7 +437,8 @@ class StreamEngine:
             self._drain_frames()
             return
         renderer = Renderer(
-            self.make_sink, self.config.size, style=self.config.style, panel=self.panel, stats=self.stats,
+            self.make_sink, self.config.size, style=self.config.style, background=self.config.background,
+            panel=self.panel, stats=self.stats,
             audio=self._audio_q,
         )  # fmt: skip
         parts = PlayerParts(

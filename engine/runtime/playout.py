@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import av
 import numpy as np
@@ -23,7 +24,7 @@ from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.sources.base import AudioChunk
 from engine.stats import StreamStats
-from renderer.avatar import Avatar
+from renderer.avatar import Avatar, Color
 from renderer.face import FACE_DIM, FPS
 from renderer.sinks import Sink
 from renderer.timing import FacePacer, FrameClock, output_frame_count
@@ -91,10 +92,11 @@ class Renderer:
     """
 
     def __init__(
-        self, make_sink: SinkFactory, size: tuple[int, int], *, style: str, panel: SpeakerPanel | None,
+        self, make_sink: SinkFactory, size: tuple[int, int], *, style: str, background: Color | Path | None = None,
+        panel: SpeakerPanel | None,
         stats: StreamStats, audio: StageQueue[AudioChunk] | None = None,
     ) -> None:  # fmt: skip
-        self.avatar = Avatar(size[0], size[1], style=style)
+        self.avatar = Avatar(size[0], size[1], style=style, background=background)
         self.make_sink, self.panel, self.stats, self.audio = make_sink, panel, stats, audio
         self.sink: Sink | None = None
         self._canvas: NDArray[np.uint8] | None = None

@@ -52,7 +52,7 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--input", "--output", "--side-by-side", "--model", "--backend", "--steps", "--seed", "--stats",
                    "--audio-device", "--face-model", "--hop", "--size", "--style", "--list-audio-devices",
-                   "--realtime", "--fast", "--quiet", "--trackers"]:  # fmt: skip
+                   "--realtime", "--fast", "--quiet", "--trackers", "--background", "--camera-device"]:  # fmt: skip
         assert option in text
 
 
@@ -70,8 +70,85 @@ def test_help_explains_every_option(capsys):
         (["--model", "no/such/dir", "--input", "x.mp4", "--output", "y.mp4"], "does not exist"),
     ],
 )
-def test_user_mistakes_are_one_line_errors(args, phrase):
+def test_user_mistakes_are_one_line_errors(args, phrase, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # y.mp4 is checked for being writable
     assert_one_line_error(*run_cli(*args), phrase)
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--room", "local", "--side-by-side"], "--side-by-side is for files and devices"),
+        (["--input", "x.mp4", "--fast", "--output", "virtualcam"], "--fast has no clock to pace --output virtualcam"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--camera-device", "/dev/video2"], "only with --output virtualcam"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--stats", "nodir/s.json"], "--stats: nodir/s.json: folder nodir"),
+        (["--input", "x.mp4", "--output", "/proc/out.mp4"], "--output: /proc/out.mp4: cannot write a file there"),
+        (["--input", "x.mp4", "--output", "out.mp4"], "--output: out.mp4 is a folder"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--stats", "out.mp4"], "--stats: out.mp4 is a folder"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--background", "sky.png"], "background image sky.png does not"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--background", "1,2,300"], "background '1,2,300': expected R,G,B"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--size", "641x360"], "--size 641x360: width and height must be"),
+    ],
+)
+def test_mistakes_in_the_arguments_are_refused_before_anything_starts(args, phrase, tmp_path, monkeypatch, capsys):
+    """Before the model loads, a room starts or the clip is read: these used to end in a traceback after the run
+    (--stats in a missing folder, --output a folder or in /proc, --room with --side-by-side) or be accepted."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.mp4").mkdir()
+    monkeypatch.setattr(cli, "open_backend", lambda args: pytest.fail("the model was loaded"))
+    assert_one_line_error(*run_cli("--model", "m", *args), phrase)
+    assert capsys.readouterr().out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_camera_device_reaches_the_virtual_camera(monkeypatch):
+    import pyvirtualcam.camera
+
+    opened = []
+
+    class Camera:
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            opened.append(device)
+
+        def device(self):
+            return opened[-1]
+
+        def native_fourcc(self):
+            return None
+
+        def close(self):
+            return None
+
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"fake": Camera})
+    with cli.parse_output("virtualcam", "/dev/video7").factory()(64, 48) as sink:
+        assert sink.device == "/dev/video7"
+    with cli.parse_output("virtualcam").factory()(64, 48):
+        assert opened == ["/dev/video7", None]  # no --camera-device: pyvirtualcam picks the first free one
+
+
+class FakeBackend:
+    name, steps, sampler_name = "fake", 4, "dpmpp2m"
+
+    def close(self):
+        return None
+
+
+def test_a_stop_while_the_model_loads_still_writes_the_stats(tmp_path, monkeypatch):
+    """Ctrl-C during start-up: the README promises --stats with "interrupted": true at any moment."""
+    import signal
+    import time
+
+    def load(args):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the model loads
+        time.sleep(0.05)  # the handler runs (sleep resumes after it: PEP 475)
+        return FakeBackend()
+
+    monkeypatch.setattr(cli, "open_backend", load)
+    stats = tmp_path / "s.json"
+    code, _ = run_cli("--model", "m", "--input", "x.mp4", "--output", tmp_path / "o.mp4", "--stats", stats)
+    assert code == 130
+    report = json.loads(stats.read_text())
+    assert report["interrupted"] is True and report["backend"] == "fake" and report["frames"]["output"] == 0
+    assert report["mode"] == "fast" and report["media_s"] == 0 and not (tmp_path / "o.mp4").exists()
 
 
 def test_without_model_the_shipped_default_is_used_or_the_error_says_so(monkeypatch):
@@ -122,6 +199,30 @@ def test_file_to_mp4_side_by_side_with_stats(model_dir, tmp_path):
     assert report["mode"] == "fast" and report["windows"]["dropped"] == 0 and report["frames"]["filled"] == 0
     assert report["latency_ms"]["frames"] == listener and report["latency_ms"]["p95_ms"] >= 0
     assert report["tracker"]["tracked"] == 50 and report["rtf"] > 0 and report["backend"] == "onnxruntime"
+
+
+@pytest.mark.slow
+def test_an_output_that_fails_mid_run_is_a_one_line_error(model_dir, tmp_path, monkeypatch):
+    from renderer.sinks import Mp4Sink
+
+    def full_disk(self, frame, timestamp_s):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Mp4Sink, "_write", full_disk)
+    code, err = run_cli("--model", model_dir, "--input", write_clip(tmp_path / "s.wav", seconds=1.0, video=False),
+                        "--output", tmp_path / "o.mp4", "--quiet")  # fmt: skip
+    assert_one_line_error(code, err, "No space left on device")
+
+
+@pytest.mark.slow
+def test_background_reaches_the_avatar(model_dir, tmp_path):
+    out = tmp_path / "o.mp4"
+    code, err = run_cli("--model", model_dir, "--input", write_clip(tmp_path / "s.wav", seconds=1.0, video=False),
+                        "--output", out, "--size", "64x48", "--background", "10,200,30", "--quiet")  # fmt: skip
+    assert code == 0, err
+    with av.open(str(out)) as video:
+        corners = [f.to_ndarray(format="rgb24")[0, 0].astype(int) for f in video.decode(video=0)]
+    assert len(corners) == 30 and all(np.abs(c - (10, 200, 30)).max() < 8 for c in corners)  # H.264 is near
 
 
 @pytest.mark.slow
@@ -313,13 +414,16 @@ def assert_stopped_cleanly(process: subprocess.Popen[str], status: int) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.3, 2.0])
-def test_room_local_prints_its_url_and_ctrl_c_at_any_moment_stops_it(model_dir: Path, delay_s: float):
-    """Ctrl-C while the engine joins, loads the tracker or streams: exit 130, never a hang or a death by SIGINT."""
+def test_room_local_prints_its_url_and_ctrl_c_at_any_moment_stops_it(model_dir: Path, delay_s: float, tmp_path: Path):
+    """Ctrl-C while the engine joins, loads the tracker or streams: exit 130, never a hang or a death by SIGINT,
+    and the --stats file says it was interrupted."""
     import signal
     import time
     import urllib.request
 
-    cmd = [sys.executable, "-m", "engine.cli", "--room", "local", "--model", str(model_dir), "--quiet"]
+    stats = tmp_path / "s.json"
+    cmd = [sys.executable, "-m", "engine.cli", "--room", "local", "--model", str(model_dir), "--quiet", "--stats",
+           str(stats)]  # fmt: skip
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline()
@@ -329,6 +433,7 @@ def test_room_local_prints_its_url_and_ctrl_c_at_any_moment_stops_it(model_dir: 
         time.sleep(delay_s)
         process.send_signal(signal.SIGINT)
         assert_stopped_cleanly(process, 130)
+    assert json.loads(stats.read_text())["interrupted"] is True
 
 
 @pytest.mark.slow
