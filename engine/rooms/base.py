@@ -159,12 +159,9 @@ class Peer:
                 if on_failed is not None:
                     on_failed(self)
 
-    def open_channel(self, *, negotiated: bool = True) -> None:
+    def open_channel(self) -> None:
         """The `reactions` channel (negotiated out of band with a fixed id, so either side may offer)."""
-        if negotiated:
-            self.channel = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
-        else:
-            self.channel = self.pc.createDataChannel(CHANNEL_LABEL)
+        self.channel = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
 
     async def offer(self) -> str:
         """A complete offer SDP (aiortc gathers every candidate in setLocalDescription)."""
