@@ -21,6 +21,7 @@ MAX_MEDIA_SECTIONS = 8  # the room page offers three (audio, video, the reaction
 MAX_CANDIDATES = 16  # per media section; a browser on a laptop gathers a handful
 MEDIA_KINDS = ("audio", "video", "application")
 FINGERPRINT_ALGORITHMS = frozenset(X509_DIGEST_ALGORITHMS)  # those aiortc can verify: sha-256, sha-384, sha-512
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 class NegotiationError(ValueError):
@@ -70,4 +71,4 @@ def _unicast_or_mdns(host: str) -> bool:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return not (address.is_multicast or address.is_unspecified or address.is_reserved)
+    return not (address.is_multicast or address.is_unspecified or address == BROADCAST)
