@@ -140,7 +140,10 @@ class Emitted:
 class ListenerTimeline:
     """Listener frames emitted so far; thread-safe (the inference worker commits, the player fills).
 
-    Every emitted run goes, in frame order, through the One Euro filter and then to `emit` (the player).
+    Every emitted run goes, in frame order, through the One Euro filter and then to `emit` (the player, and a
+    room's reactions channel). `emit` is called outside the timeline's lock, by one thread at a time: a thread
+    that finds another one emitting leaves its runs to that thread, so a slow `emit` (encoding for the room)
+    never holds up the 30 fps player, and the runs still leave in frame order.
     """
 
     def __init__(
@@ -151,7 +154,9 @@ class ListenerTimeline:
         self.raw = FrameBuffer(len(neutral))
         self._smoother, self._emit, self._tau = smoother, emit, hold_tau_frames
         self._fill_run = 0  # frames filled since the last window's frames (the decay continues across fills)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the frames, the filter and the outbox; never held during `emit`
+        self._outbox: deque[Emitted] = deque()  # runs made, in frame order, not yet given to `emit`
+        self._emitting = threading.Lock()  # held by the one thread handing the outbox to `emit`
         self.seams: list[int] = []  # first frame of every window run after the stream's first window
         self.record = record
         self.filled = 0  # frames emitted by hold/decay
@@ -176,7 +181,8 @@ class ListenerTimeline:
             if end - first + 1 > self.window - 1:
                 self._fill(end - self.window + 1)
                 first = self.raw.end
-            return WindowPlan(end=end, window=self.window, hop=end - first + 1)
+        self._deliver()
+        return WindowPlan(end=end, window=self.window, hop=end - first + 1)
 
     def conditioning(self, plan: WindowPlan) -> tuple[Array, Array]:
         """known (1, W, 83) and known_mask (1, W) for `plan` from the emitted frames."""
@@ -196,12 +202,15 @@ class ListenerTimeline:
                 self.seams.append(first)
             self._fill_run = 0
             self._append(first, new, filled=False)
-            return len(new)
+        self._deliver()
+        return len(new)
 
     def fill_through(self, frame: int) -> int:
         """Fill frames up to `frame` that are still missing by holding the last one and decaying to neutral."""
         with self._lock:
-            return self._fill(frame)
+            count = self._fill(frame)
+        self._deliver()
+        return count
 
     def _fill(self, frame: int) -> int:
         first = self.raw.end
@@ -221,7 +230,24 @@ class ListenerTimeline:
         out = Emitted(first, raw, self._smoother(raw), filled)
         if self.record:
             self.recorded.append(out)
-        self._emit(out)
+        self._outbox.append(out)
+
+    def _deliver(self) -> None:
+        """Hand the outbox to `emit`, oldest run first, unless another thread is doing so: that one looks at the
+        outbox again after letting go of `_emitting`, so no run is left behind."""
+        while self._emitting.acquire(blocking=False):
+            try:
+                while (out := self._next_out()) is not None:
+                    self._emit(out)
+            finally:
+                self._emitting.release()
+            with self._lock:
+                if not self._outbox:
+                    return
+
+    def _next_out(self) -> Emitted | None:
+        with self._lock:
+            return self._outbox.popleft() if self._outbox else None
 
     def recorded_frames(self) -> tuple[Array, Array, NDArray[np.bool_]]:
         """(raw (T, 83), smoothed (T, 83), filled (T,)) of everything emitted (needs record=True)."""

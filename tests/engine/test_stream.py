@@ -398,3 +398,61 @@ def test_fast_mode_tracks_every_face_before_the_last_window():
     face[:, 0] = np.arange(27) / 250.0
     want = offline(FakeModel(), audio_features(audio), face, np.ones((1, 2), np.float32))
     np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-6)
+
+
+def test_a_slow_emit_never_holds_up_the_player_and_runs_stay_in_frame_order():
+    # emit is where the room encodes the reactions channel; the 30 fps player's fill must not wait for it
+    out: list[Emitted] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_emit(block: Emitted) -> None:
+        if not out and not entered.is_set():  # the first run (the worker's window) is slow to send
+            entered.set()
+            release.wait(2.0)
+        out.append(block)
+
+    neutral = np.zeros(DIM, np.float32)
+    timeline = ListenerTimeline(W, neutral, OneEuroFilter(OneEuroConfig().per_dimension(DIM)), slow_emit)
+    plan = timeline.plan(HOP - 1)
+    assert plan is not None
+    worker = threading.Thread(target=timeline.commit, args=(plan, np.ones((1, W, DIM), np.float32)))
+    worker.start()
+    assert entered.wait(2.0)
+    start = time.monotonic()
+    assert timeline.fill_through(HOP + 5) == 6  # the player: frames 4..9 are due now
+    waited = time.monotonic() - start
+    release.set()
+    worker.join()
+    assert waited < 0.5
+    assert [(b.first, len(b.raw), b.filled) for b in out] == [(0, HOP, False), (HOP, 6, True)]
+
+
+def test_runs_emitted_from_two_threads_reach_emit_once_each_in_frame_order():
+    rng = np.random.default_rng(0)
+    out: list[Emitted] = []
+
+    def jittery_emit(block: Emitted) -> None:
+        time.sleep(float(rng.uniform(0, 0.002)))
+        out.append(block)
+
+    neutral = np.zeros(DIM, np.float32)
+    timeline = ListenerTimeline(W, neutral, OneEuroFilter(OneEuroConfig().per_dimension(DIM)), jittery_emit)
+
+    def windows() -> None:
+        for end in range(HOP - 1, 400, HOP):
+            plan = timeline.plan(end)
+            if plan is not None:
+                timeline.commit(plan, np.ones((1, W, DIM), np.float32))
+
+    def fills() -> None:
+        for frame in range(0, 400, 3):
+            timeline.fill_through(frame)
+
+    threads = [threading.Thread(target=windows), threading.Thread(target=fills)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lengths = [len(b.raw) for b in out]  # each run starts where the one before it ended: every frame once, in order
+    assert [b.first for b in out] == np.cumsum([0, *lengths[:-1]]).tolist()
+    assert sum(lengths) == timeline.raw.end == 400
