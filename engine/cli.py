@@ -184,7 +184,7 @@ def parse_output(text: str | None, camera_device: str | None = None) -> Output:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Mistakes that need no file or device to spot."""
+    """Mistakes seen from the arguments alone (and a --stats file that cannot be written), before anything starts."""
     if args.model is None:
         args.model = default_model_dir()
     if args.model is None:
