@@ -23,16 +23,20 @@ The engine never imports trainer code: this module is the whole contract between
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.diffusion import CosineSchedule
+from engine.diffusion import CosineSchedule, SamplerKind
+from engine.features import AUDIO_FEATURE_DIM
+from renderer.face import FACE_DIM
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 BATCH = "batch"  # the dynamic axis of graph inputs/outputs, in manifest shapes
 PAIR_BATCH = "2*batch"  # the classifier-free-guidance pair (conditional rows, then unconditional)
-REQUIRED_KEYS = (
-    "format", "format_version", "model_id", "tier", "fps", "window", "hop", "lookahead", "latent_shape",
-    "listener_dim", "d_model", "normalisation", "schedule", "sampling", "data", "graphs", "files",
-)  # fmt: skip
 REQUIRED_GRAPHS = ("condition", "denoiser", "decoder")
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest is ~100 KB (its schedule table is most of it); bigger is not one
 REEXPORT = "re-export it with `reactdiff-trainer export --run RUN --out DIR`"
 
 
@@ -160,6 +161,10 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def _unreadable(path: Path, exc: OSError) -> ModelDirError:
+    return ModelDirError(f"{path} cannot be read ({exc.strerror or exc}); check its permissions or {REEXPORT}")
+
+
 def _read_manifest(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise ModelDirError(f"model directory {directory} does not exist; {REEXPORT}")
@@ -167,15 +172,19 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelDirError(f"{path} is missing: {directory} is not a model directory; {REEXPORT}")
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ModelDirError(f"{path} holds more than {MAX_MANIFEST_BYTES >> 20} MiB: not a manifest; {REEXPORT}")
+        manifest = msgspec.json.decode(path.read_bytes())
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise ModelDirError(f"{path} is not valid JSON ({exc}); the file is damaged, {REEXPORT}") from None
     if not isinstance(manifest, dict):
         raise ModelDirError(f"{path} must hold a JSON object; {REEXPORT}")
     return manifest
 
 
-def _check_keys(manifest: dict[str, Any], path: Path) -> None:
+def _check_version(manifest: dict[str, Any], path: Path) -> None:
     if manifest.get("format") != FORMAT:
         raise ModelDirError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}; {REEXPORT}")
     version = manifest.get("format_version")
@@ -184,68 +193,206 @@ def _check_keys(manifest: dict[str, Any], path: Path) -> None:
             f"{path}: format_version {version!r}, this engine reads version {FORMAT_VERSION}; "
             f"{REEXPORT} with the trainer that matches this engine"
         )
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ModelDirError(f"{path}: missing key(s) {missing}; the manifest was edited or truncated, {REEXPORT}")
 
 
-def _parse_tensor(entry: dict[str, Any]) -> TensorSpec:
-    return TensorSpec(str(entry["name"]), str(entry["dtype"]), tuple(entry["shape"]))
+# --- the manifest's schema (msgspec checks types and ranges; keys not named here are kept but not checked) ---
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+Dim = PositiveInt | Literal["batch", "2*batch"]
 
 
-def _parse_graphs(manifest: dict[str, Any], path: Path) -> dict[str, GraphSpec]:
-    graphs = {}
+class _Tensor(msgspec.Struct, frozen=True):
+    name: str
+    dtype: Literal["float32"]
+    shape: tuple[Dim, ...]
+
+
+class _Graph(msgspec.Struct, frozen=True):
+    onnx: str
+    inputs: tuple[_Tensor, ...]
+    outputs: tuple[_Tensor, ...]
+    torch: str | None = None
+    steps: PositiveInt | None = None
+    sampler: SamplerKind | None = None
+
+
+class _File(msgspec.Struct, frozen=True):
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    bytes: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Schedule(msgspec.Struct, frozen=True):
+    timesteps: PositiveInt
+    offset: Annotated[float, msgspec.Meta(ge=0)]
+    min_alpha_bar: Annotated[float, msgspec.Meta(gt=0, lt=1)]
+
+
+class _Sampling(msgspec.Struct, frozen=True):
+    sampler: SamplerKind
+    steps: Annotated[int, msgspec.Meta(ge=1, le=50)]
+    guidance: float
+
+
+class _Normaliser(msgspec.Struct, frozen=True):
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class _Normalisation(msgspec.Struct, frozen=True):
+    listener: _Normaliser
+
+
+class _Manifest(msgspec.Struct, frozen=True):
+    """What the engine reads from a manifest, typed; `graphs` and `files` are checked further below."""
+
+    model_id: str
+    tier: str
+    fps: PositiveInt
+    window: PositiveInt
+    hop: PositiveInt
+    lookahead: Annotated[int, msgspec.Meta(ge=0)]
+    latent_shape: tuple[PositiveInt, PositiveInt]
+    listener_dim: PositiveInt
+    d_model: PositiveInt
+    normalisation: _Normalisation
+    schedule: _Schedule
+    sampling: _Sampling
+    data: dict[str, Any]
+    graphs: dict[str, _Graph]
+    files: dict[str, _File]
+
+
+def _typed(manifest: dict[str, Any], path: Path) -> _Manifest:
     try:
-        for name, g in manifest["graphs"].items():
-            graphs[name] = GraphSpec(
-                name=name,
-                onnx=str(g["onnx"]),
-                torch=None if g.get("torch") is None else str(g["torch"]),
-                inputs=tuple(_parse_tensor(e) for e in g["inputs"]),
-                outputs=tuple(_parse_tensor(e) for e in g["outputs"]),
-                steps=g.get("steps"),
-                sampler=g.get("sampler"),
-            )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ModelDirError(f"{path}: malformed `graphs` entry ({exc!r}); {REEXPORT}") from None
-    missing = [g for g in REQUIRED_GRAPHS if g not in graphs]
+        typed = msgspec.convert(manifest, _Manifest)
+    except msgspec.ValidationError as exc:
+        raise ModelDirError(f"{path}: {exc}; the manifest was edited or damaged, {REEXPORT}") from None
+    if typed.hop > typed.window:
+        raise ModelDirError(f"{path}: hop {typed.hop} is longer than the window {typed.window}; {REEXPORT}")
+    if len(typed.normalisation.listener.mean) != typed.listener_dim:
+        raise ModelDirError(
+            f"{path}: normalisation.listener.mean holds {len(typed.normalisation.listener.mean)} values, "
+            f"listener_dim is {typed.listener_dim}; {REEXPORT}"
+        )
+    return typed
+
+
+# --- graphs: the engine's window contract -------------------------------------------------------------
+
+
+def window_io(
+    window: int, latent_shape: tuple[int, int], listener_dim: int, d_model: int
+) -> dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]]:
+    """(inputs, outputs) the engine feeds and reads for each graph kind (see the module docstring);
+    "window" is every fused window graph."""
+    w, (n, c) = window, latent_shape
+
+    def spec(name: str, *shape: int | str) -> TensorSpec:
+        return TensorSpec(name, "float32", shape)
+
+    condition = (
+        spec("audio", BATCH, w, AUDIO_FEATURE_DIM), spec("face", BATCH, w, FACE_DIM), spec("present", BATCH, 2),
+        spec("known", BATCH, w, listener_dim), spec("known_mask", BATCH, w),
+    )  # fmt: skip
+    memory, frames = spec("memory", PAIR_BATCH, 2 * w, d_model), spec("frames", BATCH, w, listener_dim)
+    return {
+        "condition": (condition, (memory,)),
+        "denoiser": ((spec("x", BATCH, n, c), spec("t", BATCH), memory, spec("coef", 3)), (spec("x0", BATCH, n, c),)),
+        "decoder": ((spec("latents", BATCH, n, c),), (frames,)),
+        "window": ((*condition, spec("noise", BATCH, n, c), spec("guidance", 1)), (frames,)),
+    }
+
+
+def _first_difference(declared: tuple[TensorSpec, ...], expected: tuple[TensorSpec, ...]) -> str | None:
+    def show(spec: TensorSpec | None) -> str:
+        return "nothing" if spec is None else f"{spec.name} {tuple(spec.shape)}"
+
+    pairs = itertools.zip_longest(declared, expected)
+    return next((f"{show(d)} where the engine needs {show(e)}" for d, e in pairs if d != e), None)
+
+
+def _graph_spec(name: str, g: _Graph) -> GraphSpec:
+    def tensors(entries: tuple[_Tensor, ...]) -> tuple[TensorSpec, ...]:
+        return tuple(TensorSpec(e.name, e.dtype, e.shape) for e in entries)
+
+    sampler = None if g.sampler is None else g.sampler.value
+    return GraphSpec(name, g.onnx, g.torch, tensors(g.inputs), tensors(g.outputs), g.steps, sampler)
+
+
+def _parse_graphs(m: _Manifest, path: Path) -> dict[str, GraphSpec]:
+    missing = [g for g in REQUIRED_GRAPHS if g not in m.graphs]
     if missing:
         raise ModelDirError(f"{path}: no graph(s) {missing} in the manifest; {REEXPORT}")
+    expected = window_io(m.window, m.latent_shape, m.listener_dim, m.d_model)
+    graphs = {name: _graph_spec(name, g) for name, g in m.graphs.items()}
+    for name, graph in graphs.items():
+        kind = "window" if name.startswith("window_") else name
+        if kind == "window" and (graph.sampler is None or name != fused_graph_name(graph.sampler, graph.steps or 0)):
+            raise ModelDirError(f"{path}: fused graph {name!r} must name its sampler and steps (K); {REEXPORT}")
+        if kind not in expected:
+            continue
+        inputs, outputs = expected[kind]
+        difference = _first_difference(graph.inputs, inputs) or _first_difference(graph.outputs, outputs)
+        if difference:
+            raise ModelDirError(
+                f"{path}: graph {name!r} declares {difference} (window {m.window}, latent_shape "
+                f"{list(m.latent_shape)}, listener_dim {m.listener_dim}, d_model {m.d_model}); the manifest was "
+                f"edited or mixes two models, {REEXPORT}"
+            )
     return graphs
 
 
-def _check_files(directory: Path, manifest: dict[str, Any], graphs: dict[str, GraphSpec], verify: bool) -> None:
-    files: dict[str, Any] = manifest["files"]
+# --- files ----------------------------------------------------------------------------------------------
+
+
+def _inside(directory: Path, name: str) -> Path:
+    """`directory / name` for a plain relative file name; names that leave the directory are an error."""
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith("/") or ".." in parts or "\0" in name:
+        raise ModelDirError(f"{directory / MANIFEST}: file name {name!r} is not inside the model directory; {REEXPORT}")
+    return directory.joinpath(*parts)
+
+
+def _check_files(directory: Path, m: _Manifest, graphs: dict[str, GraphSpec], verify: bool) -> None:
     named = {f for g in graphs.values() for f in (g.onnx, g.torch) if f is not None}
-    unlisted = sorted(named - set(files))
+    unlisted = sorted(named - set(m.files))
     if unlisted:
         raise ModelDirError(f"{directory / MANIFEST}: graph file(s) {unlisted} have no sha256 entry; {REEXPORT}")
-    for name, entry in files.items():
-        path = directory / name
-        if not path.is_file():
-            raise ModelDirError(f"{path} is missing from the model directory; copy the whole directory or {REEXPORT}")
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise ModelDirError(
-                f"{path} has {size} bytes, the manifest says {entry['bytes']}: the file is truncated or from "
-                f"another model; {REEXPORT}"
-            )
-        if verify and sha256_file(path) != entry["sha256"]:
-            raise ModelDirError(
-                f"{path}: sha256 does not match the manifest: the file is damaged or from another model; {REEXPORT}"
-            )
+    for name, entry in m.files.items():
+        path = _inside(directory, name)
+        try:
+            _check_file(path, entry, verify)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+
+
+def _check_file(path: Path, entry: _File, verify: bool) -> None:
+    if not path.is_file():
+        raise ModelDirError(f"{path} is missing from the model directory; copy the whole directory or {REEXPORT}")
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise ModelDirError(
+            f"{path} has {size} bytes, the manifest says {entry.bytes}: the file is truncated or from "
+            f"another model; {REEXPORT}"
+        )
+    if verify and sha256_file(path) != entry.sha256:
+        raise ModelDirError(
+            f"{path}: sha256 does not match the manifest: the file is damaged or from another model; {REEXPORT}"
+        )
 
 
 def load_model_dir(directory: str | Path, *, verify_hashes: bool = True) -> ModelDir:
-    """Read and check a model directory: manifest format/version/keys, every listed file's size and sha256.
+    """Read and check a model directory: manifest format, version and schema (types, ranges, the graphs' inputs
+    and outputs against the engine's window contract), every listed file's size and sha256.
 
     Raises ModelDirError naming the file at fault and how to fix it. `verify_hashes=False` skips the sha256
     (sizes are still checked) for very large models on a trusted disk.
     """
     directory = Path(directory)
     manifest = _read_manifest(directory)
-    _check_keys(manifest, directory / MANIFEST)
-    graphs = _parse_graphs(manifest, directory / MANIFEST)
-    _check_files(directory, manifest, graphs, verify_hashes)
+    _check_version(manifest, directory / MANIFEST)
+    typed = _typed(manifest, directory / MANIFEST)
+    graphs = _parse_graphs(typed, directory / MANIFEST)
+    _check_files(directory, typed, graphs, verify_hashes)
     log.debug("loaded model directory %s (%s, model %s)", directory, manifest["tier"], manifest["model_id"][:12])
     return ModelDir(directory, manifest, graphs)
