@@ -250,8 +250,13 @@ class RoomServer:
         return ws
 
     async def _refuse(self, ws: web.WebSocketResponse, message: str) -> None:
-        await ws.send_str(encode_message(m.ErrorNotice(message=message)))
-        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=message[:100].encode())
+        """Tell a participant why it is disconnected, then close its socket (it may be gone already)."""
+        reason = message.encode()[:120].decode(errors="ignore").encode()  # a close reason is at most 123 bytes
+        try:
+            await ws.send_str(encode_message(m.ErrorNotice(message=m.clip(message))))
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason)
+        except ConnectionError:
+            log.debug("could not tell a participant why it was refused: connection lost")
 
     async def _join(self, room: Room, ws: web.WebSocketResponse) -> Participant | None:
         try:

@@ -33,7 +33,8 @@ MAX_PEERS = 64
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SDP_CHARS)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+MAX_REASON_CHARS = 256
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS)]
 Role = Literal["browser", "engine"]
 StatValue = int | float | Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)] | None  # floats are finite
 Stats = Annotated[dict[Name, StatValue], msgspec.Meta(max_length=MAX_STATS_KEYS)]
@@ -41,6 +42,11 @@ Stats = Annotated[dict[Name, StatValue], msgspec.Meta(max_length=MAX_STATS_KEYS)
 
 class MessageError(ValueError):
     """A signaling message that is not valid JSON or does not follow the schema; the message says which field."""
+
+
+def clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text` cut to `limit` characters (an error or reason field quoting what a peer sent must still fit)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
@@ -163,7 +169,7 @@ def _parse(text: str | bytes, decoder: msgspec.json.Decoder[T], union: object) -
         except (msgspec.ValidationError, msgspec.DecodeError):
             kind = None  # not even an object
         if kind not in _types(union):
-            raise MessageError(f"unknown message type {kind!r}; expected one of {_types(union)}") from err
+            raise MessageError(f"unknown message type {clip(repr(kind), 40)}; expected one of {_types(union)}") from err
         raise MessageError(f"{kind!r} message: {err}") from err
     except msgspec.DecodeError as err:
         raise MessageError(f"message is not JSON: {err}") from err

@@ -4,7 +4,9 @@ between two participants, idle expiry, room closing, TLS with a self-signed cert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -234,3 +236,75 @@ def test_local_room_serves_its_page_on_loopback_and_closes():
     local.close()  # safe twice
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
+
+
+async def fuzz_case(http: aiohttp.ClientSession, url: str, text: str, room: Any, witness: str) -> None:
+    """Join as "fuzzer", send `text`, then a ping: the pong (or the server's error and close) must come."""
+    ws, _ = await join(http, url, "fuzzer")
+    await ws.send_str(text)
+    await ws.send_json({"type": "ping"})
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break  # refused: closed with the reason sent just before
+        reply = json.loads(msg.data)
+        parse_server_message(msg.data)  # whatever the server says follows its own schema
+        if reply["type"] == "pong":
+            break
+        assert reply["type"] == "error"
+    await ws.close()
+    await until(lambda: set(room.participants) == {witness})
+
+
+def test_any_text_from_a_participant_is_relayed_answered_or_refused_and_costs_only_its_socket(caplog):
+    """1,000 generated frames from one participant (valid messages, mutated ones, other JSON, non-JSON): the server
+    never fails (no error logged: aiohttp logs a handler's exception) or hangs, a witness in the same room stays
+    connected and receives only schema-valid messages, and no descriptor or thread is left behind."""
+    from hypothesis import given
+
+    from tests.engine.fuzz import CASES, LoopThread, signaling_texts
+    from tests.resources import no_resource_growth
+
+    async def witness_saw(witness: aiohttp.ClientWebSocketResponse) -> list[dict]:
+        seen = []
+        with contextlib.suppress(TimeoutError):
+            while (msg := await witness.receive(timeout=1.0)).type == aiohttp.WSMsgType.TEXT:
+                parse_server_message(msg.data)
+                seen.append(json.loads(msg.data))
+        return seen
+
+    with no_resource_growth(), LoopThread() as loop:
+        server = RoomServer(ServerConfig(host="127.0.0.1", port=0, connects_per_min=1e6))
+        loop.run(server.start())
+        http = loop.run(opened_session())
+        try:
+            room = server.create_room()
+            url = ws_url(server, room)
+            witness, welcome = loop.run(join(http, url, "witness"))
+            sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+            templates = [
+                {"type": "offer", "to": welcome["id"], "sdp": sdp},
+                {"type": "answer", "to": welcome["id"], "sdp": sdp},
+                {"type": "stats", "stats": {"fps": 30.0, "backend": "onnx", "p95": None}},
+                {"type": "join", "name": "again", "role": "browser"},
+                {"type": "ping"},
+                {"type": "leave"},
+            ]
+
+            @CASES
+            @given(text=signaling_texts(templates))
+            def case(text: str) -> None:
+                loop.run(fuzz_case(http, url, text, room, welcome["id"]))
+
+            case()
+            seen = loop.run(witness_saw(witness))
+            assert not witness.closed and {m["type"] for m in seen} >= {"peer-joined", "peer-left", "offer", "stats"}
+            loop.run(witness.close())
+            assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        finally:
+            loop.run(http.close())
+            loop.run(server.stop())
+
+
+async def opened_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession()
