@@ -205,8 +205,6 @@ def check_args(args: argparse.Namespace) -> None:
                         "themselves and the avatar track has the avatar's size")  # fmt: skip
     if args.steps is not None and not 1 <= args.steps <= 50:
         raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
-    if args.hop is not None and args.hop < 1:
-        raise UserError(f"--hop {args.hop}: use at least 1 frame")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: use at least 1")
     if args.trackers is not None and not 1 <= args.trackers <= MAX_TRACKERS:
@@ -215,6 +213,20 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--playout-delay-ms {args.playout_delay_ms}: must be positive")
     if args.stats is not None:
         writable(args.stats, "--stats")
+
+
+def check_hop(args: argparse.Namespace) -> None:
+    """--hop against the model's window by engine.windows' rule, read from the manifest alone (no hashes, no
+    graphs): before the backend loads or a room is joined. (The model's own hop is checked when it loads.)"""
+    if args.hop is None:
+        return
+    from engine.model_dir import ModelDirError, load_model_dir
+    from engine.windows import check_hop as hop_rule
+
+    try:
+        hop_rule(args.hop, load_model_dir(args.model, verify_hashes=False).window, "--hop")
+    except (ModelDirError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def list_devices() -> int:
@@ -269,6 +281,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     output = parse_output(args.output, args.camera_device) if args.output or args.room is None else None
     realtime = args.audio_device is not None or args.room is not None or args.realtime
     realtime = realtime or (output is not None and output.live)  # a camera is fed in real time (never --fast)
+    check_hop(args)
     backend = open_backend(args)
     source = tracker = room = local_room = None
     try:

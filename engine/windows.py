@@ -41,10 +41,20 @@ class WindowPlan:
         return self.end - self.hop + 1
 
 
+def check_hop(hop: int, window: int, name: str = "hop") -> None:
+    """The one rule for the hop H (frames between windows) that the trainer's config, the model directory and the
+    engine all apply: 1 <= H <= W - 1, since a window must also hold the last frame already emitted (the new frames
+    are joined to its regenerated copy, `join_new_frames`). Raises ValueError naming `name`."""
+    if not 0 < hop < window:
+        raise ValueError(
+            f"{name}={hop}: must be between 1 and {window - 1} frames (a window of {window} frames must also hold "
+            "the last frame already emitted, to join the new ones to it)"
+        )
+
+
 def plan_windows(frames: int, window: int, hop: int) -> list[WindowPlan]:
-    """Windows that cover frames 0..frames-1 with new frames every `hop`; the last may be shorter."""
-    if not 0 < hop <= window:
-        raise ValueError(f"hop={hop} must be between 1 and the window length {window}")
+    """Windows that cover frames 0..frames-1 with new frames every `hop` (`check_hop`); the last may be shorter."""
+    check_hop(hop, window)
     ends = list(range(hop - 1, frames, hop))
     if not ends or ends[-1] != frames - 1:
         ends.append(frames - 1)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from engine.windows import check_hop
+
 
 class ConfigError(ValueError):
     """A configuration file is malformed: unknown key, wrong type or an impossible value."""
@@ -28,7 +30,7 @@ class ModelConfig:
     window: int = 48
     """W: frames per diffusion window (48 = 1.92 s). Must be a multiple of `downsample`."""
     hop: int = 8
-    """H: default frames between windows when streaming (8 = 320 ms); the engine may override it."""
+    """H: default frames between windows when streaming (8 = 320 ms), 1 to window - 1; the engine may override it."""
     lookahead: int = 0
     """Speaker frames beyond a listener frame that the model may see (0 = strictly causal)."""
     d_model: int = 64
@@ -103,8 +105,10 @@ class RunConfig:
         m = self.model
         if m.window % m.downsample:
             raise ConfigError(f"model.window={m.window} must be a multiple of model.downsample={m.downsample}")
-        if not 0 < m.hop <= m.window:
-            raise ConfigError(f"model.hop={m.hop} must be in 1..window ({m.window})")
+        try:
+            check_hop(m.hop, m.window, name="model.hop")  # the engine's own rule
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if m.d_model % m.heads or m.ae_width % m.heads:
             raise ConfigError(f"model.d_model and model.ae_width must be multiples of model.heads={m.heads}")
         if self.train.speaker_faces not in ("fitted", "tracked"):

@@ -51,7 +51,7 @@ from engine.runtime.timing import PlayerParts, TimingKind, create_timing
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
-from engine.windows import WindowFn, WindowPlan, window_noise
+from engine.windows import WindowFn, WindowPlan, check_hop, window_noise
 from renderer.avatar import Color
 from renderer.face import FPS, FRAME_SECONDS
 
@@ -147,8 +147,7 @@ class StreamEngine:
         self.model, self.source, self.tracker = model, source, tracker
         self.config = config = config or StreamConfig()
         self.hop = config.hop or model.hop
-        if not 0 < self.hop < model.window:
-            raise ValueError(f"hop={self.hop}: must be between 1 and {model.window - 1} (the window is {model.window})")
+        check_hop(self.hop, model.window)
         self.timing = timing = create_timing(config.timing, delay_s=config.delay_s(self.hop))
         self.stats = StreamStats(mode=timing.kind.value)
         self.has_audio = source.has_audio

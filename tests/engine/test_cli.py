@@ -331,6 +331,16 @@ def test_a_speaker_without_a_face_degrades_gracefully(model_dir, tmp_path):
     assert video_info(tmp_path / "o.mp4")[0] == 30
 
 
+@pytest.mark.parametrize("hop", ["0", "16"])
+def test_a_hop_the_window_cannot_hold_is_refused_before_loading_or_joining(model_dir, hop, monkeypatch):
+    # --hop 16 (the window) passed the argument checks, then the engine refused it after loading and joining
+    monkeypatch.setattr(cli, "open_backend", lambda args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cli, "open_room", lambda *args: pytest.fail("the room was joined"))
+    url = f"http://127.0.0.1:9/r/room1?token={'t' * 24}"
+    code, err = run_cli("--model", model_dir, "--room", url, "--hop", hop)
+    assert_one_line_error(code, err, f"--hop={hop}: must be between 1 and 15 frames")
+
+
 @pytest.mark.slow
 def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
     out = tmp_path / "o.mp4"

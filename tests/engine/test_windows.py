@@ -4,7 +4,7 @@ import pytest
 from engine import windows as W
 
 
-@pytest.mark.parametrize(("frames", "window", "hop"), [(100, 48, 8), (101, 48, 8), (7, 48, 8), (96, 48, 48)])
+@pytest.mark.parametrize(("frames", "window", "hop"), [(100, 48, 8), (101, 48, 8), (7, 48, 8), (96, 48, 47)])
 def test_plan_covers_every_frame_once(frames, window, hop):
     plans = W.plan_windows(frames, window, hop)
     new = np.concatenate([np.arange(p.first_new, p.end + 1) for p in plans])
@@ -12,9 +12,11 @@ def test_plan_covers_every_frame_once(frames, window, hop):
     assert all(p.hop <= hop for p in plans)
 
 
-def test_bad_hop_is_a_clear_error():
-    with pytest.raises(ValueError, match="hop=0"):
-        W.plan_windows(10, 8, 0)
+@pytest.mark.parametrize("hop", [0, 8, 9])
+def test_a_hop_that_leaves_no_emitted_frame_in_the_window_is_a_clear_error(hop):
+    # hop = window passed plan_windows before, and generate_windows then joined to the window's own last frame
+    with pytest.raises(ValueError, match=rf"hop={hop}: must be between 1 and 7 frames"):
+        W.plan_windows(10, 8, hop)
 
 
 def test_cut_window_pads_before_the_stream_start():

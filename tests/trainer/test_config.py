@@ -33,3 +33,14 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[model\nwindow=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("hop", "accepted"), [(0, False), (1, True), (15, True), (16, False), (17, False)])
+def test_hop_follows_the_engines_rule(hop, accepted):
+    # hop = window was accepted here, then refused by the engine ("hop must be between 1 and 15")
+    data = {"model": {"window": 16, "hop": hop}}
+    if accepted:
+        assert config_from_dict(data, "my.toml").model.hop == hop
+    else:
+        with pytest.raises(ConfigError, match=rf"model.hop={hop}: must be between 1 and 15 frames"):
+            config_from_dict(data, "my.toml")
