@@ -5,6 +5,10 @@
 
 A run folder holds `checkpoint.pt` (resumable: rerun the same command), `log.jsonl` (one line per logged step),
 `loss_<stage>.png`, `config.json` and, when done, `model.pt` (EMA weights, config, training-data summary).
+
+Randomness under DDP: every rank builds the model from `train.seed` (the same initial weights), then draws
+its windows, timesteps, noise and dropout masks from its own streams, seeded by (seed, rank). The checkpoint
+keeps every rank's stream state (numpy, torch, and CUDA where used), so a resumed rank continues its own.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from engine.diffusion import CosineSchedule
 from engine.features import N_MELS, SUBFRAMES, audio_features
 from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, window_present
 from renderer.face import FACE_DIM, mirror_face
-from trainer.config import RunConfig, config_to_dict
+from trainer.config import ConfigError, RunConfig, config_to_dict
 from trainer.data import ReactDataset
 from trainer.model import LISTENER_DIM, ReactDiff
 
@@ -162,6 +166,12 @@ class DiffusionObjective(nn.Module):
         return loss, {"v_mse": loss.item()}
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The torch seed of `rank`'s stream: unrelated across ranks (numpy's SeedSequence of (seed, rank, 1); the
+    numpy windows use (seed, rank)), the same for the same seed and rank."""
+    return int(np.random.SeedSequence([seed, rank, 1]).generate_state(1, np.uint64)[0] >> 1)  # 63 bits
+
+
 class TrainingStopped(KeyboardInterrupt):
     """A stop was asked for (Ctrl-C, SIGTERM); the checkpoint holds every step done."""
 
@@ -181,11 +191,12 @@ class Trainer:
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.device = torch.device(device)
-        torch.manual_seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         self.model = ReactDiff(cfg.model).to(self.device)
+        torch.manual_seed(rank_seed(cfg.train.seed, self.rank))  # from here on, this rank's own stream (CUDA too)
+        self.rng = np.random.default_rng([cfg.train.seed, self.rank])
         self.ema: ReactDiff | None = None
         self.stage, self.step = "autoencoder", 0
-        self.rng = np.random.default_rng([cfg.train.seed, self.rank])
         out.mkdir(parents=True, exist_ok=True)
         if not self._resume():
             self._fit_normalisers()
@@ -209,16 +220,40 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["config"] != config_to_dict(self.cfg):
-            raise ValueError(f"{path} was written with another config; use a new --out folder or the same config")
+            raise ConfigError(f"{path} was written with another config; use a new --out folder or the same config")
         self.model.load_state_dict(state["model"])
         if state.get("ema") is not None:
             self.ema = copy.deepcopy(self.model)
             self.ema.load_state_dict(state["ema"])
         self.stage, self.step, self._state = state["stage"], state["step"], state
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        self._restore_rng(state.get("rng_states", []), path)
         log.info("resumed %s at stage %s step %d", path, self.stage, self.step)
         return True
+
+    def _rng_state(self) -> dict[str, Any]:
+        """This rank's stream states: numpy's windows, torch's CPU and (on a GPU) CUDA generators."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(), "cuda": cuda}
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's `_rng_state()`, indexed by rank (a collective: all ranks call it)."""
+        if self.world == 1:
+            return [self._rng_state()]
+        states: list[Any] = [None] * self.world
+        dist.all_gather_object(states, self._rng_state())
+        return states
+
+    def _restore_rng(self, states: list[dict[str, Any]], path: Path) -> None:
+        """Continue this rank's streams from the checkpoint (a rank it has none for keeps its fresh seed)."""
+        if self.rank >= len(states):
+            log.warning("%s holds the random streams of %d rank(s), none for rank %d: it starts a fresh stream",
+                        path, len(states), self.rank)  # fmt: skip
+            return
+        mine = states[self.rank]
+        self.rng.bit_generator.state = mine["numpy"]
+        torch.set_rng_state(mine["torch"].cpu())  # torch.load's map_location may have moved it
+        if self.device.type == "cuda" and mine["cuda"] is not None:
+            torch.cuda.set_rng_state(mine["cuda"].cpu(), self.device)
 
     def _stage_params(self) -> list[nn.Parameter]:
         m = self.model
@@ -357,21 +392,24 @@ class Trainer:
         plt.close(fig)
 
     def _save_checkpoint(self) -> None:
-        if self.rank != 0:
-            return
-        state = {
-            "config": config_to_dict(self.cfg),
-            "stage": self.stage,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.out / "checkpoint.pt")  # atomic: an interrupted save never corrupts the checkpoint
+        """Rank 0 writes the checkpoint with every rank's stream states. A collective: every rank calls it, and it
+        returns once the file is written (so no rank can read a stale one, on a resume in the same processes)."""
+        rng_states = self._gather_rng_states()
+        if self.rank == 0:
+            state = {
+                "config": config_to_dict(self.cfg),
+                "stage": self.stage,
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng_states": rng_states,
+            }
+            tmp = self.out / "checkpoint.pt.tmp"
+            torch.save(state, tmp)
+            tmp.replace(self.out / "checkpoint.pt")  # atomic: an interrupted save never corrupts the checkpoint
+        if self.world > 1:
+            dist.barrier()
 
     def _save_final(self) -> Path:
         path = self.out / "model.pt"

@@ -64,18 +64,33 @@ def test_resume_refuses_a_different_config(synth_corpus, tiny_config, tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_runs_data_parallel_under_torchrun(synth_corpus, tiny_config, tmp_path):
-    """Two CPU processes (gloo) through torchrun: the path the paper tier takes on several GPUs."""
+def test_fit_runs_data_parallel_under_torchrun_with_a_stream_per_rank_that_resumes(synth_corpus, tiny_config, tmp_path):
+    """Two CPU processes (gloo) through torchrun, the path the paper tier takes on several GPUs: the same initial
+    weights, different noise on each rank, and a Ctrl-C on one rank stops both; the rerun (tests/trainer/ddp_fit.py
+    runs `fit` twice in the same processes) continues each rank's own streams."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    run = tmp_path / "run"
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "trainer.cli", "fit", "--config", str(tiny_config)]
-    cmd += ["--data", str(synth_corpus), "--out", str(run), "--no-progress"]
+    run, records = tmp_path / "run", tmp_path / "records"
+    records.mkdir()
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "tests.trainer.ddp_fit", str(records), "fit"]
+    cmd += ["--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]
     result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("trained") == 1  # rank 0 reports and writes
     assert load_model(run).cfg.window == 16
+    r0, r1 = (torch.load(records / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["stopped_status"] == r1["stopped_status"] == 130 and r0["resumed_status"] == 0
+    assert torch.equal(r0["initial_weights"], r1["initial_weights"])
+    assert r0["noise_before_resume"] == r1["noise_before_resume"] == 13  # both stopped after diffusion step 13
+    assert len(r0["noise"]) == len(r1["noise"]) == 20
+    assert all(not torch.allclose(a, b) for a, b in zip(r0["noise"], r1["noise"], strict=True))  # every step
+    for r in (r0, r1):  # the resume continues the stream where this rank stopped
+        assert r["at_resume"]["numpy"] == r["at_stop"]["numpy"]
+        assert torch.equal(r["at_resume"]["torch"], r["at_stop"]["torch"])
+    assert not torch.equal(r0["at_stop"]["torch"], r1["at_stop"]["torch"])
+    assert r0["at_stop"]["numpy"] != r1["at_stop"]["numpy"]
 
 
 @pytest.mark.slow
