@@ -34,16 +34,41 @@ class UserError(Exception):
     """A mistake the user can fix (bad path, bad option); printed as one line, exit code 2."""
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean the input is wrong, not the code: each names the file or option at fault.
+
+    They are printed as one line (exit 2); any other exception, a ValueError from a bug say, keeps its traceback.
+    """
+    from engine.model_dir import ModelDirError
+    from engine.sources.base import SourceError
+    from renderer.sinks import SinkError
+    from trainer.baselines import BaselineInputError
+    from trainer.config import ConfigError
+    from trainer.data.loaders import DatasetError
+    from trainer.metrics import MetricInputError
+    from trainer.synth.corpus import SynthConfigError
+
+    return (UserError, FileNotFoundError, ConfigError, DatasetError, ModelDirError, MetricInputError,
+            BaselineInputError, SynthConfigError, SourceError, SinkError)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reactdiff-trainer",
         description="Build data for, train, score and export ReactDiff listener-reaction models.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_verbose(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        add_verbose(sub, default=argparse.SUPPRESS)  # absent after COMMAND: keeps what was given before it
     return parser
+
+
+def add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    """-v/--verbose, on the main parser and on every sub-command's (so it works before or after COMMAND)."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except (UserError, FileNotFoundError, ValueError) as exc:
+    except user_errors() as exc:
         print(f"reactdiff-trainer {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -394,6 +394,8 @@ def run_build_engine(args: argparse.Namespace) -> int:
     from trainer.cli import UserError
     from trainer.tensorrt_build import TensorRTUnavailable, build_plans
 
+    if args.max_batch < 1 or args.workspace_mib < 1:
+        raise UserError(f"--max-batch {args.max_batch}, --workspace-mib {args.workspace_mib}: give 1 or more")
     model_dir = load_model_dir(args.model)
     try:
         plans = build_plans(model_dir, fp16=args.fp16, max_batch=args.max_batch, workspace_mib=args.workspace_mib)

@@ -52,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fit(args: argparse.Namespace, stop: StopSignals) -> int:
+    from trainer.cli import UserError
     from trainer.train import Trainer, init_distributed, prepare_arrays
 
+    if args.track_workers < 1:
+        raise UserError(f"--track-workers {args.track_workers}: give 1 or more")
     cfg = load_config(args.config)
     progress = not args.no_progress
     torch.set_num_threads(cfg.train.threads)

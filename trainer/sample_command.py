@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from trainer.generate import generate
     from trainer.train import load_model, trained_speaker_faces
 
+    if args.steps is not None and not 1 <= args.steps <= 50:
+        raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
     torch.set_num_threads(2)
     model = load_model(args.run)
     faces = cast(SpeakerFaces, trained_speaker_faces(args.run))  # the speaker faces it was trained on

@@ -92,6 +92,10 @@ KNOWN_OUTPUTS = (*SPLITS, *(f"{s}.csv" for s in SPLITS), *(f"neighbour_emotion_{
 MANIFEST = "synth_manifest.json"
 
 
+class SynthConfigError(ValueError):
+    """An option of `synth` or `clip` that cannot work; the message names it and what to use instead."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Options of `reactdiff-trainer synth` (see the module docstring for what they produce)."""
@@ -297,28 +301,32 @@ def run_job(job: ScriptJob) -> dict[str, Any]:
 
 
 def check_config(config: SynthConfig) -> None:
-    """Raise ValueError naming the option that cannot work and what to use instead."""
+    """Raise SynthConfigError naming the option that cannot work and what to use instead."""
     if config.clips < len(SPLITS):
-        raise ValueError(f"--clips {config.clips}: need at least 3 sessions (one script for each of train/val/test)")
+        raise SynthConfigError(
+            f"--clips {config.clips}: need at least 3 sessions (one script for each of train/val/test)"
+        )
     if not config.seconds >= MIN_SECONDS or not math.isfinite(config.seconds):
-        raise ValueError(f"--seconds {config.seconds}: clips must last at least {MIN_SECONDS:g} s (REACT uses 30)")
+        raise SynthConfigError(
+            f"--seconds {config.seconds}: clips must last at least {MIN_SECONDS:g} s (REACT uses 30)"
+        )
     if not 1 <= config.listeners_per_speaker <= MAX_LISTENERS:
-        raise ValueError(f"--listeners-per-speaker {config.listeners_per_speaker}: use 1 to {MAX_LISTENERS}")
+        raise SynthConfigError(f"--listeners-per-speaker {config.listeners_per_speaker}: use 1 to {MAX_LISTENERS}")
     if config.seed < 0:
-        raise ValueError(f"--seed {config.seed}: use a non-negative integer")
+        raise SynthConfigError(f"--seed {config.seed}: use a non-negative integer")
     if config.workers < 1:
-        raise ValueError(f"--workers {config.workers}: use at least 1")
+        raise SynthConfigError(f"--workers {config.workers}: use at least 1")
     if not config.voices:
-        raise ValueError("--voices: give at least one espeak-ng voice, e.g. en-us,en-gb")
+        raise SynthConfigError("--voices: give at least one espeak-ng voice, e.g. en-us,en-gb")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
     """Create `out`; refuse a non-empty folder unless `overwrite`, which removes a previous corpus's files only."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: is a file; give a folder for the corpus")
+        raise SynthConfigError(f"--out {out}: is a file; give a folder for the corpus")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"--out {out}: folder is not empty; pass --overwrite to replace a corpus there")
+            raise SynthConfigError(f"--out {out}: folder is not empty; pass --overwrite to replace a corpus there")
         for name in (*KNOWN_OUTPUTS, MANIFEST):
             path = out / name
             if path.is_dir():
@@ -371,7 +379,9 @@ def _check_video_renderer() -> None:
     try:
         from renderer.video import write_face_video  # noqa: F401
     except ImportError as exc:
-        raise ValueError(f"--video needs renderer.video.write_face_video, which cannot be imported: {exc}") from exc
+        raise SynthConfigError(
+            f"--video needs renderer.video.write_face_video, which cannot be imported: {exc}"
+        ) from exc
 
 
 def _manifest(
