@@ -198,7 +198,12 @@ class Peer:
         return True
 
     async def close(self) -> None:
-        await self.pc.close()
+        """Close the connection; never raises (this peer's trouble must not stop the others being closed)."""
+        self.connected.set()  # a closed connection waits for nothing: its watcher ends now, not at its timeout
+        try:
+            await self.pc.close()
+        except Exception as err:  # aiortc on a half-made connection; the room client goes on
+            log.warning("closing the connection to %s failed (%s: %s)", self.id, err.__class__.__name__, err)
 
 
 class RoomClient(ABC):

@@ -42,7 +42,25 @@ def check_remote_sdp(sdp: str, kind: Literal["offer", "answer"]) -> SessionDescr
         problem = _media_problem(media)
         if problem is not None:
             raise NegotiationError(f"the {kind}'s media section {index} ({media.kind}): {problem}")
+    problem = _bundle_problem(description)
+    if problem is not None:
+        raise NegotiationError(f"the {kind}: {problem}")
     return description
+
+
+def _bundle_problem(description: SessionDescription) -> str | None:
+    """Every section names itself (a=mid) once, and a BUNDLE group lists only those names: aiortc moves bundled
+    sections onto the first listed section's transport, and an unknown first name leaves them without one."""
+    mids = [media.rtp.muxId for media in description.media]
+    if not all(mids):
+        return "a media section has no a=mid"
+    if len(set(mids)) != len(mids):
+        return f"media sections share an a=mid ({', '.join(mids)})"
+    for group in description.group:
+        unknown = [item for item in group.items if item not in mids]
+        if group.semantic == "BUNDLE" and (unknown or not group.items):
+            return f"a=group:BUNDLE names {', '.join(unknown) or 'nothing'}, not a media section's a=mid"
+    return None
 
 
 def _media_problem(media: MediaDescription) -> str | None:
