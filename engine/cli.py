@@ -300,8 +300,9 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip
         try:
-            # the engine feeds a file's audio track whenever the speaker has audio (not in a room: its sink is live)
-            audio_rate = SAMPLE_RATE if source.has_audio and room is None else None
+            # the engine feeds a file's audio track whenever the speaker has audio (in a room too: the player places
+            # it on the live sink's clock)
+            audio_rate = SAMPLE_RATE if source.has_audio else None
             make_sink = output.factory(audio_rate=audio_rate) if output is not None else None
             engine = StreamEngine(WindowModel.from_backend(backend), source, tracker=tracker, config=config,
                                   make_sink=room.sink_factory(make_sink) if room is not None else make_sink,

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from engine.diffusion import CosineSchedule, SamplerKind
 from engine.features import AUDIO_FEATURE_DIM
+from engine.windows import check_hop
 from renderer.face import FACE_DIM
 
 log = logging.getLogger(__name__)
@@ -267,8 +268,10 @@ def _typed(manifest: dict[str, Any], path: Path) -> _Manifest:
         typed = msgspec.convert(manifest, _Manifest)
     except msgspec.ValidationError as exc:
         raise ModelDirError(f"{path}: {exc}; the manifest was edited or damaged, {REEXPORT}") from None
-    if typed.hop > typed.window:
-        raise ModelDirError(f"{path}: hop {typed.hop} is longer than the window {typed.window}; {REEXPORT}")
+    try:
+        check_hop(typed.hop, typed.window)  # the rule the trainer's config and the engine apply
+    except ValueError as exc:
+        raise ModelDirError(f"{path}: {exc}; {REEXPORT}") from None
     if len(typed.normalisation.listener.mean) != typed.listener_dim:
         raise ModelDirError(
             f"{path}: normalisation.listener.mean holds {len(typed.normalisation.listener.mean)} values, "

@@ -160,10 +160,10 @@ class StreamEngine:
         )
         self._window_q: StageQueue[WindowInputs] = StageQueue(1, lossless=timing.lossless)
         self._frames_q: StageQueue[Emitted] = StageQueue(1_000_000, lossless=False)  # backpressure: wait_below
-        # audio for the sink: only a sink stamped in media time can place it (a live sink is stamped on the wall
-        # clock); lossy, so the reader never waits on the player; the player drains it every frame
+        # audio for the sink, placed on its clock by the player (playout.Renderer); lossy, so the reader never
+        # waits on the player; the player drains it every frame
         self._audio_q: StageQueue[AudioChunk] | None = None
-        if make_sink is not None and self.has_audio and not config.live_sink:
+        if make_sink is not None and self.has_audio:
             self._audio_q = StageQueue(AUDIO_QUEUE_CHUNKS, lossless=False)
         smoother = OneEuroFilter(config.smoothing.per_dimension(model.listener_dim), fps=FPS)
         self.on_emitted = on_emitted  # also gets every emitted run (e.g. a room's reactions channel)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.features import SAMPLE_RATE
 from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.sources.base import AudioChunk
@@ -34,6 +35,15 @@ log = logging.getLogger(__name__)
 SinkFactory = Callable[[int, int], Sink]  # (width, height) -> an open sink
 _POLL_S = 0.05  # how often blocked stages look at the stop flag
 PANEL_COLOR = 32  # grey of the speaker panel when there is no speaker video
+
+
+def on_sink_clock(chunk: AudioChunk, offset_s: float) -> tuple[NDArray[np.float32], float]:
+    """(samples, start_s): the chunk placed at its media time + `offset_s` on a sink's clock, less any part
+    before the clock's 0 (a live sink starts after media time 0 when the source had input waiting for the engine)."""
+    start_s = chunk.t_start_s + offset_s
+    if start_s >= 0:
+        return chunk.samples, start_s
+    return chunk.samples[min(len(chunk.samples), round(-start_s * SAMPLE_RATE)) :], 0.0
 
 
 def fit_height(rgb: NDArray[np.uint8], height: int) -> NDArray[np.uint8]:
@@ -85,10 +95,13 @@ class Renderer:
 
     `audio`, if given, holds the speaker's audio chunks; after each frame (and at close) the queued chunks go into
     the sink's audio track, or are discarded by a sink without one. Alignment rule: a chunk starting at media
-    time t is written at t on the sink's clock, which is right when the frames are stamped with the media time
-    they show (`render(face, media_t, timestamp_s=media_t)`: FilePlayout, and LivePlayout into a file). Then the
-    speaker sound of media time t plays with the speaker panel frame of media time t and with the listener
-    frame for media time t; the realtime playout delay is a wall-clock delay that does not reach the file.
+    time t is written at t + `audio_offset_s` on the sink's clock, where the frame showing media time t is
+    stamped. Frames stamped with the media time they show (`render(face, media_t, timestamp_s=media_t)`:
+    FilePlayout, and LivePlayout into a file) have offset 0, and the realtime playout delay does not reach the
+    file. A live sink (LivePlayout into a room or a camera, possibly teed to a file) is stamped on the playout's
+    clock, and the playout sets the offset once media time 0 has a place on it (None until then: chunks wait).
+    Either way the speaker sound of media time t plays with the speaker panel frame of media time t and with
+    the listener frame for media time t.
     """
 
     def __init__(
@@ -100,6 +113,7 @@ class Renderer:
         self.make_sink, self.panel, self.stats, self.audio = make_sink, panel, stats, audio
         self.sink: Sink | None = None
         self._canvas: NDArray[np.uint8] | None = None
+        self.audio_offset_s: float | None = 0.0  # sink time - media time of the speaker audio; None: not known yet
 
     def _open(self) -> None:
         width, height = self.avatar.width, self.avatar.height
@@ -127,14 +141,15 @@ class Renderer:
 
     def _pass_audio(self) -> None:
         """Queued speaker audio -> the sink's audio track (same thread as the frames: PyAV is not thread-safe)."""
-        if self.audio is None or self.sink is None:
+        if self.audio is None or self.sink is None or self.audio_offset_s is None:
             return
         while len(self.audio):
             chunk = self.audio.get(0)
             if chunk is None:
                 return
-            if self.sink.audio is not None:
-                self.sink.write_audio(chunk.samples, chunk.t_start_s)  # media time = the sink's clock (see class)
+            samples, start_s = on_sink_clock(chunk, self.audio_offset_s)  # where its frame is stamped (see class)
+            if self.sink.audio is not None and len(samples):
+                self.sink.write_audio(samples, start_s)
             self.audio.task_done()
 
     def close(self) -> None:
@@ -191,7 +206,8 @@ class LivePlayout:
 
     Listener frame f is needed once m passes (f - 1) / 25 (it is the right end of the interpolation); frames
     still missing then are filled. Before the first input a live sink shows the neutral face; the loop ends
-    once the source and the worker are finished and the last frame was shown.
+    once the source and the worker are finished and the last frame was shown. A live sink is stamped on the
+    clock (seconds since its first tick), so media time m is at origin + delay + m - (wall time of that tick).
     """
 
     def __init__(
@@ -206,14 +222,19 @@ class LivePlayout:
         self.pacer = FacePacer(capacity=256)
         self._last = -1
         self._neutral = listener.neutral[:FACE_DIM]
+        if live_sink:
+            renderer.audio_offset_s = None  # known once media time 0 has a place on the clock
 
     def run(self) -> None:
         clock = FrameClock(self.fps)
+        clock_start = time.monotonic()  # the clock's first wait() starts it now (within microseconds)
         while not self.stop.is_set():
             tick = clock.wait()
             with self.stats.lock:
                 self.stats.output_skipped = clock.skipped
             origin = self.origin()
+            if origin is not None and self.renderer.audio_offset_s is None:
+                self.renderer.audio_offset_s = origin + self.delay_s - clock_start
             if origin is None:
                 if self.live_sink:
                     self.renderer.render(self._neutral, 0.0, tick)

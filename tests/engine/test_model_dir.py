@@ -287,9 +287,19 @@ def test_edited_manifest_missing_key(model: Path) -> None:
         (lambda m: m["sampling"].update(sampler="euler"), r"Invalid enum value 'euler' - at `\$.sampling.sampler`"),
         (lambda m: m["schedule"].update(min_alpha_bar=2), r"Expected `float` < 1.0 - at `\$.schedule.min_alpha_bar`"),
         (lambda m: m["normalisation"]["listener"]["mean"].pop(), r"listener.mean holds 82 values, listener_dim is 83"),
-        (lambda m: m.update(hop=17), r"hop 17 is longer than the window 16"),
+        (lambda m: m.update(hop=17), r"hop=17: must be between 1 and 15"),
+        (lambda m: m.update(hop=16), r"hop=16: must be between 1 and 15"),  # passed: the engine then refused it
     ],
-    ids=["window-a-string", "files-a-list", "no-steps", "unknown-sampler", "alpha-bar-range", "short-mean", "hop"],
+    ids=[
+        "window-a-string",
+        "files-a-list",
+        "no-steps",
+        "unknown-sampler",
+        "alpha-bar-range",
+        "short-mean",
+        "hop-too-long",
+        "hop-the-window",
+    ],
 )
 def test_values_of_the_wrong_type_or_range_are_caught_at_load(model: Path, edit, error) -> None:
     # Each of these loaded before and raised TypeError, KeyError or ValueError when the engine read the value.

@@ -456,3 +456,53 @@ def test_runs_emitted_from_two_threads_reach_emit_once_each_in_frame_order():
     lengths = [len(b.raw) for b in out]  # each run starts where the one before it ended: every frame once, in order
     assert [b.first for b in out] == np.cumsum([0, *lengths[:-1]]).tolist()
     assert sum(lengths) == timeline.raw.end == 400
+
+
+def test_a_live_sink_gets_the_speaker_audio_on_its_clock_with_the_frames_that_show_it():
+    # a room's recording (--room URL --output room.mp4): the sink is live, stamped on the playout's clock from
+    # its first (neutral) frame; the audio of media time t is written where the frame showing media time t is
+    audio = speech(1.2)
+    source = FakeSource(audio, video_frames=30, chunk=1000, realtime=True)
+    sinks: list[Sink] = []
+    config = StreamConfig(realtime=True, live_sink=True, size=(32, 24), side_by_side=True, playout_delay_s=0.2)
+    engine = StreamEngine(window_model(FakeModel()), source, tracker=FakeTracker(),
+                          make_sink=sinks_into(sinks, audio=True), config=config)  # fmt: skip
+    stats = engine.run()
+    sink = sinks[0]
+    assert len(sink.heard) == 20 and stats.audio_dropped == 0  # 1.2 s in chunks of 1000 samples
+    np.testing.assert_array_equal(np.concatenate([s for _, s in sink.heard]), audio)
+    offset = sink.heard[0][0]  # where media time 0 is on the sink's clock: the playout delay after it started
+    assert offset == pytest.approx(0.2, abs=0.15)  # (placed where it arrived, it would be near 0)
+    assert [start for start, _ in sink.heard] == pytest.approx([offset + k * 1000 / SAMPLE_RATE for k in range(20)])
+    shown = [(t - offset, int(frame[5, 5, 0])) for t, frame in sink.frames if t >= offset]
+    assert len(shown) >= 30
+    for media_t, number in shown:  # the speaker frame of that media time (the live clock wakes up to a frame late)
+        assert abs(number - np.floor(media_t * 25 + 1e-6)) <= 1, (media_t, number)
+
+
+class BackloggedSource(FakeSource):
+    """A paced source whose items all waited `backlog_s` for the engine (a room's source starts before it)."""
+
+    def __init__(self, audio, *, backlog_s: float, **options):
+        super().__init__(audio, realtime=True, **options)
+        self.backlog_s = backlog_s
+
+    def __iter__(self):
+        for item in super().__iter__():
+            assert isinstance(item, AudioChunk)
+            yield AudioChunk(item.samples, item.t_start_s, item.arrival_s - self.backlog_s)
+
+
+def test_a_live_sink_starting_after_media_time_0_gets_the_audio_from_its_own_start():
+    # media time 0 "was shown" 0.5 s - 0.2 s before the playout began: that audio has no place on the sink's clock
+    audio = speech(1.2)
+    sinks: list[Sink] = []
+    config = StreamConfig(realtime=True, live_sink=True, size=(32, 24), playout_delay_s=0.2)
+    engine = StreamEngine(window_model(FakeModel()), BackloggedSource(audio, backlog_s=0.5, chunk=1000),
+                          make_sink=sinks_into(sinks, audio=True), config=config)  # fmt: skip
+    engine.run()
+    heard = sinks[0].heard
+    assert heard[0][0] == 0.0 and all(start > 0 for start, _ in heard[1:])
+    kept = np.concatenate([s for _, s in heard])
+    assert 0.2 * SAMPLE_RATE < len(audio) - len(kept) < 0.4 * SAMPLE_RATE  # about 0.3 s of it came too early
+    np.testing.assert_array_equal(kept, audio[len(audio) - len(kept) :])  # the rest, every sample

@@ -53,6 +53,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.shown: list[tuple[float, float, np.ndarray]] = []
+        self.audio_offset_s: float | None = 0.0  # set by a live playout (where media time 0 is on the sink's clock)
 
     def render(self, face: np.ndarray, media_t: float, timestamp_s: float) -> None:
         self.shown.append((timestamp_s, media_t, face.copy()))
