@@ -2,7 +2,7 @@
 
 Latency of a listener frame = (wall time its window's result was ready) - (arrival time of the newest speaker
 input that window read: the audio chunk that completed its last feature frame, or the newest tracked video
-frame in it). How arrival is measured depends on the mode:
+frame in it). How arrival and ready times are taken is the run's timing policy (`engine.runtime.timing`):
 
 - `--realtime` and live devices: `arrival_s` is `time.monotonic()` when the source handed the item out (a
   paced file source holds each item back until its media time has passed); ready is `time.monotonic()` when

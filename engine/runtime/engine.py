@@ -7,8 +7,8 @@
 
 Threads, each behind a bounded queue (queues.StageQueue):
 
-    reader   : iterates the source; audio -> features (per 40 ms frame); video -> tracker queue (size 2);
-               every hop of H frames cuts a window of the last W frames -> window queue (size 1, newest wins)
+    reader   : iterates the source; audio -> features (per 40 ms frame); video -> tracker queue (size 2 fast,
+               1 live); every hop of H frames cuts a window of the last W frames -> window queue (size 1)
     tracker  : video frame -> speaker face (58,), sample-and-held into the speaker timeline
     inference: one window at a time: conditioning on emitted frames, backend, seam join, One Euro -> frames
     player   : listener frames (25 fps) -> interpolated 30 fps avatar -> sink; the speaker's audio chunks, queued
@@ -16,7 +16,9 @@ Threads, each behind a bounded queue (queues.StageQueue):
 
 The sink's clock is media time whenever its timestamps are (files, --fast and --realtime; not a live sink): the
 frame stamped t shows the listener at media time t and, with --side-by-side, the speaker frame of media time t.
-So the speaker audio of media time t is written at t, in sync with the speaker panel (see `Renderer`).
+So the speaker audio of media time t is written at t, in sync with the speaker panel. A live sink (a room, a
+camera, either teed to a file) is stamped on the playout's clock instead, and the audio of media time t is
+written where the frame showing media time t is stamped (see `playout.Renderer`).
 
 What differs between a fast and a live run is the timing policy (`engine.runtime.timing`, chosen by
 `StreamConfig.realtime`): in realtime mode (live devices, rooms, `--realtime` files) late work is dropped and
