@@ -10,7 +10,14 @@ The server never touches media: it relays offers, answers (complete SDPs: aiortc
 engine's stats between the participants of one room. Boundary checks: room id and token (constant-time compare)
 on the page and the WebSocket, the Origin of browser WebSockets (same origin or `allowed_origins`), the message
 size (aiohttp closes bigger frames), the schema of every message (engine.rooms.messages), a token-bucket rate
-limit per connection and per client address, and a participant cap. Rooms left empty for `idle_timeout_s` expire.
+limit per connection and per client address, and a participant cap.
+
+A room expires once it has been empty for `idle_timeout_s` after its last participant left. A room nobody has
+joined yet does not expire: a URL printed or handed out keeps working until it has been used (it counts towards
+`max_rooms`, and the admin API can close it). With `admin_token` set, an HTTP API makes and closes rooms:
+
+    curl -X POST -H "Authorization: Bearer $ADMIN" http://HOST:PORT/api/rooms     # 201 {"id": ..., "url": ...}
+    curl -X DELETE -H "Authorization: Bearer $ADMIN" http://HOST:PORT/api/rooms/ROOM   # 204
 """
 
 from __future__ import annotations
@@ -50,8 +57,11 @@ class ServerConfig:
     public_host: str | None = None
     """Host name to print in room URLs (None: `host`)."""
     idle_timeout_s: float = 600.0
-    """A room with nobody in it for this long is closed."""
+    """A room is closed once it has been empty this long after its last participant left."""
     max_rooms: int = 100
+    """Rooms at once (a room nobody joined yet counts too)."""
+    admin_token: str | None = None
+    """Bearer token of the admin API (POST /api/rooms makes a room, DELETE /api/rooms/ROOM closes one); None: off."""
     max_participants: int = 8
     """Per room; a full mesh grows as n^2, so keep it small."""
     rate_per_s: float = 20.0
@@ -84,7 +94,8 @@ class Room:
     id: str
     token: str
     participants: dict[str, Participant] = field(default_factory=dict)
-    idle_since: float = field(default_factory=time.monotonic)
+    idle_since: float | None = None
+    """time.monotonic() when its last participant left; None while someone is in it or before anyone joined."""
 
     def url(self, base_url: str) -> str:
         """The address participants open (base_url: http(s)://HOST:PORT)."""
@@ -102,6 +113,10 @@ async def _send(participant: Participant, message: m.ServerMessage) -> None:
         await participant.ws.send_str(encode_message(message))
     except ConnectionError:
         log.debug("could not send %s to %s: connection lost", type(message).__name__, participant.id)
+
+
+class RoomLimitError(RuntimeError):
+    """The server already holds `max_rooms` rooms."""
 
 
 class RoomServer:
@@ -124,6 +139,8 @@ class RoomServer:
         app.router.add_get("/", self._index)
         app.router.add_get("/r/{room}", self._page)
         app.router.add_get("/ws/{room}", self._websocket)
+        app.router.add_post("/api/rooms", self._api_create)
+        app.router.add_delete("/api/rooms/{room}", self._api_close)
         app.router.add_static("/static/", STATIC_DIR)
         return app
 
@@ -172,7 +189,7 @@ class RoomServer:
     def create_room(self) -> Room:
         """A new room with a random id and token."""
         if len(self.rooms) >= self.config.max_rooms:
-            raise RuntimeError(f"the server already has {len(self.rooms)} rooms (max_rooms); close one first")
+            raise RoomLimitError(f"the server already has {len(self.rooms)} rooms (max_rooms); close one first")
         room = Room(secrets.token_urlsafe(8), secrets.token_urlsafe(24))
         self.rooms[room.id] = room
         return room
@@ -188,13 +205,15 @@ class RoomServer:
         log.info("room %s closed: %s", room_id, reason)
 
     async def _expire_loop(self) -> None:
-        period = min(30.0, max(0.05, self.config.idle_timeout_s / 4))
+        """Close the rooms empty for idle_timeout_s since their last participant left (logged by close_room)."""
+        timeout = self.config.idle_timeout_s
+        period = min(30.0, max(0.05, timeout / 4))
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
             for room in list(self.rooms.values()):
-                if not room.participants and now - room.idle_since >= self.config.idle_timeout_s:
-                    await self.close_room(room.id, "idle")
+                if room.idle_since is not None and not room.participants and now - room.idle_since >= timeout:
+                    await self.close_room(room.id, f"expired: empty for {timeout:g} s after its last participant left")
 
     def _room_or_error(self, request: web.Request) -> Room:
         room_id = request.match_info["room"]
@@ -223,6 +242,40 @@ class RoomServer:
             return True
         own = f"{'https' if request.secure else 'http'}://{request.host}"
         return origin == own or origin in self.config.allowed_origins
+
+    # --- admin API -----------------------------------------------------------------------------------------------
+
+    def _check_admin(self, request: web.Request) -> None:
+        """401 unless the request carries `Authorization: Bearer <admin_token>` (constant-time compare); 404 when
+        the server has no admin token."""
+        expected = self.config.admin_token
+        if expected is None:
+            raise web.HTTPNotFound(text="this server has no admin API (no admin token)\n")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise web.HTTPUnauthorized(
+                text="send the admin token printed at start: Authorization: Bearer TOKEN\n",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    async def _api_create(self, request: web.Request) -> web.Response:
+        """POST /api/rooms: a new room; 201 {"id", "url"}, 503 at max_rooms."""
+        self._check_admin(request)
+        try:
+            room = self.create_room()
+        except RoomLimitError as exc:
+            raise web.HTTPServiceUnavailable(text=f"{exc}: DELETE /api/rooms/ROOM\n") from None
+        log.info("room %s made through the admin API", room.id)
+        return web.json_response({"id": room.id, "url": room.url(self.base_url)}, status=201)
+
+    async def _api_close(self, request: web.Request) -> web.Response:
+        """DELETE /api/rooms/ROOM: close it (its participants are told); 204, or 404 for no such room."""
+        self._check_admin(request)
+        room_id = request.match_info["room"]
+        if room_id not in self.rooms:
+            raise web.HTTPNotFound(text="no such room\n")
+        await self.close_room(room_id, "closed by the server's admin")
+        return web.Response(status=204)
 
     # --- signaling -----------------------------------------------------------------------------------------------
 
@@ -286,6 +339,7 @@ class RoomServer:
         for other in room.participants.values():
             await _send(other, m.PeerJoined(peer=participant.describe()))
         room.participants[participant.id] = participant
+        room.idle_since = None
         log.info("room %s: %s (%s) joined as %s", room.id, participant.name, participant.role, participant.id)
         return participant
 

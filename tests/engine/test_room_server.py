@@ -181,17 +181,65 @@ def test_full_rooms_refuse_newcomers():
     run(test)
 
 
-def test_empty_rooms_expire_and_closing_a_room_tells_its_participants():
+def test_a_room_expires_once_empty_after_its_last_participant_left_and_closing_a_room_tells_its_participants(
+    caplog,
+):
+    """A room nobody joined yet stays (it expired idle_timeout_s after start: the printed URL then gave 404)."""
+    caplog.set_level(logging.INFO, logger="engine.room_server.server")
+
     async def test():
         async with running(idle_timeout_s=0.2) as server, aiohttp.ClientSession() as http:
-            idle, busy = server.create_room(), server.create_room()
+            unused, left, busy = server.create_room(), server.create_room(), server.create_room()
             ws, _ = await join(http, ws_url(server, busy), "stays")
-            await asyncio.sleep(0.6)
-            assert idle.id not in server.rooms and busy.id in server.rooms
+            gone, _ = await join(http, ws_url(server, left), "leaves")
+            await asyncio.sleep(0.4)
+            assert set(server.rooms) == {unused.id, left.id, busy.id}  # occupied rooms do not expire
+            await gone.close()
+            await until(lambda: left.id not in server.rooms)
+            assert unused.id in server.rooms and busy.id in server.rooms
+            assert f"room {left.id} closed: expired: empty for 0.2 s after its last participant left" in caplog.text
+            async with http.get(unused.url(server.base_url)) as page:
+                assert page.status == 200
             await server.close_room(busy.id, "closed by the host")
             assert await next_message(ws) == {"type": "room-closed", "reason": "closed by the host"}
             async with http.get(busy.url(server.base_url)) as page:
                 assert page.status == 404
+
+    run(test)
+
+
+def test_the_admin_api_makes_and_closes_rooms_for_the_admin_token_only():
+    async def test():
+        admin = {"Authorization": f"Bearer {'a' * 32}"}
+        async with running(admin_token="a" * 32, max_rooms=2) as server, aiohttp.ClientSession() as http:
+            api = f"{server.base_url}/api/rooms"
+            for headers in ({}, {"Authorization": f"Bearer {'b' * 32}"}, {"Authorization": f"Basic {'a' * 32}"}):
+                async with http.post(api, headers=headers) as refused:
+                    assert refused.status == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+            assert not server.rooms
+            async with http.post(api, headers=admin) as made:
+                assert made.status == 201
+                room = await made.json()
+            assert room["url"] == server.rooms[room["id"]].url(server.base_url)
+            async with http.get(room["url"]) as page:
+                assert page.status == 200
+            ws, _ = await join(http, room["url"].replace("http", "ws").replace("/r/", "/ws/"), "guest")
+            server.create_room()
+            async with http.post(api, headers=admin) as full:
+                assert full.status == 503 and "2 rooms" in await full.text()
+            async with http.delete(f"{api}/{room['id']}", headers={}) as refused:
+                assert refused.status == 401 and room["id"] in server.rooms
+            async with http.delete(f"{api}/{room['id']}", headers=admin) as closed:
+                assert closed.status == 204
+            assert await next_message(ws) == {"type": "room-closed", "reason": "closed by the server's admin"}
+            async with http.get(room["url"]) as page:
+                assert page.status == 404
+            async with http.delete(f"{api}/{room['id']}", headers=admin) as again:
+                assert again.status == 404
+        async with running() as server, aiohttp.ClientSession() as http:
+            off = await http.post(f"{server.base_url}/api/rooms", headers=admin)
+            assert off.status == 404  # no admin token: no API
+            off.release()
 
     run(test)
 
