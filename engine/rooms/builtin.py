@@ -13,7 +13,7 @@ from engine.rooms import messages as m
 from engine.rooms.base import Peer, RoomClient, RoomError, RoomGone
 from engine.rooms.messages import MAX_MESSAGE_BYTES, MessageError, encode_message
 from engine.rooms.messages import parse_server_message as parse
-from engine.rooms.sdp import NegotiationError
+from engine.rooms.sdp import NegotiationError, check_remote_sdp
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class BuiltinRoomClient(RoomClient):
         self._send(m.Offer(to=peer_id, sdp=sdp))
 
     async def _answer(self, peer_id: str, offer_sdp: str) -> None:
+        check_remote_sdp(offer_sdp, "offer")  # before making a connection for it (Peer.answer checks it again)
         sdp = await self._new_peer(peer_id, offering=False).answer(offer_sdp, self.avatar_for_peer())
         self._send(m.Answer(to=peer_id, sdp=sdp))
 

@@ -141,6 +141,7 @@ ServerMessage = (
     Welcome | PeerJoined | PeerLeft | RelayedOffer | RelayedAnswer | RelayedStats | ErrorNotice | ClosedNotice | Pong
 )
 
+
 class _Tag(msgspec.Struct):
     """Just the "type" of a message, to say which kind of message broke the schema."""
 

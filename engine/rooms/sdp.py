@@ -55,7 +55,7 @@ def _bundle_problem(description: SessionDescription) -> str | None:
     if not all(mids):
         return "a media section has no a=mid"
     if len(set(mids)) != len(mids):
-        return f"media sections share an a=mid ({', '.join(mids)})"
+        return f"media sections share an a=mid ({', '.join(str(mid) for mid in mids)})"
     for group in description.group:
         unknown = [item for item in group.items if item not in mids]
         if group.semantic == "BUNDLE" and (unknown or not group.items):

@@ -7,6 +7,8 @@ import json
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.rooms import messages as m
 from engine.rooms.messages import (
@@ -20,6 +22,7 @@ from engine.rooms.reactions import ReactionError, ReactionFrame, decode_reaction
 from engine.rooms.speaker import SILENCE_DB, ActiveSpeaker, LevelMeter, choose_speaker, frame_power, power_db
 from engine.rooms.urls import RoomKind, RoomURLError, parse_room_url
 from renderer.face import EMOTION_DIM, FACE_DIM
+from tests.engine.fuzz import CASES, signaling_texts
 
 TOKEN = "abcdefghijklmnopqrstuvwx"
 
@@ -175,3 +178,53 @@ def test_reaction_frames_round_trip_as_float32():
 def test_bad_reaction_messages_are_rejected(message, problem):
     with pytest.raises(ReactionError, match=problem):
         decode_reaction(message)
+
+
+# --- properties: whatever arrives, a typed message or a one-line error --------------------------------------------
+
+SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+CLIENT_TEMPLATES = [
+    {"type": "join", "name": "Ann", "role": "browser"},
+    {"type": "offer", "to": "p1", "sdp": SDP},
+    {"type": "stats", "stats": {"fps": 30.0, "backend": "onnx", "p95": None}},
+    {"type": "leave"},
+]
+SERVER_TEMPLATES = [
+    {"type": "welcome", "id": "me", "peers": [{"id": "p1", "name": "Ann", "role": "browser"}]},
+    {"type": "offer", "from": "p1", "sdp": SDP},
+    {"type": "room-closed", "reason": "idle"},
+]
+
+
+@CASES
+@given(text=signaling_texts(CLIENT_TEMPLATES + SERVER_TEMPLATES))
+def test_any_signaling_text_parses_to_a_message_that_re_encodes_or_to_a_one_line_error(text):
+    for parse in (parse_client_message, parse_server_message):
+        try:
+            message = parse(text)
+        except MessageError as err:
+            assert "\n" not in str(err) and len(str(err)) < 400
+            continue
+        assert parse(encode_message(message)) == message  # what was accepted is within the schema
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["v", "type", "i", "t", "ts", "face",
+                                                                                 "emotion", "x"]), inner, max_size=7),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@CASES
+@given(data=st.binary(max_size=1100) | st.builds(msgpack.packb, msgpack_values))
+def test_any_reactions_bytes_decode_to_a_finite_frame_or_a_reaction_error(data):
+    try:
+        frame = decode_reaction(data)
+    except ReactionError as err:
+        assert "\n" not in str(err)
+        return
+    assert frame.index >= 0 and np.isfinite(frame.face).all() and frame.face.shape == (FACE_DIM,)
+    again = decode_reaction(encode_reaction(frame))
+    assert (again.index, again.t_s, again.sent_s) == (frame.index, frame.t_s, frame.sent_s)
+    np.testing.assert_array_equal(again.face, frame.face)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -66,6 +68,7 @@ class Participant:
     def __init__(self, ws_url: str, name: str, level: float) -> None:
         self.ws_url, self.name, self.level = ws_url, name, level
         self.pcs: dict[str, RTCPeerConnection] = {}
+        self.channels: dict[str, Any] = {}  # peer id -> the reactions channel to it
         self.video_frames: list[np.ndarray] = []
         self.reactions: list[bytes] = []
         self.stats: list[dict[str, Any]] = []
@@ -90,6 +93,7 @@ class Participant:
         pc.addTransceiver("video", direction="recvonly")
         channel = pc.createDataChannel("reactions", negotiated=True, id=CHANNEL_ID)
         channel.on("message", self.reactions.append)
+        self.channels[peer_id] = channel
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -140,12 +144,12 @@ async def room_server(**options: Any) -> AsyncIterator[tuple[RoomServer, Any]]:
         await server.stop()
 
 
-async def until(condition, timeout_s: float = 10.0) -> None:
+async def until(condition, timeout_s: float = 10.0, poll_s: float = 0.02) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_s)
 
 
 def ws_of(server: RoomServer, room: Any) -> str:
@@ -384,3 +388,155 @@ async def make_switch():
 async def other_tasks() -> list[str]:
     await asyncio.sleep(0.1)  # closing peers end their tasks on the next turns of the loop
     return [t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+class ScriptedRoomServer:
+    """A stand-in for reactdiff-room that welcomes the engine into an empty room, then sends it whatever the test
+    pushes with `send(text)` (the engine's client reads it as it would read the real server)."""
+
+    ROOM, TOKEN = "fuzzroom", "t" * 24
+
+    async def start(self) -> str:
+        from aiohttp import web
+
+        self.joined = asyncio.Event()
+        self.ws: web.WebSocketResponse | None = None
+        app = web.Application()
+        app.router.add_get(f"/ws/{self.ROOM}", self._socket)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/r/{self.ROOM}?token={self.TOKEN}"
+
+    async def _socket(self, request: Any) -> Any:
+        from aiohttp import web
+
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive(timeout=5)  # the engine's join
+        await ws.send_json({"type": "welcome", "id": "engine1", "peers": []})
+        self.ws = ws
+        self.joined.set()
+        async for _ in ws:  # what the engine says back (answers, stats) is not looked at
+            pass
+        return ws
+
+    async def send(self, text: str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(text)
+
+    async def stop(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        await self.runner.cleanup()
+
+
+def test_any_text_from_the_room_server_leaves_the_engine_in_the_room(caplog):
+    """1,000 generated frames (server messages, mutated ones, other JSON, non-JSON) reaching the engine's room
+    client: it keeps serving after each (a sentinel offer behind each frame is handled: the frames before it were),
+    logs no error, and leaves no task, thread or descriptor."""
+    from hypothesis import assume, given
+
+    from tests.engine.fuzz import CASES, LoopThread, signaling_texts
+    from tests.resources import no_resource_growth
+
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    peer = {"id": "p1", "name": "Ann", "role": "browser"}
+    templates = [
+        {"type": "welcome", "id": "engine1", "peers": [peer]},
+        {"type": "peer-joined", "peer": peer},
+        {"type": "peer-left", "id": "p1"},
+        {"type": "offer", "from": "p1", "sdp": sdp},
+        {"type": "answer", "from": "p1", "sdp": sdp},
+        {"type": "stats", "from": "p1", "stats": {"fps": 30.0}},
+        {"type": "error", "message": "no participant 'x' in this room"},
+        {"type": "pong"},
+    ]
+    sentinel = json.dumps({"type": "offer", "from": "sentinel", "sdp": "x"})
+
+    async def deliver(server: ScriptedRoomServer, client: BuiltinRoomClient, text: str) -> None:
+        handled = client.counters.negotiations + client.counters.negotiations_refused
+        await server.send(text)
+        await server.send(sentinel)
+        await until(lambda: client.counters.negotiations + client.counters.negotiations_refused > handled, 5, 0.001)
+
+    with no_resource_growth(), LoopThread() as loop:
+        server = ScriptedRoomServer()
+        url = loop.run(server.start())
+        client = BuiltinRoomClient(parse_room_url(url), painted_avatar())
+
+        async def join() -> asyncio.Task[None]:
+            await client.join()
+            return asyncio.create_task(client.serve())
+
+        serving = loop.run(join())
+
+        @CASES
+        @given(text=signaling_texts(templates))
+        def case(text: str) -> None:
+            assume("room-closed" not in text)  # the one message meant to end the client
+            loop.run(deliver(server, client, text))
+            assert not serving.done()
+
+        try:
+            case()
+        finally:
+            loop.run(client.close())
+            loop.run(server.stop())
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_anything_a_participant_sends_on_the_reactions_channel_is_ignored(caplog):
+    """1,000 generated data-channel messages (bytes and text, malformed msgpack among them) from a participant to the
+    engine, which reads nothing on `reactions`: its connection stays up, the engine keeps serving and its reactions
+    still reach that participant."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tests.engine.fuzz import CASES, LoopThread
+
+    frame = encode_reaction(ReactionFrame(1, 0.04, 1.0, np.ones(FACE_DIM, np.float32)))
+    messages = st.binary(max_size=2048) | st.text(max_size=512) | st.binary(max_size=64).map(lambda b: frame + b)
+
+    with LoopThread() as loop:
+
+        async def setup() -> tuple[Any, Any, Any, BuiltinRoomClient, asyncio.Task[None]]:
+            serving_room = room_server()
+            server, room = await serving_room.__aenter__()
+            speaker = await Participant(ws_of(server, room), "speaker", 0.5).__aenter__()
+            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar())
+            await client.join()
+            serve = asyncio.create_task(client.serve())
+            await until(lambda: all(p.send(b"x") for p in client.peers.values()) and len(client.peers) == 1)
+            return serving_room, speaker, client.peers[speaker.id], client, serve
+
+        serving_room, speaker, peer, client, serve = loop.run(setup())
+        channel = speaker.channels[client.peer_id]
+
+        async def send(message: bytes | str) -> None:
+            channel.send(message)
+            await asyncio.sleep(0)
+
+        @CASES
+        @given(message=messages)
+        def case(message: bytes | str) -> None:
+            loop.run(send(message))
+            assert peer.pc.connectionState == "connected" and not serve.done()
+
+        async def teardown() -> None:
+            await until(lambda: channel.bufferedAmount == 0)
+            sent = client.send_reaction(frame)
+            await until(lambda: frame in speaker.reactions)
+            assert sent == 1 and client.peers.get(speaker.id) is peer
+            await client.close()
+            await serve
+            await speaker.__aexit__(None, None, None)
+            await serving_room.__aexit__(None, None, None)
+
+        try:
+            case()
+        finally:
+            loop.run(teardown())
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
