@@ -20,9 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
@@ -31,35 +29,11 @@ from engine.rooms.reactions import CHANNEL_ID, CHANNEL_LABEL
 from engine.rooms.sdp import NegotiationError, check_remote_sdp
 from engine.rooms.switch import SpeakerSwitch
 from engine.rooms.urls import RoomURL
+from renderer.track import AvatarVideoTrack
 
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_BYTES = 64 * 1024  # a channel this far behind skips reaction frames rather than queueing them
-
-
-class OwnFrameTrack(MediaStreamTrack):
-    """One peer's copy of a shared video track.
-
-    aiortc encodes each sender's frames in a worker thread, and PyAV frames are not safe to reformat from two
-    threads at once (it crashes), so every peer connection gets its own copy of each frame (a 256x256 RGB frame
-    is a 200 kB memcpy on the loop)."""
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack) -> None:
-        super().__init__()
-        self._source = source
-
-    async def recv(self) -> av.VideoFrame:
-        frame = await self._source.recv()
-        assert isinstance(frame, av.VideoFrame)
-        copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-        copy.pts, copy.time_base = frame.pts, frame.time_base
-        return copy
-
-    def stop(self) -> None:
-        super().stop()
-        self._source.stop()
 
 
 class RoomError(RuntimeError):
@@ -210,7 +184,7 @@ class RoomClient(ABC):
     """A participant that publishes `avatar` and feeds the active speaker into `switch` (see module docstring)."""
 
     def __init__(
-        self, url: RoomURL, avatar: MediaStreamTrack, *, switch: SpeakerSwitch | None = None,
+        self, url: RoomURL, avatar: AvatarVideoTrack, *, switch: SpeakerSwitch | None = None,
         reconnect: ReconnectPolicy | None = None, join_timeout_s: float = 10.0, limits: PeerLimits | None = None,
     ) -> None:  # fmt: skip
         self.url, self.avatar = url, avatar
@@ -223,12 +197,12 @@ class RoomClient(ABC):
         self.reconnects = 0
         self._buckets: dict[str, TokenBucket] = {}  # participant id -> its negotiation rate limit
         self._steps: dict[str, asyncio.Lock] = {}  # participant id -> one negotiation step at a time, in order
-        self._relay = MediaRelay()  # one avatar track, one subscriber per peer connection
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def avatar_for_peer(self) -> MediaStreamTrack:
-        return OwnFrameTrack(self._relay.subscribe(self.avatar, buffered=False))
+        """The avatar for one more peer connection: its own frames, made by the render thread (renderer.track)."""
+        return self.avatar.subscribe()
 
     def spawn(self, coro: Any, name: str) -> None:
         """Run a coroutine owned by the client (cancelled by close(); its failure is logged)."""
