@@ -540,3 +540,88 @@ def test_anything_a_participant_sends_on_the_reactions_channel_is_ignored(caplog
         finally:
             loop.run(teardown())
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_engine_in_a_room_exits_2_with_one_line_unless_asked_to_stop(tiny_model_dir, monkeypatch, tmp_path, capsys):
+    """A room client failing in a way nobody planned (here a bug stand-in: RuntimeError while serving) used to be
+    dropped: the source closed and the engine printed its summary and exited 0. Now any end of a room run that
+    was not a stop is the one-line error and status 2, and --stats says what happened to the connections."""
+    from tests.e2e.harness import EngineThread
+
+    async def broken(self: BuiltinRoomClient) -> None:
+        await asyncio.sleep(1.0)
+        raise RuntimeError("a bug in the room client")
+
+    monkeypatch.setattr(BuiltinRoomClient, "_serve_connection", broken)
+    stats = tmp_path / "stats.json"
+
+    async def test() -> EngineThread:
+        async with room_server() as (server, room):
+            engine = EngineThread(["--model", str(tiny_model_dir), "--room", room.url(server.base_url), "--quiet",
+                                   "--stats", str(stats)])  # fmt: skip
+            engine.start()
+            await until(lambda: not engine.is_alive(), 60)
+            return engine
+
+    engine = asyncio.run(test())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert engine.code == 2, err
+    assert err[-1].startswith("reactdiff-engine: error: room ") and "the engine's room client failed" in err[-1]
+    report = json.loads(stats.read_text())
+    assert report["interrupted"] is False and report["room"]["negotiation_failures"] == 0
+
+
+class FakeJanus:
+    """The JanusAPI calls a Janus subscription makes; the first subscription fails at `fail_at` ("join": Janus
+    refuses it; "start": after the handle and the connection exist, the step the old code never cleaned up)."""
+
+    closed = False
+
+    def __init__(self, offer_sdp: str, fail_at: str) -> None:
+        self.offer_sdp, self.fail_at = offer_sdp, fail_at
+        self.attached: list[int] = []
+        self.detached: list[int] = []
+        self.started: list[int] = []
+
+    async def attach(self, plugin: str) -> int:
+        self.attached.append(100 + len(self.attached))
+        return self.attached[-1]
+
+    async def message(self, handle: int, body: dict[str, Any], jsep: dict[str, str] | None = None) -> Any:
+        from engine.rooms.janus import JanusError
+
+        if body["request"] == self.fail_at and len(self.attached) == 1:
+            raise JanusError("simulated failure", 428)
+        if body["request"] == "join":
+            return {"videoroom": "attached"}, {"type": "offer", "sdp": self.offer_sdp}
+        self.started.append(handle)
+        return {"videoroom": "event", "started": "ok"}, None
+
+    async def trickle_completed(self, handle: int) -> None:
+        return None
+
+    async def detach(self, handle: int) -> None:
+        self.detached.append(handle)
+
+
+@pytest.mark.parametrize("fail_at", ["join", "start"])
+def test_a_janus_subscription_that_fails_is_cleaned_up_and_retried(fail_at, monkeypatch):
+    """A feed whose subscription failed stayed silent: a failure at 'join' was cleaned up but never retried, one at
+    'start' (handle and connection made) left both behind. Now each failure detaches its handle, closes its
+    connection and tries again while the feed is published."""
+    from engine.rooms import janus
+
+    monkeypatch.setattr(janus, "SUBSCRIBE_RETRY_S", (0.05, 0.05))
+
+    async def test() -> None:
+        client = janus.JanusRoomClient(parse_room_url("janus+ws://127.0.0.1:8188/?room=1234"), painted_avatar())
+        fake = FakeJanus(await aiortc_offer(), fail_at)
+        client.api, client.feed_id = fake, 1  # type: ignore[assignment]
+        client._follow({"publishers": [{"id": 7, "display": "speaker"}]})
+        await until(lambda: fake.started == [101], 5)
+        assert fake.detached == [100] and client._subscribers == {7: 101} and set(client.peers) == {"7"}
+        assert client.counters.negotiation_failures == 1
+        client.api = None  # the fake has no session to destroy
+        await client.close()
+
+    asyncio.run(test())
