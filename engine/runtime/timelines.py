@@ -162,12 +162,6 @@ class ListenerTimeline:
         self.filled = 0  # frames emitted by hold/decay
         self.recorded: list[Emitted] = []
 
-    @property
-    def next_frame(self) -> int:
-        """Index of the next frame to emit."""
-        with self._lock:
-            return self.raw.end
-
     def plan(self, end: int) -> WindowPlan | None:
         """The plan of a window ending at `end`: its new frames are those not emitted yet (None if there are none).
 
