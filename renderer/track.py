@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from fractions import Fraction
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import av
 import numpy as np
@@ -34,21 +34,43 @@ VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
 T = TypeVar("T")
 
 
-class _Pacer:
-    """Frame k of a track is due k / fps after its first recv(); pts in 1/90000 s."""
+class _Outlet(Generic[T]):
+    """What one consumer of the avatar has waiting: a bounded queue (the oldest dropped and counted), the item
+    shown last (repeated when nothing new came) and a pacer: item k is due k / fps after the first take()."""
 
-    def __init__(self, fps: float) -> None:
-        self.fps, self.count = fps, 0
+    def __init__(self, fps: float, size: int, first: T | None) -> None:
+        self.fps, self.size = fps, size
+        self.dropped = 0
+        self._queue: deque[T] = deque()
+        self._last = first
+        self._lock = threading.Lock()
+        self._count = 0
         self._start: float | None = None
 
-    async def next_pts(self) -> int:
+    def offer(self, item: T) -> None:
+        """Thread-safe, never blocks."""
+        with self._lock:
+            if len(self._queue) >= self.size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(item)
+
+    def waiting(self) -> list[T]:
+        with self._lock:
+            return list(self._queue)
+
+    async def take(self) -> tuple[int, T | None]:
+        """(pts in 1/90000 s, the next item or the last one again) once it is due."""
         now = time.monotonic()
         if self._start is None:
             self._start = now
-        await asyncio.sleep(max(0.0, self._start + self.count / self.fps - now))
-        pts = round(self.count * VIDEO_CLOCK_RATE / self.fps)
-        self.count += 1
-        return pts
+        await asyncio.sleep(max(0.0, self._start + self._count / self.fps - now))
+        pts = round(self._count * VIDEO_CLOCK_RATE / self.fps)
+        self._count += 1
+        with self._lock:
+            if self._queue:
+                self._last = self._queue.popleft()
+        return pts, self._last
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -61,25 +83,32 @@ class AvatarVideoTrack(MediaStreamTrack):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.width, self.height, self.fps = width, height, fps
-        self.dropped = 0  # frames pushed out of the full queue before recv() took them
-        self._queue: deque[np.ndarray] = deque()
-        self.queue_size = queue_size
+        black = np.zeros((height, width, 3), dtype=np.uint8)  # shown until the first frame arrives
+        self._outlet: _Outlet[np.ndarray] = _Outlet(fps, queue_size, black)
+        self._newest = black  # the last frame put (a new subscriber starts from it)
         self._lock = threading.Lock()
-        self._last = np.zeros((height, width, 3), dtype=np.uint8)  # shown until the first frame arrives
-        self._newest = self._last  # the last frame put (a new subscriber starts from it)
-        self._pacer = _Pacer(fps)
         self._subscribers: list[SubscribedVideoTrack] = []
+
+    @property
+    def dropped(self) -> int:
+        """Frames pushed out of the full queue before recv() took them."""
+        return self._outlet.dropped
+
+    @property
+    def queue_size(self) -> int:
+        """Frames each consumer (recv() or a subscriber) may have waiting."""
+        return self._outlet.size
 
     def put(self, frame: np.ndarray) -> None:
         """Queue one (height, width, 3) uint8 frame (copied) for recv() and every subscriber; thread-safe, never
         blocks. The subscribers' frames are made here, in the caller's thread."""
         copy = frame.copy()
+        self._outlet.offer(copy)
         with self._lock:
-            self.dropped += _bounded_append(self._queue, copy, self.queue_size)
             self._newest = copy
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
-            subscriber.offer(av.VideoFrame.from_ndarray(copy, format="rgb24"))
+            subscriber.outlet.offer(av.VideoFrame.from_ndarray(copy, format="rgb24"))
 
     def subscribe(self) -> SubscribedVideoTrack:
         """A track of its own for one peer connection, starting from the frames waiting now (at least the newest)
@@ -87,9 +116,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         track = SubscribedVideoTrack(self)
         with self._lock:
             self._subscribers.append(track)
-            waiting = list(self._queue) or [self._newest]
+            waiting = self._outlet.waiting() or [self._newest]
         for rgb in waiting:
-            track.offer(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+            track.outlet.offer(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
         return track
 
     def unsubscribe(self, track: SubscribedVideoTrack) -> None:
@@ -108,11 +137,9 @@ class AvatarVideoTrack(MediaStreamTrack):
         """The next frame, due at frame index / fps after the first call; pts in 1/90000 s."""
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next_pts()
-        with self._lock:
-            if self._queue:
-                self._last = self._queue.popleft()
-        frame = av.VideoFrame.from_ndarray(self._last, format="rgb24")
+        pts, rgb = await self._outlet.take()
+        assert rgb is not None  # the outlet starts from a black frame
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
         return frame
 
@@ -125,45 +152,21 @@ class SubscribedVideoTrack(MediaStreamTrack):
     def __init__(self, source: AvatarVideoTrack) -> None:
         super().__init__()
         self._source = source
-        self._queue: deque[av.VideoFrame] = deque()
-        self._lock = threading.Lock()
-        self._last: av.VideoFrame | None = None
-        self._pacer = _Pacer(source.fps)
-        self.dropped = 0
-
-    def offer(self, frame: av.VideoFrame) -> None:
-        """Called by the source's put() (any thread)."""
-        with self._lock:
-            self.dropped += _bounded_append(self._queue, frame, self._source.queue_size)
+        self.outlet: _Outlet[av.VideoFrame] = _Outlet(source.fps, source.queue_size, None)
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        pts = await self._pacer.next_pts()
-        with self._lock:
-            if self._queue:
-                self._last = self._queue.popleft()
-        if self._last is None:  # nothing rendered yet: black, made once
-            black = np.zeros((self._source.height, self._source.width, 3), np.uint8)
-            self._last = av.VideoFrame.from_ndarray(black, format="rgb24")
+        pts, frame = await self.outlet.take()
+        assert frame is not None  # subscribe() offers at least one frame
         # a repeated frame is the same object with a new pts: this track's encoder is done with it (it encodes one
         # frame at a time, and asks for the next only then)
-        self._last.pts, self._last.time_base = pts, VIDEO_TIME_BASE
-        return self._last
+        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+        return frame
 
     def stop(self) -> None:
         super().stop()
         self._source.unsubscribe(self)
-
-
-def _bounded_append(queue: deque[T], item: T, size: int) -> int:
-    """Append, dropping the oldest beyond `size`; returns how many were dropped (0 or 1)."""
-    dropped = 0
-    if len(queue) >= size:
-        queue.popleft()
-        dropped = 1
-    queue.append(item)
-    return dropped
 
 
 class WebRTCSink(Sink):
