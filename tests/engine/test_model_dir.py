@@ -31,10 +31,10 @@ from engine.model_dir import (
     load_model_dir,
     write_manifest,
 )
+from tests.fuzzing import FUZZ, damaged
 from tests.resources import no_resource_growth
 
 BASE_MODEL = Path(__file__).resolve().parents[2] / "engine" / "models" / "base"  # another model's files
-FUZZ = settings(max_examples=1000, deadline=None)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -97,29 +97,6 @@ def check_load(root: Path, *, to_blame: Path | None = None) -> ModelDir | None:
     check_usable(model)
     event("loaded")
     return model
-
-
-@st.composite
-def damaged(draw: st.DrawFn, data: bytes) -> bytes:
-    """`data` cut short, with bytes flipped, inserted or removed, emptied, or replaced by random bytes."""
-    size = len(data)
-    how = draw(st.sampled_from(["truncate", "flip", "insert", "remove", "empty", "random"]))
-    if how == "truncate":
-        return data[: draw(st.integers(0, size - 1))]
-    if how == "flip":
-        out = bytearray(data)
-        for at, mask in draw(
-            st.lists(st.tuples(st.integers(0, size - 1), st.integers(1, 255)), min_size=1, max_size=8)
-        ):
-            out[at] ^= mask
-        return bytes(out)
-    if how == "insert":
-        at = draw(st.integers(0, size))
-        return data[:at] + draw(st.binary(min_size=1, max_size=64)) + data[at:]
-    if how == "remove":
-        at = draw(st.integers(0, size - 1))
-        return data[:at] + data[at + draw(st.integers(1, 64)) :]
-    return b"" if how == "empty" else draw(st.binary(max_size=4096))
 
 
 @st.composite
@@ -199,8 +176,11 @@ def test_damaged_missing_or_swapped_graph_files_are_a_model_dir_error_naming_the
 def test_damaged_directories_through_create_backend_fail_cleanly_or_run(model: Path) -> None:
     """Fewer cases through the whole path a user takes: ONNX Runtime sessions built, one window run."""
     originals = {name: (model / name).read_bytes() for name in listed_files(model)}
-    manifest = st.tuples(st.just(MANIFEST), manifest_mutations((model / MANIFEST).read_bytes()))
-    mutations = st.one_of(manifest, file_mutations(originals))
+    manifest = read_manifest(model)
+    # Edits of what the engine does not read (the training data's summary) load: sessions are built and run.
+    unread = JSON_VALUES.map(lambda value: json.dumps({**manifest, "data": {"note": value}}).encode())
+    manifests = st.one_of(manifest_mutations((model / MANIFEST).read_bytes()), unread)
+    mutations = st.one_of(st.tuples(st.just(MANIFEST), manifests), file_mutations(originals))
 
     @settings(max_examples=30, deadline=None)
     @given(mutations)

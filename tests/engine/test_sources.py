@@ -10,12 +10,15 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from hypothesis import given
 
 from engine.features import SAMPLE_RATE
 from engine.sources import (
@@ -34,9 +37,20 @@ from engine.sources import (
     create_source,
     iterate_in_thread,
 )
+from engine.sources.file import MAX_GAP_S, MAX_VIDEO_PIXELS
 from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
 from renderer.video import write_face_media
+from tests.fuzzing import (
+    FUZZ,
+    hostile_headers,
+    media_cases,
+    wav_claiming,
+    write_media,
+    write_small_media,
+    y4m_claiming,
+)
+from tests.resources import no_resource_growth
 from trainer.data.loaders import load_audio
 
 TONE_HZ = 440.0
@@ -406,3 +420,173 @@ def test_webrtc_source_close_stops_an_endless_track():
         WebRTCSource()
     with pytest.raises(SourceError, match="the audio track given is a 'video' track"):
         WebRTCSource(audio=AvatarTrack())
+
+
+# --- damaged and hostile files (property-based) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    return write_small_media(tmp_path_factory.mktemp("small-media"))
+
+
+def check_file_source(path: Path) -> None:
+    """Open and read all of `path`: the items keep the contract, or a SourceError names the file."""
+    try:
+        with FileSource(path) as source:
+            items = list(source)
+    except SourceError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), exc
+        return
+    audio = [i for i in items if isinstance(i, AudioChunk)]
+    video = [i for i in items if isinstance(i, VideoFrame)]
+    assert items and (source.has_audio or not audio) and (source.has_video or not video)
+    for chunk in audio:
+        assert chunk.samples.dtype == np.float32 and chunk.samples.ndim == 1 and np.isfinite(chunk.samples).all()
+    for before, after in itertools.pairwise(audio):
+        assert after.t_start_s == pytest.approx(before.t_end_s, abs=1e-6)
+    assert all(np.isfinite(frame.t_s) for frame in video)
+    for frame in video[:2]:  # a damaged frame still converts to RGB of its own size, within the limit
+        assert frame.rgb.shape == (*frame.size[::-1], 3) and frame.size[0] * frame.size[1] <= MAX_VIDEO_PIXELS
+
+
+def within(pool: ThreadPoolExecutor, timeout_s: float, check: Callable[[], None]) -> None:
+    """Run `check` in `pool`'s thread; a case still running after `timeout_s` is a hang and fails the test."""
+    pool.submit(check).result(timeout=timeout_s)  # re-raises the check's own failure
+
+
+def test_damaged_media_files_are_a_source_error_or_read_whole(small_media: dict[str, bytes], tmp_path: Path):
+    """1,000 files of eight formats cut short, with bytes flipped, inserted or removed, emptied or random,
+    under the right suffix, a wrong one or none."""
+
+    @FUZZ
+    @given(media_cases(small_media))
+    def check(case: tuple[str, bytes]) -> None:
+        suffix, data = case
+        path = tmp_path / f"case{suffix}"
+        path.write_bytes(data)
+        within(pool, 20.0, lambda: check_file_source(path))
+
+    with no_resource_growth(), ThreadPoolExecutor(1) as pool:
+        check()
+
+
+def test_headers_claiming_huge_frames_or_odd_audio_are_a_source_error_or_within_the_limits(tmp_path: Path):
+    """1,000 PNG, Y4M and WAV headers claiming up to 100000x100000 pixels, any sample rate, channels, sample size."""
+
+    @FUZZ
+    @given(hostile_headers())
+    def check(case: tuple[str, bytes]) -> None:
+        suffix, data = case
+        path = tmp_path / f"case{suffix}"
+        path.write_bytes(data)
+        within(pool, 20.0, lambda: check_file_source(path))
+
+    with no_resource_growth(), ThreadPoolExecutor(1) as pool:
+        check()
+
+
+# --- damaged and hostile files: the cases the fuzzing found -----------------------------------------------
+
+
+def test_metadata_that_is_not_utf8_does_not_stop_a_file(small_media: dict[str, bytes], tmp_path: Path):
+    # PyAV decodes metadata strictly by default: a flipped byte in the encoder tag was a UnicodeDecodeError.
+    path = tmp_path / "tag.mp4"
+    path.write_bytes(small_media[".mp4"].replace(b"Lavf", b"\xffavf"))
+    with FileSource(path) as source:
+        assert sum(isinstance(i, VideoFrame) for i in source) == 10
+
+
+def test_a_stream_of_an_unknown_codec_is_left_out(small_media: dict[str, bytes], tmp_path: Path):
+    # FFmpeg has no decoder for it, so no codec context: that was an AttributeError while opening.
+    path = tmp_path / "unknown.mp4"
+    path.write_bytes(small_media[".mp4"].replace(b"avc1", b"zzz1"))
+    with FileSource(path) as source:
+        assert source.has_audio and not source.has_video
+        assert all(isinstance(i, AudioChunk) for i in source)
+
+
+def test_audio_shorter_than_the_video_holds_back_a_bounded_number_of_frames(tmp_path: Path):
+    # The audio stream goes quiet long before the end of the file: every video frame after it used to wait in
+    # memory for audio that never came, until the end of the file (hours of decoded frames for a long video).
+    path = write_media(tmp_path / "short-audio.mp4", "mp4", ("libx264", 200), ("aac", 0.2))
+    with FileSource(path) as source:
+        video = [i for i in source if isinstance(i, VideoFrame)]
+    assert len(video) == 200 and [f.t_s for f in video] == sorted(f.t_s for f in video)
+    assert source.pending_peak < 40  # MAX_PENDING (32) + the frames of one packet; 195 without the bound
+
+
+def test_realtime_pacing_skips_a_jump_in_damaged_timestamps(tmp_path: Path):
+    # Frames 6-9 claim to come 100 s after frame 5: pacing used to wait those 100 s.
+    path = write_media(tmp_path / "jump.mkv", "matroska", ("mjpeg", 10), None, pts_offset_s=100.0)
+    source = FileSource(path, realtime=True)
+    items: list[Media] = []
+    reader = threading.Thread(target=lambda: items.extend(source))
+    start = time.monotonic()
+    reader.start()
+    reader.join(10.0)
+    source.close()
+    reader.join()
+    assert len(items) == 10 and time.monotonic() - start < 0.4 + MAX_GAP_S + 1.0
+    assert items[-1].t_s == pytest.approx(100.36, abs=0.01)  # media times are kept as the file has them
+
+
+def test_a_file_that_decodes_to_nothing_is_a_source_error(tmp_path: Path):
+    # The header of a 64x48 raw stream, and half a frame: iterating used to end at once with no item and no error.
+    path = tmp_path / "half-frame.y4m"
+    path.write_bytes(y4m_claiming(64, 48, bytes(2000)))
+    with FileSource(path) as source, pytest.raises(SourceError, match=r"half-frame\.y4m: no audio or video could be"):
+        list(source)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "data", "error"),
+    [
+        (".y4m", y4m_claiming(8000, 8000), r"video frames of 8000x8000 pixels, more than the 8,847,360 this reads"),
+        (".wav", wav_claiming(1, 1), r"audio at 1 Hz, outside the 4000-768000 Hz this reads"),
+        (".wav", wav_claiming(16000, 8), r"audio with 8 channels, more than the 7 this reads \(mix it down"),
+    ],
+    ids=["8000x8000", "1-hz", "8-channels"],
+)
+def test_headers_beyond_the_limits_say_what_and_how_to_fix(tmp_path: Path, suffix: str, data: bytes, error: str):
+    path = tmp_path / f"claim{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(SourceError, match=rf"claim\{suffix}: {error}"):
+        FileSource(path)
+
+
+# Run in a fresh interpreter: its peak memory is then what these files cost, and a crash fails one test only.
+HOSTILE_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    from pathlib import Path
+    from engine.sources import FileSource, SourceError
+    from tests.fuzzing import png_claiming, wav_claiming
+    from trainer.data import DatasetError, load_audio, load_video
+    folder = Path(sys.argv[1])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    cases = {"huge.png": png_claiming(16000, 16000), "one-hz.wav": wav_claiming(1, 1, data=bytes(12800)),
+             "seven-one.wav": wav_claiming(48000, 8)}
+    for name, data in cases.items():
+        (folder / name).write_bytes(data)
+        for read in (lambda p: list(FileSource(p)), load_video if name.endswith(".png") else load_audio):
+            try:
+                read(folder / name)
+                print("READ", name)
+            except (SourceError, DatasetError) as exc:
+                print("REFUSED", name, type(exc).__name__)
+    print("PEAK_MB", base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+)
+
+
+def test_files_claiming_huge_frames_slow_audio_or_many_channels_keep_memory_bounded(tmp_path: Path):
+    # Before: the 200-byte PNG took the process to 845 MB, the 12 KB 1 Hz WAV to 1.4 GB through load_audio, and the
+    # 7.1 WAV killed it (SIGSEGV in PyAV's planar to_ndarray).
+    run = subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert sum(line.startswith("REFUSED") for line in lines) == 6, lines
+    base, peak = map(int, lines[-1].split()[1:])
+    assert peak - base < 100, f"reading the files raised peak memory from {base} MB to {peak} MB"

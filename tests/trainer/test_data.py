@@ -5,11 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine.sources.file import MAX_VIDEO_PIXELS
 from renderer.face import EMOTION_DIM, FACE_DIM
+from tests.fuzzing import FUZZ, hostile_headers, media_cases, write_small_media
+from tests.resources import no_resource_growth
 from tests.trainer.conftest import (
     AUDIO_SECONDS,
     FRAMES,
@@ -379,3 +385,56 @@ def test_reads_a_synthetic_corpus(tmp_path) -> None:
     assert ds.video_frames(0, who="listener").shape == (frames, 256, 256, 3)
     window = next(random_windows(ds, 50, 1, np.random.default_rng(0)))
     assert window.speaker_audio.shape == (50 * SAMPLES_PER_FRAME,)
+
+
+# --- damaged and hostile media (property-based) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    return write_small_media(tmp_path_factory.mktemp("small-media"))
+
+
+def check_readers(path: Path, reader: str) -> None:
+    """Read `path` with one of the trainer's media readers: sane arrays, or a DatasetError naming the file."""
+    try:
+        if reader == "audio":
+            audio = load_audio(path)
+            assert audio.dtype == np.float32 and audio.size > 0 and np.abs(audio).max() <= 1.0
+        else:
+            folder = path.parent / "frames"  # a PNG folder of one frame goes through the image reader
+            if reader == "image":
+                folder.mkdir(exist_ok=True)
+                shutil.copy(path, folder / "1.png")
+            video = load_video(folder if reader == "image" else path)
+            assert video.dtype == np.uint8 and video.ndim == 4 and video.shape[1] * video.shape[2] <= MAX_VIDEO_PIXELS
+    except DatasetError as exc:
+        assert str(path.parent) in str(exc) and "\n" not in str(exc), exc
+
+
+READERS = st.sampled_from(["audio", "video", "image"])
+
+
+def test_damaged_or_hostile_media_are_a_dataset_error_or_read(small_media: dict[str, bytes], tmp_path: Path) -> None:
+    """1,000 damaged files of eight formats and headers claiming huge frames or odd audio, through load_audio,
+    load_video on a file and load_video on a one-frame PNG folder."""
+
+    @FUZZ
+    @given(st.one_of(media_cases(small_media), hostile_headers()), READERS)
+    def check(case: tuple[str, bytes], reader: str) -> None:
+        suffix, data = case
+        path = tmp_path / f"case{suffix}"
+        path.write_bytes(data)
+        check_readers(path, reader)
+
+    with no_resource_growth():
+        check()
+
+
+def test_a_png_frame_that_holds_no_picture_names_the_file(small_media: dict[str, bytes], tmp_path: Path) -> None:
+    # An mp3 saved as 1.png has no video stream: that was an IndexError from container.decode(video=0).
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "1.png").write_bytes(small_media[".mp3"])
+    with pytest.raises(DatasetError, match=r"frames/1\.png: no video stream that this can decode"):
+        load_video(folder)

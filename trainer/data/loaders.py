@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.sources.audio import MonoResampler
+from engine.sources.file import audio_problem, decodable, open_media, video_size_problem
 from renderer.face import EMOTION_DIM, FACE_DIM, FPS, FaceValueError, validate_emotion, validate_face
 
 AUDIO_RATE = 16000  # Hz: what the model's audio features expect
@@ -39,10 +40,11 @@ def load_audio(path: str | Path, rate: int = AUDIO_RATE) -> NDArray[np.float32]:
     """
     path = Path(path)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise DatasetError(f"{path}: no audio stream in this file")
-            chunks = _decode_mono(container, rate)
+        with open_media(path) as container:
+            streams = decodable(container.streams.audio)
+            if not streams:
+                raise DatasetError(f"{path}: no audio stream that this can decode in this file")
+            chunks = _decode_mono(container, streams[0], rate)
     except (av.FFmpegError, OSError) as exc:
         raise DatasetError(f"{path}: cannot decode audio ({exc})") from exc
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
@@ -57,10 +59,16 @@ def load_audio(path: str | Path, rate: int = AUDIO_RATE) -> NDArray[np.float32]:
     return np.clip(audio, -1.0, 1.0)
 
 
-def _decode_mono(container: av.container.InputContainer, rate: int) -> list[NDArray[np.float32]]:
+def _decode_mono(
+    container: av.container.InputContainer, stream: av.AudioStream, rate: int
+) -> list[NDArray[np.float32]]:
     # The engine's resampler: training and serving hear the same samples (channels averaged, see MonoResampler).
     resampler = MonoResampler(rate, what=str(container.name))
-    chunks = [resampler.push(frame) for frame in container.decode(container.streams.audio[0])]
+    chunks = []
+    for frame in container.decode(stream):
+        if problem := audio_problem(frame.sample_rate, frame.layout.nb_channels):  # 1 Hz: 400 MB from 12 KB
+            raise DatasetError(f"{container.name}: {problem}")
+        chunks.append(resampler.push(frame))
     chunks.append(resampler.flush())  # the resampler's delay line
     return chunks
 
@@ -228,20 +236,27 @@ def _rgb(frame: av.VideoFrame) -> NDArray[np.uint8]:
     return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)  # (H, W, 3)
 
 
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    streams = decodable(container.streams.video)
+    if not streams:
+        raise DatasetError(f"{path}: no video stream that this can decode in this file")
+    return streams[0]
+
+
 def _decode_image(path: Path) -> NDArray[np.uint8]:
     try:
-        with av.open(str(path)) as container:
-            return _rgb(next(container.decode(video=0)))
+        with open_media(path) as container:
+            return _rgb(next(container.decode(_video_stream(container, path))))
     except (av.FFmpegError, OSError, StopIteration) as exc:
         raise DatasetError(f"{path}: cannot decode as an image ({exc!r})") from exc
 
 
 def _decode_video_file(path: Path) -> list[NDArray[np.uint8]]:
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DatasetError(f"{path}: no video stream in this file")
-            stream = container.streams.video[0]
+        with open_media(path) as container:
+            stream = _video_stream(container, path)
+            if problem := video_size_problem(stream.codec_context.width, stream.codec_context.height):
+                raise DatasetError(f"{path}: {problem}")
             rate = stream.average_rate
             if rate is not None and abs(float(rate) - FPS) > VIDEO_FPS_TOLERANCE:
                 raise DatasetError(
