@@ -57,7 +57,7 @@ def _bundle_problem(description: SessionDescription) -> str | None:
     if len(set(mids)) != len(mids):
         return f"media sections share an a=mid ({', '.join(str(mid) for mid in mids)})"
     for group in description.group:
-        unknown = [item for item in group.items if item not in mids]
+        unknown = [str(item) for item in group.items if item not in mids]
         if group.semantic == "BUNDLE" and (unknown or not group.items):
             return f"a=group:BUNDLE names {', '.join(unknown) or 'nothing'}, not a media section's a=mid"
     return None
