@@ -1,10 +1,11 @@
 """Hypothesis strategies and settings shared by the property-based (fuzz) tests.
 
-    from tests.fuzzing import FUZZ, damaged
+    from tests.fuzzing import FUZZ, damaged, within
 
     @FUZZ
     @given(damaged(valid_bytes))
-    def check(data: bytes) -> None: ...
+    def check(data: bytes) -> None:
+        within(lambda: load(data))  # in a thread: a hang fails the test instead of stopping the run
 
 Each fuzz test builds valid artefacts once (a model directory, `write_small_media`'s files) and damages their
 bytes per case, so a case costs milliseconds and 1,000 of them fit in CI.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import fractions
 import struct
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -23,6 +26,29 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=1000, deadline=None)  # deadline: timings on a shared 2-core machine vary
+# Hypothesis warns before printing a failing case of more than 30 kB (a damaged manifest is 90 kB); under pytest's
+# warnings-as-errors that warning would stand in for the failure itself.
+LARGE_REPR = "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+HANG_S = 20.0  # a case still running after this long is a hang (they take milliseconds)
+
+
+def within(check: Callable[[], None], timeout_s: float = HANG_S) -> None:
+    """Run `check` in a thread of its own and re-raise what it raised; one still running after `timeout_s` fails
+    the test as a hang (its daemon thread is left behind) instead of hanging the test run."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            check()
+        except BaseException as exc:  # handed to the test's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="fuzz-case", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"a case still running after {timeout_s} s: a hang"
+    if raised:
+        raise raised[0]
 
 
 @st.composite

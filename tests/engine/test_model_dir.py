@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.backends import create_backend
@@ -31,7 +31,7 @@ from engine.model_dir import (
     load_model_dir,
     write_manifest,
 )
-from tests.fuzzing import FUZZ, damaged
+from tests.fuzzing import FUZZ, LARGE_REPR, damaged, within
 from tests.resources import no_resource_growth
 
 BASE_MODEL = Path(__file__).resolve().parents[2] / "engine" / "models" / "base"  # another model's files
@@ -92,10 +92,8 @@ def check_load(root: Path, *, to_blame: Path | None = None) -> ModelDir | None:
         message = str(exc)
         assert str(to_blame or root) in message and REEXPORT in message, message
         assert "\n" not in message
-        event("ModelDirError")
         return None
     check_usable(model)
-    event("loaded")
     return model
 
 
@@ -143,6 +141,7 @@ def file_mutations(draw: st.DrawFn, originals: dict[str, bytes]) -> tuple[str, b
 # --- properties -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings(LARGE_REPR)
 def test_edited_or_damaged_manifests_are_a_model_dir_error_or_load_usable(model: Path) -> None:
     """1,000 manifests with a value replaced or deleted at any depth, or with their bytes damaged."""
     original = (model / MANIFEST).read_bytes()
@@ -151,12 +150,13 @@ def test_edited_or_damaged_manifests_are_a_model_dir_error_or_load_usable(model:
     @given(manifest_mutations(original))
     def check(manifest: bytes) -> None:
         with replaced(model / MANIFEST, manifest):
-            check_load(model)
+            within(lambda: check_load(model))
 
     with no_resource_growth():
         check()
 
 
+@pytest.mark.filterwarnings(LARGE_REPR)
 def test_damaged_missing_or_swapped_graph_files_are_a_model_dir_error_naming_them(model: Path) -> None:
     """1,000 directories where one listed file is damaged, deleted, another graph's or another model's."""
 
@@ -166,13 +166,18 @@ def test_damaged_missing_or_swapped_graph_files_are_a_model_dir_error_naming_the
     @given(file_mutations(originals))
     def check(mutation: tuple[str, bytes | None]) -> None:
         name, data = mutation
-        with replaced(model / name, data):
+
+        def load() -> None:
             assert check_load(model, to_blame=model / name) is None or data == originals[name]  # flips undone
+
+        with replaced(model / name, data):
+            within(load)
 
     with no_resource_growth():
         check()
 
 
+@pytest.mark.filterwarnings(LARGE_REPR)
 def test_damaged_directories_through_create_backend_fail_cleanly_or_run(model: Path) -> None:
     """Fewer cases through the whole path a user takes: ONNX Runtime sessions built, one window run."""
     originals = {name: (model / name).read_bytes() for name in listed_files(model)}
@@ -182,22 +187,23 @@ def test_damaged_directories_through_create_backend_fail_cleanly_or_run(model: P
     manifests = st.one_of(manifest_mutations((model / MANIFEST).read_bytes()), unread)
     mutations = st.one_of(st.tuples(st.just(MANIFEST), manifests), file_mutations(originals))
 
+    def load_and_run() -> None:
+        try:
+            backend = create_backend("onnxruntime", model, threads=1)
+        except ModelDirError as exc:
+            assert REEXPORT in str(exc)
+            return
+        with backend:
+            inputs = {k: np.zeros(shape, np.float32) for k, shape in window_shapes(backend.model, 1).items()}
+            frames = backend.run_window(**inputs)
+        assert frames.shape == (1, backend.model.window, backend.model.listener_dim)
+
     @settings(max_examples=30, deadline=None)
     @given(mutations)
     def check(mutation: tuple[str, bytes | None]) -> None:
         name, data = mutation
         with replaced(model / name, data):
-            try:
-                backend = create_backend("onnxruntime", model, threads=1)
-            except ModelDirError as exc:
-                assert REEXPORT in str(exc)
-                event("ModelDirError")
-                return
-            event("window run")
-            with backend:
-                inputs = {k: np.zeros(shape, np.float32) for k, shape in window_shapes(backend.model, 1).items()}
-                frames = backend.run_window(**inputs)
-            assert frames.shape == (1, backend.model.window, backend.model.listener_dim)
+            within(load_and_run)
 
     create_backend("onnxruntime", model, threads=1).close()  # ONNX Runtime's first use opens its cache database
     with no_resource_growth():  # and starts a thread, once a process: not something a run leaves behind
