@@ -8,9 +8,15 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import ssl
+import subprocess
+import sys
+import threading
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +26,8 @@ from engine.room_server.__main__ import main as room_main
 from engine.room_server.server import RoomServer, ServerConfig
 from engine.room_server.tls import fingerprint, self_signed_context
 from engine.rooms.messages import parse_server_message
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
@@ -268,6 +276,50 @@ def test_cli_refuses_half_a_tls_configuration(capsys):
     assert "give --tls-cert and --tls-key together" in capsys.readouterr().err
     assert room_main(["--tls-cert", "missing.pem", "--tls-key", "missing.key"]) == 2
     assert "--tls-cert missing.pem: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--rooms", "0"], "--rooms 0: create 1 to 100 rooms at start"),  # a server of no room waited for Ctrl-C
+        (["--rooms", "101"], "--rooms 101: create 1 to 100 rooms"),  # a traceback (RuntimeError from create_room)
+        (["--max-participants", "0"], "--max-participants 0: allow at least 1"),
+        (["--idle-timeout", "0"], "--idle-timeout 0.0: give a positive number of seconds"),
+    ],
+)
+def test_cli_refuses_counts_that_cannot_work_in_one_line(args, phrase, capsys):
+    assert room_main([*args, "--port", "0"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reactdiff-room: error: ") and phrase in lines[0], lines
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_prints_how_to_make_rooms_and_a_stop_signal_exits_as_the_engine_does(signum, status):
+    """Ctrl-C and SIGTERM exited 0; the command line printed the start-up rooms and no way to make more."""
+    server = subprocess.Popen([sys.executable, "-m", "engine.room_server", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO)  # fmt: skip
+    watchdog = threading.Timer(30.0, server.kill)  # a server that hangs fails the test instead of holding it
+    watchdog.start()
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        first = server.stdout.readline().removeprefix("room: ").strip()
+        more = re.fullmatch(r"more rooms: curl -X POST -H 'Authorization: Bearer (\S+)' (\S+/api/rooms)\n",
+                            server.stdout.readline())  # fmt: skip
+        assert more is not None
+        made = urllib.request.urlopen(urllib.request.Request(more[2], method="POST", headers={
+            "Authorization": f"Bearer {more[1]}"}), timeout=5)  # fmt: skip
+        assert made.status == 201
+        for url in (first, json.load(made)["url"]):
+            with urllib.request.urlopen(url, timeout=5) as page:
+                assert page.status == 200
+        server.send_signal(signum)
+        assert server.wait(timeout=10) == status
+        err = server.stderr.read()
+        assert "reactdiff-room: stopping" in err and "Traceback" not in err, err
+    finally:
+        watchdog.cancel()
+        server.kill()
+        server.communicate()
 
 
 def test_local_room_serves_its_page_on_loopback_and_closes():
