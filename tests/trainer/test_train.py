@@ -123,6 +123,35 @@ def test_ctrl_c_during_fit_saves_the_step_under_way_and_the_rerun_resumes_there(
     assert [r["step"] for r in _log(run) if r["stage"] == "diffusion"] == [10, 20]  # 11..20 were not redone
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_a_fit_resumed_on_a_gpu_continues_its_cuda_stream(synth_corpus, tiny_config, tmp_path, monkeypatch):
+    """The CUDA generator (timesteps, noise and dropout on a GPU) was not in the checkpoint: a resume restarted it."""
+    import signal
+
+    real_update, real_run = Trainer._update_ema, Trainer.run
+    states = {}
+
+    def stop_at_13(self):
+        real_update(self)
+        if self.stage == "diffusion" and self.step == 13:
+            states["at_stop"] = torch.cuda.get_rng_state(self.device)
+            os.kill(os.getpid(), signal.SIGINT)  # saves the checkpoint after this step
+
+    def recording_run(self):
+        states["at_resume"] = torch.cuda.get_rng_state(self.device)
+        return real_run(self)
+
+    monkeypatch.setattr(Trainer, "_update_ema", stop_at_13)
+    args = ["fit", "--config", str(tiny_config), "--data", str(synth_corpus), "--out", str(tmp_path / "run")]
+    args += ["--device", "cuda", "--no-progress"]
+    assert main(args) == 130
+    monkeypatch.setattr(Trainer, "_update_ema", real_update)
+    monkeypatch.setattr(Trainer, "run", recording_run)
+    assert main(args) == 0
+    assert torch.equal(states["at_resume"], states["at_stop"])
+
+
 def test_training_windows_mark_the_face_absent_where_the_tracker_never_found_it():
     from trainer.train import ClipArrays, sample_batch
 
