@@ -21,8 +21,11 @@ _EMPTY = np.zeros(0, dtype=np.float32)
 
 
 def _mono(frame: av.AudioFrame) -> NDArray[np.float32]:
-    planes = frame.to_ndarray()  # (channels, samples) float32: the resampler outputs planar float
-    return planes.mean(axis=0, dtype=np.float32)
+    # packed float from the resampler: (1, samples * channels), channel-interleaved. (Planar output would give
+    # one plane per channel, but PyAV 18 miscounts the planes of frames with 8 or more channels and reads past
+    # them: a 7.1 file crashed the process.)
+    channels = frame.layout.nb_channels
+    return frame.to_ndarray().reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
 def _joined(chunks: list[NDArray[np.float32]]) -> NDArray[np.float32]:
@@ -53,8 +56,8 @@ class MonoResampler:
             self.format_changes += 1
             chunks.append(self.flush())
         if self._resampler is None:
-            # Planar float at the target rate with the layout kept: channels are averaged in `_mono`.
-            self._resampler = av.AudioResampler(format="fltp", rate=self.rate)
+            # Packed float at the target rate with the layout kept: channels are averaged in `_mono`.
+            self._resampler = av.AudioResampler(format="flt", rate=self.rate)
             self.input_format = key
         chunks.extend(_mono(out) for out in self._resampler.resample(frame))
         return _joined(chunks)

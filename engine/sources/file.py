@@ -39,10 +39,7 @@ _ATTACHED_PICTURE = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art in an audio f
 # file into 400 MB of samples.
 MAX_VIDEO_PIXELS = 4096 * 2160  # DCI 4K; larger frames are refused while FFmpeg probes and decodes
 AUDIO_RATES_HZ = (4000, 768_000)  # below or above any real recording
-# PyAV 18 miscounts the planes of a planar frame of 8 or more channels and reads past them: MonoResampler's
-# planar output of a 7.1 file crashed the process (SIGSEGV in AudioFrame.to_ndarray). Until the resampler
-# reads packed samples, such files are refused here.
-MAX_AUDIO_CHANNELS = 7
+MAX_AUDIO_CHANNELS = 64  # a header claiming more is damaged (real layouts stop at 22.2 = 24 channels)
 MAX_GAP_S = 1.0  # realtime pacing waits at most this long between items (longer gaps in the timeline are skipped)
 MAX_PENDING = 32  # decoded items held back while another stream has nothing queued (~1.3 s of 25 fps video)
 _DECODER_LIMITS = {"max_pixels": str(MAX_VIDEO_PIXELS)}

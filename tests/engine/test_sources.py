@@ -39,6 +39,7 @@ from engine.sources.file import MAX_GAP_S, MAX_VIDEO_PIXELS
 from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
 from renderer.video import write_face_media
+from tests.engine.conftest import REPO
 from tests.fuzzing import (
     FUZZ,
     LARGE_REPR,
@@ -541,9 +542,9 @@ def test_a_file_that_decodes_to_nothing_is_a_source_error(tmp_path: Path):
     [
         (".y4m", y4m_claiming(8000, 8000), r"video frames of 8000x8000 pixels, more than the 8,847,360 this reads"),
         (".wav", wav_claiming(1, 1), r"audio at 1 Hz, outside the 4000-768000 Hz this reads"),
-        (".wav", wav_claiming(16000, 8), r"audio with 8 channels, more than the 7 this reads \(mix it down"),
+        (".wav", wav_claiming(16000, 65), r"audio with 65 channels, more than the 64 this reads \(mix it down"),
     ],
-    ids=["8000x8000", "1-hz", "8-channels"],
+    ids=["8000x8000", "1-hz", "65-channels"],
 )
 def test_headers_beyond_the_limits_say_what_and_how_to_fix(tmp_path: Path, suffix: str, data: bytes, error: str):
     path = tmp_path / f"claim{suffix}"
@@ -579,11 +580,41 @@ HOSTILE_SCRIPT = textwrap.dedent(
 
 def test_files_claiming_huge_frames_slow_audio_or_many_channels_keep_memory_bounded(tmp_path: Path):
     # Before: the 200-byte PNG took the process to 845 MB, the 12 KB 1 Hz WAV to 1.4 GB through load_audio, and the
-    # 7.1 WAV killed it (SIGSEGV in PyAV's planar to_ndarray).
+    # 7.1 WAV killed it (SIGSEGV in PyAV's planar to_ndarray); it is now read, by both readers.
     run = subprocess.run([sys.executable, "-c", HOSTILE_SCRIPT, str(tmp_path)], capture_output=True, text=True,
                          timeout=120, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert sum(line.startswith("REFUSED") for line in lines) == 6, lines
+    assert sum(line.startswith("REFUSED") for line in lines) == 4, lines
+    assert lines.count("READ seven-one.wav") == 2, lines
     base, peak = map(int, lines[-1].split()[1:])
     assert peak - base < 100, f"reading the files raised peak memory from {base} MB to {peak} MB"
+
+
+def test_audio_of_eight_and_more_channels_mixes_to_mono(tmp_path: Path):
+    """A 7.1 (and a 24-channel) file killed the process (SIGSEGV in PyAV's planar to_ndarray); it is read in a
+    fresh interpreter here so a crash fails this test only. A tone in one of n channels comes out at 1/n."""
+    script = textwrap.dedent(
+        """
+        import sys, wave
+        import numpy as np
+        from pathlib import Path
+        from engine.sources import FileSource
+        from engine.sources.base import AudioChunk
+        for channels in (8, 24):
+            path = Path(sys.argv[1]) / f"{channels}ch.wav"
+            t = np.arange(16000) / 16000
+            samples = np.zeros((16000, channels), np.int16)
+            samples[:, 3] = (0.8 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+            with wave.open(str(path), "wb") as out:
+                out.setnchannels(channels); out.setsampwidth(2); out.setframerate(16000)
+                out.writeframes(samples.tobytes())
+            with FileSource(path) as source:
+                mono = np.concatenate([c.samples for c in source if isinstance(c, AudioChunk)])
+            print(channels, len(mono), round(float(np.abs(mono).max()) * channels, 2))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line.split() for line in done.stdout.splitlines()] == [["8", "16000", "0.8"], ["24", "16000", "0.8"]]
