@@ -39,6 +39,7 @@ from engine.model_dir import (
     fused_graph_name,
     load_model_dir,
     sha256_file,
+    window_io,
     write_manifest,
 )
 from renderer.face import FACE_DIM, FPS
@@ -124,35 +125,10 @@ class FusedWindow(nn.Module):
         return self.decode(self.sample(predict_x0, noise, self.schedule, self.steps))
 
 
-def _spec(name: str, *shape: int | str) -> TensorSpec:
-    return TensorSpec(name, "float32", tuple(shape))
-
-
-def condition_inputs(cfg: ModelConfig) -> tuple[TensorSpec, ...]:
-    w = cfg.window
-    return (
-        _spec("audio", BATCH, w, AUDIO_FEATURE_DIM),
-        _spec("face", BATCH, w, FACE_DIM),
-        _spec("present", BATCH, 2),
-        _spec("known", BATCH, w, LISTENER_DIM),
-        _spec("known_mask", BATCH, w),
-    )
-
-
 def graph_io(cfg: ModelConfig) -> dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]]:
-    """Inputs and outputs of the three step graphs and the fused window graph: the one place they are declared."""
-    n, c, w = cfg.window // cfg.downsample, cfg.latent_channels, cfg.window
-    memory = _spec("memory", PAIR_BATCH, 2 * w, cfg.d_model)
-    frames = _spec("frames", BATCH, w, LISTENER_DIM)
-    return {
-        "condition": (condition_inputs(cfg), (memory,)),
-        "denoiser": (
-            (_spec("x", BATCH, n, c), _spec("t", BATCH), memory, _spec("coef", 3)),
-            (_spec("x0", BATCH, n, c),),
-        ),
-        "decoder": ((_spec("latents", BATCH, n, c),), (frames,)),
-        "window": ((*condition_inputs(cfg), _spec("noise", BATCH, n, c), _spec("guidance", 1)), (frames,)),
-    }
+    """Inputs and outputs of the three step graphs and the fused window graph: the engine's window contract
+    (engine.model_dir.window_io), which the engine checks every model directory against."""
+    return window_io(cfg.window, (cfg.window // cfg.downsample, cfg.latent_channels), LISTENER_DIM, cfg.d_model)
 
 
 def example_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> tuple[Tensor, ...]:

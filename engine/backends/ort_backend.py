@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.backends.base import Backend, BackendKind
+from engine.model_dir import REEXPORT, ModelDirError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,11 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         path = self.model.path_of(self.model.graphs[graph].onnx)
-        return ort.InferenceSession(str(path), sess_options=self._options, providers=self._providers)
+        try:
+            return ort.InferenceSession(str(path), sess_options=self._options, providers=self._providers)
+        except Exception as exc:  # ONNX Runtime's own types (InvalidProtobuf, Fail, ...): the file, not our code
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ModelDirError(f"{path}: ONNX Runtime cannot load this graph ({reason}); {REEXPORT}") from exc
 
     @classmethod
     def unavailable_reason(cls, device: str | None = None) -> str | None:

@@ -164,3 +164,20 @@ def test_model_path_string_is_accepted(exported):
     model, _ = exported
     with create_backend(BackendKind.ONNXRUNTIME, str(model.path)) as backend:
         assert backend.device == "cpu" and Path(backend.model.path) == model.path
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_a_model_dir_error_naming_it(tiny_model_dir, tmp_path):
+    """Without the sha256 check (verify_hashes=False), a damaged graph reached ONNX Runtime, whose own exception
+    types (InvalidProtobuf, Fail, ...) came out as tracebacks."""
+    import shutil
+
+    from engine.model_dir import ModelDirError, load_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    graph = next(model.glob("window_*.onnx"))
+    data = bytearray(graph.read_bytes())
+    data[:64] = b"\xff" * 64  # the protobuf's first fields, same size: only the sha256 could tell
+    graph.write_bytes(bytes(data))
+    with pytest.raises(ModelDirError, match=rf"{graph.name}: ONNX Runtime cannot load this graph .*re-export"):
+        create_backend("onnxruntime", load_model_dir(model, verify_hashes=False))
