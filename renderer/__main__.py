@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from renderer.avatar import STYLES, Avatar, Color, parse_background
-from renderer.face import FPS, FaceValueError, validate_face
+from renderer.face import FPS, FaceValueError, face_frames_shape, validate_face
 from renderer.sheet import contact_sheet
 from renderer.sinks import DEFAULT_SIZE, SinkError, SinkKind, create_sink, parse_size, save_png
 from renderer.timing import FrameClock, interpolate_faces
@@ -76,7 +76,7 @@ def _load_faces(path: Path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise FaceValueError(f"{path}: cannot read a .npy array ({err})") from err
-    return validate_face(array, str(path)).reshape(-1, 58)
+    return validate_face(array.reshape(face_frames_shape(array.shape, str(path))), str(path))
 
 
 def _render(args: argparse.Namespace, out: SinkKind) -> None:

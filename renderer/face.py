@@ -132,6 +132,26 @@ def validate_frames(
     return arr.astype(np.float32, copy=False)
 
 
+def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` without its singleton axes: what numpy's `squeeze()` (the official REACT loaders) leaves."""
+    return tuple(n for n in shape if n != 1)
+
+
+def face_frames_shape(shape: tuple[int, ...], what: str = "face") -> tuple[int, int]:
+    """(T, 58) for an array of face frames of `shape` once its singleton axes are dropped, as REACT's official
+    loaders read 3DMM files: (T, 1, 58) (how REACT ships them), (1, T, 58) and (T, 58, 1) hold T frames, (1, 1, 58)
+    one. Any other shape, or no frames, is a FaceValueError naming `what`."""
+    kept = squeezed_shape(shape)
+    if len(kept) == 1:
+        kept = (1, *kept)  # a single frame squeezes to (58,)
+    if len(kept) != 2 or kept[1] != FACE_DIM or 0 in shape:
+        raise FaceValueError(
+            f"{what}: expected 3DMM coefficients (52 expression, 3 rotation, 3 translation) in an array that "
+            f"squeezes to (T, {FACE_DIM}) with T >= 1, such as (T, 1, {FACE_DIM}); got shape {shape}"
+        )
+    return kept[0], FACE_DIM
+
+
 def validate_face(array: ArrayLike, what: str = "face", *, check_range: bool = False) -> NDArray[np.float32]:
     """Validate a (T, 58) or (58,) face array at a boundary (see `validate_frames`)."""
     return validate_frames(array, FACE_DIM, what, check_range=(FACE_LOW, FACE_HIGH) if check_range else None)

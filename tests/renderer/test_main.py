@@ -17,6 +17,15 @@ def test_renders_a_clip_to_mp4_at_the_output_rate(tmp_path, capsys):
     assert len(frames) == 30 and (frames[0].width, frames[0].height) == (96, 64)
 
 
+@pytest.mark.parametrize("shape", [(3, 1, 58), (1, 3, 58), (3, 58, 1)])
+def test_react_shaped_arrays_render_as_the_trainer_reads_them(tmp_path, shape):
+    """REACT ships its 3DMM arrays as (T, 1, 58); the renderer refused them while the trainer read them."""
+    np.save(tmp_path / "clip.npy", neutral_face(3).reshape(shape))
+    out = tmp_path / "frames"
+    assert main(["--params", str(tmp_path / "clip.npy"), "--out", str(out), "--size", "64x64", "--fps", "25"]) == 0
+    assert len(list(out.glob("*.png"))) == 3
+
+
 def test_png_sequence_and_contact_sheet(tmp_path):
     np.save(tmp_path / "clip.npy", neutral_face(3))
     args = ["--params", str(tmp_path / "clip.npy"), "--out", str(tmp_path / "frames"), "--size", "64x64"]

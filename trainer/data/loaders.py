@@ -17,7 +17,16 @@ from numpy.typing import NDArray
 
 from engine.sources.audio import MonoResampler
 from engine.sources.file import audio_problem, decodable, open_media, video_size_problem
-from renderer.face import EMOTION_DIM, FACE_DIM, FPS, FaceValueError, validate_emotion, validate_face
+from renderer.face import (
+    EMOTION_DIM,
+    FACE_DIM,
+    FPS,
+    FaceValueError,
+    face_frames_shape,
+    squeezed_shape,
+    validate_emotion,
+    validate_face,
+)
 
 AUDIO_RATE = 16000  # Hz: what the model's audio features expect
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS  # 640 samples per 40 ms frame
@@ -112,23 +121,13 @@ def load_face(path: str | Path, mean_face: NDArray[np.float32] | None = None) ->
     return face if mean_face is None else (face - mean_face).astype(np.float32)
 
 
-def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """`shape` without its singleton axes: what numpy's `squeeze()` (the official REACT loaders) leaves."""
-    return tuple(n for n in shape if n != 1)
-
-
 def face_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int]:
-    """(T, 58) for a 3DMM array of `shape` once its singleton axes are dropped: (T, 1, 58), (1, T, 58) and
-    (T, 58, 1) all hold T frames, (1, 1, 58) one. Any other shape, or no frames, is an error naming `path`."""
-    kept = squeezed_shape(shape)
-    if len(kept) == 1:
-        kept = (1, *kept)  # a single frame squeezes to (58,)
-    if len(kept) != 2 or kept[1] != FACE_DIM or 0 in shape:
-        raise DatasetError(
-            f"{path}: expected 3DMM coefficients (52 expression, 3 rotation, 3 translation) in an array that "
-            f"squeezes to (T, {FACE_DIM}) with T >= 1, such as (T, 1, {FACE_DIM}); got shape {shape}"
-        )
-    return kept[0], FACE_DIM
+    """(T, 58) for a 3DMM array of `shape`, by the face representation's one rule (renderer.face.face_frames_shape);
+    a DatasetError naming `path` otherwise."""
+    try:
+        return face_frames_shape(shape, str(path))
+    except FaceValueError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
 def _validated_face(arr: NDArray, path: Path) -> NDArray[np.float32]:
