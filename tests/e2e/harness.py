@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import wave
 from collections.abc import Iterator
 from fractions import Fraction
@@ -102,8 +103,10 @@ def room_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium(y4m: Path, wav: Path) -> Iterator[Any]:
-    """Headless Chromium (selenium WebDriver) with a fake camera and mic playing the clip."""
+def chromium(y4m: Path, wav: Path, *, loopback: bool = True) -> Iterator[Any]:
+    """Headless Chromium (selenium WebDriver) with a fake camera and mic playing the clip. With `loopback`,
+    WebRTC may use 127.0.0.1 (tests on the host); without, it gathers only the machine's other addresses (the
+    one address of a test's network namespace, tests/netns.py)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -115,8 +118,8 @@ def chromium(y4m: Path, wav: Path) -> Iterator[Any]:
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}",
-        "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required",
+        *(["--allow-loopback-in-peer-connection"] if loopback else []),
     ):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -138,6 +141,17 @@ class EngineThread(threading.Thread):
         from engine.cli import main
 
         self.code = main(self.argv)
+
+
+def wait_for(driver: Any, script: str, timeout_s: float = 20.0) -> Any:
+    """The first truthy value `script` returns in the page, polled every 0.1 s; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"the page never satisfied: {script}")
 
 
 # Page-side probes (JavaScript run in the room page).
@@ -178,4 +192,58 @@ async function decoded() {
 }
 decoded().then(([f0, t0]) => setTimeout(() => decoded().then(([f1, t1]) => done((f1 - f0) / ((t1 - t0) / 1000))),
   arguments[0] * 1000));
+"""
+
+# The avatar's playback over `arguments[0]` seconds, from the page: every frame the element presents
+# (requestVideoFrameCallback; the longest gap between two, or from the start or to the end, is the longest freeze
+# seen) and the inbound video's getStats counters over the same span (framesDecoded, Chromium's own freezeCount
+# and totalFreezesDuration, loss and repair: packetsLost, nackCount, pliCount, keyFramesDecoded).
+AVATAR_PLAYBACK = f"""
+const done = arguments[arguments.length - 1];
+const video = {AVATAR_VIDEO};
+const peer = Object.values(window.reactdiffRoom.peers).find((p) => p.role === 'engine');
+if (!video || !peer) {{ done(null); return; }}
+const FIELDS = ['framesDecoded', 'framesDropped', 'freezeCount', 'totalFreezesDuration', 'packetsReceived',
+  'packetsLost', 'nackCount', 'pliCount', 'keyFramesDecoded', 'bytesReceived'];
+async function inbound() {{
+  const out = {{}};
+  (await peer.pc.getStats()).forEach((s) => {{
+    if (s.type === 'inbound-rtp' && s.kind === 'video') for (const f of FIELDS) out[f] = s[f] || 0;
+  }});
+  return out;
+}}
+let last = null, longest = 0, presented = 0, running = true;
+function onFrame(now) {{
+  longest = Math.max(longest, now - last); last = now; presented += 1;
+  if (running) video.requestVideoFrameCallback(onFrame);
+}}
+inbound().then((before) => {{
+  const start = performance.now();
+  last = start;
+  video.requestVideoFrameCallback(onFrame);
+  setTimeout(async () => {{
+    running = false;
+    const end = performance.now();
+    const after = await inbound();
+    const counts = {{}};
+    for (const f of FIELDS) counts[f] = after[f] - before[f];
+    done({{ seconds: (end - start) / 1000, presented, longest_gap_ms: Math.max(longest, end - last), counts }});
+  }}, arguments[0] * 1000);
+}});
+"""
+
+# The engine's end of the selected ICE candidate pair: its UDP port (one port carries all media: max-bundle).
+ENGINE_MEDIA_PORT = """
+const done = arguments[arguments.length - 1];
+const peer = Object.values(window.reactdiffRoom.peers).find((p) => p.role === 'engine');
+if (!peer) { done(null); return; }
+peer.pc.getStats().then((stats) => {
+  let port = null;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      port = stats.get(stats.get(s.selectedCandidatePairId).remoteCandidateId).port;
+    }
+  });
+  done(port);
+});
 """

@@ -4,8 +4,6 @@ frames on the `reactions` data channel, and the engine must leave with a one-lin
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.harness import (
@@ -16,20 +14,11 @@ from tests.e2e.harness import (
     missing_tools,
     room_server,
     speaker_clip,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow
 why_not = missing_tools()
-
-
-def wait_for(driver, script: str, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"the page never satisfied: {script}")
 
 
 @pytest.mark.skipif(why_not is not None, reason=str(why_not))

@@ -5,23 +5,21 @@ one-line; nothing leaks.
 
 Janus (libnice) never gathers ICE candidates on loopback, and tests may send traffic only to 127.0.0.0/8 or to
 test hosts of their own. So every test that starts Janus runs inside a network namespace this file creates:
-`test_janus_in_netns` re-runs the file under `unshare --net --pid` with REACTDIFF_IN_TEST_NETNS=1, where the
-`netns` fixture brings `lo` up and puts NETNS_ADDRESS (a TEST-NET-2 documentation address) on a virtual interface
-that exists only in that namespace. Janus (`ice_enforce_list`) and aiortc (`get_host_addresses`) gather ICE on
-that address alone; signaling stays on 127.0.0.1. Outside the namespace those tests are skipped and nothing here
-looks up, binds to or sends to any of the host's own addresses."""
+`test_janus_in_netns` re-runs the file under `unshare --net --pid` (tests/netns.py), where the `netns` fixture
+brings `lo` up and puts a TEST-NET-2 documentation address on a virtual interface that exists only in that
+namespace. Janus (`ice_enforce_list`) and aiortc (`get_host_addresses`) gather ICE on that address alone;
+signaling stays on 127.0.0.1. Outside the namespace those tests are skipped and nothing here looks up, binds to
+or sends to any of the host's own addresses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fractions
-import os
-import re
+import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,17 +38,16 @@ from engine.rooms.janus import VIDEOROOM, JanusAPI, JanusRoomClient
 from engine.rooms.urls import parse_room_url
 from tests.e2e.harness import EngineThread
 from tests.engine.test_rooms_client import ToneTrack, painted_avatar, until
+from tests.netns import in_netns, prepare_namespace, run_file_in_netns
+from tests.netns import tiny_model as shared_tiny_model
 
 JANUS = shutil.which("janus") or "/usr/bin/janus"
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 ROOM = 1234
 
-IN_NETNS = os.environ.get("REACTDIFF_IN_TEST_NETNS") == "1"
-NETNS_LINK = "rd0"  # the virtual interface inside the namespace (a veth pair adds its peer, rd1)
-NETNS_ADDRESS = "198.51.100.1"  # TEST-NET-2 (RFC 5737): neither private nor routed, and only inside the namespace
 NETNS_RUN_TIMEOUT_S = 420  # the whole inner pytest run; on timeout it is killed with everything it started
-
-in_netns = pytest.mark.skipif(not IN_NETNS, reason="runs inside its own network namespace (see test_janus_in_netns)")
+REJOIN_S = 3.0  # issue 11: the engine is back in the room within 3 s of Janus
+JANUS_DOWN_S = 4.0  # past the backoff's first, shorter delays
 
 
 def why_janus_cannot_run() -> str | None:
@@ -65,60 +62,10 @@ def why_janus_cannot_run() -> str | None:
 pytestmark = pytest.mark.skipif(why_janus_cannot_run() is not None, reason=str(why_janus_cannot_run()))
 
 
-def link_command(kind: str) -> list[str]:
-    """`ip link add` for NETNS_LINK as a `dummy` interface, or as one end of a `veth` pair (both ends stay in
-    the namespace) where the kernel has no dummy driver."""
-    peer = ["peer", "name", "rd1"] if kind == "veth" else []
-    return ["ip", "link", "add", NETNS_LINK, "type", kind, *peer]
-
-
-def netns_link_kind() -> tuple[str | None, str]:
-    """("dummy" or "veth", "") if a fresh network namespace with such an interface can be made here, else
-    (None, why not). Each probe's namespace vanishes with its `unshare` process."""
-    if os.geteuid() != 0:
-        return None, f"network namespaces need root (unshare --net); this runs as uid {os.geteuid()}"
-    missing = [tool for tool in ("unshare", "ip") if shutil.which(tool) is None]
-    if missing:
-        return None, f"{' and '.join(missing)} not found (util-linux and iproute2 provide them)"
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--kill-child", "--", "true"],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
-    if probe.returncode != 0:
-        return None, f"cannot create a network namespace (unshare --net --pid: {probe.stderr.strip()})"
-    errors = []
-    for kind in ("dummy", "veth"):
-        probe = subprocess.run(["unshare", "--net", "--", *link_command(kind)], capture_output=True, text=True,
-                               timeout=30)  # fmt: skip
-        if probe.returncode == 0:
-            return kind, ""
-        errors.append(f"{kind}: {probe.stderr.strip()}")
-    return None, f"cannot create a dummy or veth interface in a network namespace ({'; '.join(errors)})"
-
-
 @pytest.fixture(scope="module")
 def netns() -> str:
-    """Inside the fresh namespace of `test_janus_in_netns`: `lo` up and NETNS_ADDRESS/24 on NETNS_LINK; returns
-    the address. Refuses to touch a namespace that already has interfaces besides `lo` (the host's)."""
-    names = sorted(name for _, name in socket.if_nameindex())
-    if not IN_NETNS or names != ["lo"]:
-        raise RuntimeError(f"REACTDIFF_IN_TEST_NETNS=1 but this is not a fresh network namespace (interfaces: "
-                           f"{names}); run the file normally and test_janus_in_netns makes one")  # fmt: skip
-    for disable in Path("/proc/sys/net/ipv6/conf").glob("*/disable_ipv6"):  # no IPv6 link-local chatter
-        with contextlib.suppress(OSError):
-            disable.write_text("1")
-    kind = os.environ.get("REACTDIFF_TEST_NETNS_LINK", "dummy")
-    commands = [
-        ["ip", "link", "set", "lo", "up"],
-        link_command(kind),
-        ["ip", "addr", "add", f"{NETNS_ADDRESS}/24", "dev", NETNS_LINK],
-        ["ip", "link", "set", NETNS_LINK, "up"],
-    ]
-    if kind == "veth":
-        commands.append(["ip", "link", "set", "rd1", "up"])
-    for command in commands:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-    return NETNS_ADDRESS
+    """Inside the fresh namespace of `test_janus_in_netns`: its one address (tests/netns.py)."""
+    return prepare_namespace()
 
 
 @pytest.fixture
@@ -129,31 +76,10 @@ def local_ice(netns: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.mark.slow
-def test_janus_in_netns(tmp_path: Path) -> None:
+def test_janus_in_netns(tmp_path: Path, tiny_model: Path) -> None:
     """Every Janus test, run by a pytest of its own in a fresh network and PID namespace: when that run ends or
     is killed (timeout), the kernel kills Janus and anything else it started, and the namespace is gone."""
-    if IN_NETNS:
-        pytest.skip("this is the run inside the namespace")
-    kind, why_not = netns_link_kind()
-    if kind is None:
-        pytest.skip(why_not)
-    this = Path(__file__).resolve()
-    root = this.parents[2]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env.update(REACTDIFF_IN_TEST_NETNS="1", REACTDIFF_TEST_NETNS_LINK=kind)
-    command = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--", sys.executable, "-m", "pytest", "-q",
-               "-rfEs", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}",
-               f"--deselect={this.relative_to(root)}::test_janus_in_netns", str(this.relative_to(root))]  # fmt: skip
-    try:
-        done = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=NETNS_RUN_TIMEOUT_S)  # fmt: skip
-    except subprocess.TimeoutExpired as err:
-        output = err.output.decode(errors="replace") if isinstance(err.output, bytes) else str(err.output or "")
-        pytest.fail(f"the Janus tests in their namespace ran past {NETNS_RUN_TIMEOUT_S} s and were killed:\n"
-                    f"{output[-8000:]}")  # fmt: skip
-    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    assert done.returncode == 0, f"the Janus tests failed in their namespace:\n{done.stdout[-12000:]}"
-    assert re.search(r"\b\d+ passed\b", summary) and not re.search(r"failed|error|skipped", summary), done.stdout
+    run_file_in_netns(__file__, "test_janus_in_netns", tmp_path / "inner", NETNS_RUN_TIMEOUT_S, tiny_model)
 
 
 def free_port() -> int:
@@ -226,9 +152,9 @@ class Janus:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_model_dir: Path) -> Path:
-    """The shared random-weight tiny model directory (tests/conftest.py)."""
-    return tiny_model_dir
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    """The shared random-weight tiny model directory (tests/conftest.py; in the namespace, the outer run's)."""
+    return shared_tiny_model(request)
 
 
 @pytest.fixture
@@ -398,19 +324,26 @@ def test_join_errors_are_one_line(janus):
 
 
 @in_netns
-def test_janus_restarting_is_survived_and_janus_gone_ends_the_client(janus):
+def test_janus_restarting_is_survived_within_3_s_and_janus_gone_ends_the_client(janus):
+    """Janus killed for JANUS_DOWN_S: on the default ReconnectPolicy the engine publishes in the restarted
+    Janus's room (listed as a publisher) within REJOIN_S of Janus listening again."""
+
     async def test():
-        client = engine_client(janus, reconnect=ReconnectPolicy(0.05, 0.2, 20.0))
+        client = engine_client(janus)
         await client.join()
         serving = asyncio.create_task(client.serve())
         first_feed = client.feed_id
         janus.stop()  # killed mid-session: the socket drops
-        await asyncio.sleep(0.5)  # a few failed attempts (connection refused)
-        janus.start()
+        await asyncio.sleep(JANUS_DOWN_S)  # failed attempts (connection refused) until the longest delay
+        await asyncio.get_running_loop().run_in_executor(None, janus.start)
+        back_at = time.monotonic()
         await until(lambda: client.reconnects == 1, 20)
         assert client.feed_id != first_feed  # joined the restarted Janus's room afresh and publishes there
         async with JanusPeer(janus) as viewer:
             await until_listed(viewer, {"engine": client.feed_id})
+        rejoin_s = time.monotonic() - back_at
+        print(json.dumps({"janus_rejoin_after_server_s": round(rejoin_s, 3)}))
+        assert rejoin_s < REJOIN_S
         client.reconnect = ReconnectPolicy(0.05, 0.2, 1.0)
         janus.stop()  # and now for good
         with pytest.raises(RoomError, match=r"^lost Janus room 1234: no connection to Janus at 127\.0\.0\.1:\d+ for"):
