@@ -3,6 +3,7 @@
 reactdiff-room                                     # http://127.0.0.1:8080/r/ROOM?token=...
 reactdiff-room --host 0.0.0.0 --self-signed        # a LAN: https with a self-signed certificate
 reactdiff-room --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
+reactdiff-room --room-id standup --token "$TOKEN"   # the same room URL after a restart: the engine rejoins
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from engine.interrupt import POLL_S, Interrupted, StopSignals
 from engine.room_server.server import RoomServer, ServerConfig
 from engine.room_server.tls import fingerprint, load_context, self_signed_context
+from engine.rooms.urls import ROOM_ID_RE, TOKEN_RE
 
 PROG = "reactdiff-room"
 
@@ -43,9 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-participants", type=int, default=8, help="per room (full mesh; default 8)")
     parser.add_argument("--allow-origin", action="append", default=[], help="another web origin allowed to "
                         "open the signaling WebSocket (repeatable)")  # fmt: skip
+    parser.add_argument("--room-id", help="the first room's id (4-64 of A-Z a-z 0-9 _ -; default: random); with "
+                        "--token, its URL stays the same across restarts and the engine rejoins")  # fmt: skip
+    parser.add_argument("--token", help="the first room's token (16-128 of A-Z a-z 0-9 _ -; default: random)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too (rooms made and "
                         "expired, joins and leaves are logged anyway)")  # fmt: skip
     return parser
+
+
+def _first_room(args: argparse.Namespace) -> tuple[str, str] | tuple[()]:
+    """(id, token) of the first room from --room-id/--token, or () for random ones."""
+    if bool(args.room_id) != bool(args.token):
+        raise ValueError("give --room-id and --token together (a fixed room URL needs both)")
+    if not args.room_id:
+        return ()
+    if args.rooms < 1:
+        raise ValueError("--room-id needs at least one room (--rooms 1 or more)")
+    if not ROOM_ID_RE.match(args.room_id):
+        raise ValueError(f"--room-id {args.room_id!r}: use 4 to 64 letters, digits, '_' or '-'")
+    if not TOKEN_RE.match(args.token):
+        raise ValueError("--token: use 16 to 128 letters, digits, '_' or '-' (e.g. python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(24))')")  # fmt: skip
+    return args.room_id, args.token
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -82,14 +103,16 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, str | None]:
     return config, print_fp
 
 
-async def _serve(config: ServerConfig, rooms: int, fingerprint: str | None) -> None:
+async def _serve(config: ServerConfig, rooms: int, fingerprint: str | None, first: tuple[str, str] | tuple[()]) -> None:
     server = RoomServer(config)
+    # the rooms exist before the port opens: an engine reconnecting to a restarted server never finds its room gone
+    created = [server.create_room(*(first if k == 0 else ())) for k in range(rooms)]
     await server.start()
     try:
         if fingerprint:
             print(f"self-signed certificate, SHA-256 fingerprint {fingerprint}")
-        for _ in range(rooms):
-            print(f"room: {server.create_room().url(server.base_url)}", flush=True)
+        for room in created:
+            print(f"room: {room.url(server.base_url)}", flush=True)
         insecure = "-k " if fingerprint else ""  # curl and a self-signed certificate
         print(f"more rooms: curl {insecure}-X POST -H 'Authorization: Bearer {config.admin_token}' "
               f"{server.base_url}/api/rooms", flush=True)  # fmt: skip
@@ -108,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config, fingerprint = _config(args)
-        asyncio.run(_serve(config, args.rooms, fingerprint))
+        asyncio.run(_serve(config, args.rooms, fingerprint, _first_room(args)))
     except KeyboardInterrupt as exc:  # a Ctrl-C before the server waits for one is 130 too
         return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
     except (ValueError, OSError) as err:

@@ -186,11 +186,12 @@ class RoomServer:
 
     # --- rooms ---------------------------------------------------------------------------------------------------
 
-    def create_room(self) -> Room:
-        """A new room with a random id and token."""
+    def create_room(self, room_id: str | None = None, token: str | None = None) -> Room:
+        """A new room with a random id and token, or the given ones (a restarted server keeping a room's URL,
+        so that its participants can rejoin)."""
         if len(self.rooms) >= self.config.max_rooms:
             raise RoomLimitError(f"the server already has {len(self.rooms)} rooms (max_rooms); close one first")
-        room = Room(secrets.token_urlsafe(8), secrets.token_urlsafe(24))
+        room = Room(room_id or secrets.token_urlsafe(8), token or secrets.token_urlsafe(24))
         self.rooms[room.id] = room
         return room
 

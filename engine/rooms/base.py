@@ -46,12 +46,14 @@ class RoomGone(RoomError):
 
 @dataclass(frozen=True)
 class ReconnectPolicy:
-    """Backoff after the connection to a joined room drops."""
+    """Backoff after the connection to a joined room drops: a quick first retry, then one every max_delay_s, so
+    the engine is back at most max_delay_s (plus one join) after a restarted server is."""
 
-    first_delay_s: float = 0.5
-    """Delay before the first retry; doubled after every failed retry ..."""
-    max_delay_s: float = 8.0
-    """... up to this."""
+    first_delay_s: float = 0.25
+    """Delay before the first retry (a dropped socket to a server still up); doubled after every failed retry ..."""
+    max_delay_s: float = 2.0
+    """... up to this: back within 3 s of the server (issue 11). One try in 2 s stays under the room server's
+    per-address connection limit (one a second), and a refused connection costs next to nothing."""
     give_up_s: float = 60.0
     """Total time without a connection after which the room counts as lost."""
 
@@ -110,6 +112,7 @@ class Peer:
         self.channel: RTCDataChannel | None = None
         self.connected = asyncio.Event()  # set once the connection is up (or has failed: see `failed`)
         self.failed = False
+        self._avatars = [avatar] if avatar is not None else []  # stopped by close(): see there
         if avatar is not None:
             self.pc.addTrack(avatar)
         if receive:
@@ -145,6 +148,8 @@ class Peer:
     async def answer(self, offer_sdp: str, avatar: MediaStreamTrack | None = None) -> str:
         """Accept an offer (adding the avatar to its video section) and return a complete answer SDP;
         NegotiationError if the offer cannot make a connection (checked before aiortc sees it)."""
+        if avatar is not None:
+            self._avatars.append(avatar)
         check_remote_sdp(offer_sdp, "offer")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         offered_video = any(t.kind == "video" for t in self.pc.getTransceivers())
@@ -178,6 +183,8 @@ class Peer:
             await self.pc.close()
         except Exception as err:  # aiortc on a half-made connection; the room client goes on
             log.warning("closing the connection to %s failed (%s: %s)", self.id, err.__class__.__name__, err)
+        for avatar in self._avatars:  # aiortc stops a sender's track only if it started sending; the avatar's
+            avatar.stop()  # subscription would stay, fed a frame at every render, for a connection never made
 
 
 class RoomClient(ABC):
@@ -238,23 +245,30 @@ class RoomClient(ABC):
 
     def negotiate(self, peer_id: str, step: Coroutine[Any, Any, None], what: str) -> None:
         """Run one negotiation step (an answer to an offer, our offer, taking an answer) for `peer_id` as a task:
-        whatever goes wrong closes that participant's connection only, is counted and logged."""
-        self.spawn(self._negotiate(peer_id, step, what), f"room-{what}-{peer_id}")
+        whatever goes wrong closes that participant's connection only, is counted and logged. The steps of a
+        participant who has left (`forget`) are skipped, or undone if under way."""
+        lock = self._steps.setdefault(peer_id, asyncio.Lock())
+        self.spawn(self._negotiate(peer_id, lock, step, what), f"room-{what}-{peer_id}")
 
-    async def _negotiate(self, peer_id: str, step: Coroutine[Any, Any, None], what: str) -> None:
+    async def _negotiate(self, peer_id: str, lock: asyncio.Lock, step: Coroutine[Any, Any, None], what: str) -> None:
         self.counters.negotiations += 1
         try:
-            async with self._steps.setdefault(peer_id, asyncio.Lock()):  # asyncio.Lock wakes waiters in order
-                await step
+            async with lock:  # asyncio.Lock wakes waiters in order
+                if self._steps.get(peer_id) is lock:  # else they left while this step waited its turn
+                    await step
         except Exception as err:  # a remote SDP can make aiortc raise anything; it must cost only this peer
-            self.counters.negotiation_failures += 1
-            log.warning("participant %s: %s failed (%s: %s); closing its connection only",
-                        peer_id, what, err.__class__.__name__, err)  # fmt: skip
-            log.debug("negotiation with %s failed", peer_id, exc_info=True)
+            if self._steps.get(peer_id) is lock:  # (one who left meanwhile, closing the connection, failed nothing)
+                self.counters.negotiation_failures += 1
+                log.warning("participant %s: %s failed (%s: %s); closing its connection only",
+                            peer_id, what, err.__class__.__name__, err)  # fmt: skip
+                log.debug("negotiation with %s failed", peer_id, exc_info=True)
             await self.drop_peer(peer_id)
             return
         finally:
             step.close()  # a step cancelled before its turn never ran: close it rather than leave it un-awaited
+        if self._steps.get(peer_id) is not lock:  # they left while it ran: the connection it made goes too
+            await self.drop_peer(peer_id)
+            return
         peer = self.peers.get(peer_id)
         if peer is not None and what != "accept":  # a new connection (ours or theirs): it must come up in time
             self.spawn(self._expect_connected(peer), f"room-watch-{peer_id}")
@@ -279,6 +293,14 @@ class RoomClient(ABC):
         """`peer_id` left the room: its rate limit goes too (drop_peer keeps it, so failing does not reset it)."""
         self._buckets.pop(peer_id, None)
         self._steps.pop(peer_id, None)
+
+    async def participant_left(self, peer_id: str) -> None:
+        """Forget `peer_id` and close its connection: now, or when its negotiation step under way ends (closed
+        in the middle of one, aiortc can still gather afterwards, and aioice then never closes those sockets)."""
+        step = self._steps.get(peer_id)
+        self.forget(peer_id)
+        if step is None or not step.locked():
+            await self.drop_peer(peer_id)
 
     def send_reaction(self, data: bytes) -> int:
         """Send one encoded reaction frame to every peer whose channel is open; returns how many got it."""
@@ -309,19 +331,22 @@ class RoomClient(ABC):
             await self._rejoin()
 
     async def _rejoin(self) -> None:
+        """Reconnect by the policy: RoomGone at once if the room no longer exists, RoomError once it gives up."""
         lost_at = time.monotonic()
+        log.warning("lost the room; reconnecting (for up to %.0f s)", self.reconnect.give_up_s)
         for delay in self.reconnect.delays():
-            log.warning("lost the room; reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
             try:
                 await self._connect()
-                self.reconnects += 1
-                return
             except RoomGone:
                 raise
             except RoomError as err:
                 await self._reset_connection()
-                log.warning("reconnect failed: %s", err)
+                log.info("reconnect failed: %s", err)
+                continue
+            self.reconnects += 1
+            log.warning("back in the room after %.1f s", time.monotonic() - lost_at)
+            return
         raise RoomError(self._lost_message(time.monotonic() - lost_at))
 
     @abstractmethod

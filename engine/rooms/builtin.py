@@ -115,8 +115,7 @@ class BuiltinRoomClient(RoomClient):
             case m.RelayedAnswer(sender=sender, sdp=sdp):
                 self.negotiate(sender, self._accept(sender, sdp), "accept")
             case m.PeerLeft(id=peer_id):
-                self.forget(peer_id)
-                await self.drop_peer(peer_id)
+                await self.participant_left(peer_id)
             case m.ErrorNotice(message=text):
                 log.warning("room server: %s", text)
 
