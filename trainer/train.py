@@ -408,8 +408,8 @@ class Trainer:
             tmp = self.out / "checkpoint.pt.tmp"
             torch.save(state, tmp)
             tmp.replace(self.out / "checkpoint.pt")  # atomic: an interrupted save never corrupts the checkpoint
-        if self.world > 1:
-            dist.barrier()
+        if self.world > 1:  # NCCL's barrier is told the GPU, or it guesses one
+            dist.barrier(device_ids=[torch.cuda.current_device()] if self.device.type == "cuda" else None)
 
     def _save_final(self) -> Path:
         path = self.out / "model.pt"
