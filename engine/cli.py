@@ -321,6 +321,8 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             status.close()
         delay_s, interrupted = config.delay_s(engine.hop), stop.requested.is_set()
         report = run_report(args, backend, engine.stats, engine.hop, delay_s, interrupted)
+        if room is not None:
+            report["room"] = room.counters()
         write_stats(args.stats, report)
         if not args.quiet:
             lat = report["latency_ms"]
@@ -329,8 +331,8 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
                   f"latency p95 {p95}, {report['windows']['dropped']} windows dropped, "
                   f"{report['frames']['filled']} frames filled -> {args.output or 'the room'}",
                   file=sys.stderr)  # fmt: skip
-        if room is not None and room.error is not None:
-            raise UserError(str(room.error))
+        if room is not None and not stop.requested.is_set():  # only a stop ends a room run well
+            raise UserError(str(room.error or f"room {room.url.room}: the connection to the room ended"))
         return stop.exit_status if stop.requested.is_set() else 0
     except KeyboardInterrupt:  # stopped while starting (joining, loading the tracker): the stats say so too
         write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
