@@ -20,6 +20,7 @@ PEER = {"id": ID, "name": str, "role": "browser"|"engine"}
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, TypeVar, get_args
 
 import msgspec
@@ -47,6 +48,11 @@ class MessageError(ValueError):
 def clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """`text` cut to `limit` characters (an error or reason field quoting what a peer sent must still fit)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    """Control characters a peer put in a field name or value, escaped: an error stays one line in a log."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], text)
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
@@ -171,9 +177,9 @@ def _parse(text: str | bytes, decoder: msgspec.json.Decoder[T], union: object) -
             kind = None  # not even an object
         if kind not in _types(union):
             raise MessageError(f"unknown message type {clip(repr(kind), 40)}; expected one of {_types(union)}") from err
-        raise MessageError(f"{kind!r} message: {err}") from err
+        raise MessageError(f"{kind!r} message: {_one_line(str(err))}") from err
     except msgspec.DecodeError as err:
-        raise MessageError(f"message is not JSON: {err}") from err
+        raise MessageError(f"message is not JSON: {_one_line(str(err))}") from err
 
 
 def parse_client_message(text: str | bytes) -> ClientMessage:

@@ -7,7 +7,7 @@ import json
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine.rooms import messages as m
@@ -198,6 +198,7 @@ SERVER_TEMPLATES = [
 
 @CASES
 @given(text=signaling_texts(CLIENT_TEMPLATES + SERVER_TEMPLATES))
+@example(text='{"type": "join", "name": "A", "role": "browser", "\\n": null}')  # a newline in a field name
 def test_any_signaling_text_parses_to_a_message_that_re_encodes_or_to_a_one_line_error(text):
     for parse in (parse_client_message, parse_server_message):
         try:
