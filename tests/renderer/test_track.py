@@ -52,7 +52,7 @@ def test_subscribers_get_their_own_frames_and_the_loop_makes_none(monkeypatch):
     for frames in zip(*got, strict=True):
         assert len({frame_id for frame_id, _, _ in frames}) == 3  # no two peers' encoders share a frame
     values = [value for _, _, value in got[0]]
-    assert values == sorted(values) and values[0] == 7 and values[-1] > 20
+    assert values == sorted(values) and values[-1] == 29  # in order, up to the last frame put
     assert [pts for _, pts, _ in got[0]] == [k * 900 for k in range(20)]  # 100 fps on the 90 kHz clock
     assert not track._subscribers  # stop() unsubscribed them
 
