@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
+from renderer.vector import VectorAvatar
 
 SIZES = ((1280, 720), (640, 360))
 FRAMES = 300
@@ -32,7 +32,7 @@ def moving_faces(frames: int) -> np.ndarray:
 
 
 def frames_per_second(width: int, height: int, faces: np.ndarray) -> float:
-    avatar = Avatar(width, height)
+    avatar = VectorAvatar(width=width, height=height)
     for face in faces[:10]:  # warm up
         avatar.draw(face)
     start = time.perf_counter()

@@ -41,8 +41,8 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.backends import AUTO, BackendKind
-    from renderer.avatar import STYLES
     from renderer.sinks import DEFAULT_SIZE
+    from renderer.vector import STYLES
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -295,7 +295,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
-            hop=args.hop, seed=args.seed, realtime=realtime, size=size, style=args.style, background=background,
+            hop=args.hop, seed=args.seed, realtime=realtime, size=size, avatar=args.style, background=background,
             side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip

@@ -1,17 +1,16 @@
-"""A labelled contact sheet of key expressions, for looking at an avatar style at a glance.
+"""A labelled contact sheet of key expressions, for looking at any avatar at a glance.
 
-save_png("sheet.png", contact_sheet(style="default"))
+with create_avatar("me.jpg", width=256, height=256) as avatar:  # or a style name: "glasses"
+    save_png("sheet.png", contact_sheet(avatar))
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import skia
 from numpy.typing import NDArray
 
-from renderer.avatar import Avatar, Color
+from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
 
 KEY_EXPRESSIONS: dict[str, dict[str, float]] = {
@@ -45,27 +44,23 @@ def expression_face(values: dict[str, float]) -> NDArray[np.float32]:
     return face
 
 
-def contact_sheet(
-    *, style: str = "default", tile: int = 256, columns: int = 4, background: Color | str | Path | None = None
-) -> NDArray[np.uint8]:
-    """(rows*tile, columns*tile, 3) uint8: every key expression drawn at tile x tile with its name below."""
-    avatar = Avatar(tile, tile, style=style, background=background)
+def contact_sheet(avatar: Avatar, *, columns: int = 4) -> NDArray[np.uint8]:
+    """(rows*H, columns*W, 3) uint8: every key expression drawn by `avatar` (W x H tiles) with its name below."""
     names = list(KEY_EXPRESSIONS)
-    rows = -(-len(names) // columns)
-    sheet = np.full((rows * tile, columns * tile, 4), 255, dtype=np.uint8)
+    rows, w, h = -(-len(names) // columns), avatar.width, avatar.height
+    sheet = np.full((rows * h, columns * w, 4), 255, dtype=np.uint8)
     for k, name in enumerate(names):
         r, c = divmod(k, columns)
-        sheet[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile, :3] = avatar.draw(
-            expression_face(KEY_EXPRESSIONS[name])
-        )
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w, :3] = avatar.draw(expression_face(KEY_EXPRESSIONS[name]))
     surface = skia.Surface(sheet, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
     canvas = surface.getCanvas()
+    tile = min(w, h)  # the labels' scale
     font = skia.Font(skia.Typeface("sans-serif"), tile * 0.075)
     box = skia.Paint(AntiAlias=True, Color=skia.ColorSetARGB(200, 255, 255, 255))
     ink = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(30, 30, 40))
     for k, name in enumerate(names):
         r, c = divmod(k, columns)
-        x, y = c * tile + tile * 0.04, (r + 1) * tile - tile * 0.04
+        x, y = c * w + tile * 0.04, (r + 1) * h - tile * 0.04
         width = font.measureText(name)
         canvas.drawRoundRect(skia.Rect.MakeLTRB(x - 4, y - tile * 0.085, x + width + 4, y + tile * 0.02), 4, 4, box)
         canvas.drawString(name, x, y, font, ink)

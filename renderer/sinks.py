@@ -51,7 +51,15 @@ class SinkError(RuntimeError):
 
 
 DEFAULT_SIZE = (256, 256)
-"""Frame (width, height) in pixels when a command is given no --size."""
+"""Frame (width, height) in pixels of files (mp4, PNG) when a command is given no --size: small and quick to
+write, the size the trainer's renders and evaluation use."""
+DEFAULT_SIZES: dict[SinkKind, tuple[int, int]] = {
+    SinkKind.MP4: DEFAULT_SIZE,
+    SinkKind.PNG: DEFAULT_SIZE,
+    SinkKind.VIRTUAL_CAMERA: (1280, 720),  # what video-call apps expect of a webcam (16:9 HD)
+    SinkKind.WEBRTC: (640, 480),  # a room's avatar track: VGA, which a 2-core laptop encodes in real time
+}
+"""Frame (width, height) in pixels per sink when a command is given no --size."""
 MIN_SIDE, MAX_SIDE = 16, 4096  # pixels; mp4 (yuv420p) also needs even sides, so every size is even
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from renderer.avatar import Avatar
 from renderer.face import validate_face
 from renderer.sinks import AudioTrack, Mp4Sink
+from renderer.vector import VectorAvatar
 
 
 def write_face_video(
@@ -44,7 +44,7 @@ def write_face_video(
                 f"got shape {side_by_side.shape}"
             )
         extra_width = side_by_side.shape[2]
-    avatar = Avatar(width, height, style=style)
+    avatar = VectorAvatar(style, width=width, height=height)
     canvas = np.empty((height, extra_width + width, 3), dtype=np.uint8)
     with Mp4Sink(path=path, width=extra_width + width, height=height, fps=fps) as sink:
         for t, face in enumerate(tqdm(faces, desc=f"render {Path(path).name}", unit="frame", disable=not progress)):
@@ -83,7 +83,7 @@ def write_face_media(
             sound = AudioTrack(out, rate=audio_rate, channels=len(planes), codec=codec)
         if video is not None and faces is not None:
             video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-            avatar = Avatar(size[0], size[1], style=style)
+            avatar = VectorAvatar(style, width=size[0], height=size[1])
             for t, face in enumerate(validate_face(faces, f"faces for {path}").reshape(-1, 58)):
                 frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
                 frame.pts = t

@@ -54,7 +54,7 @@ from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
 from engine.windows import WindowFn, WindowPlan, check_hop, window_noise
-from renderer.avatar import Color
+from renderer.avatar import Avatar, Color, create_avatar
 from renderer.face import FPS, FRAME_SECONDS
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,11 @@ class StreamConfig:
     """Rendered frame rate (listener frames, 25 fps, are interpolated)."""
     size: tuple[int, int] = (256, 256)
     """Avatar (width, height) in pixels."""
-    style: str = "default"
-    """Avatar style (renderer.avatar.STYLES)."""
+    avatar: str = "default"
+    """What the player draws when StreamEngine is given no prepared avatar (renderer.avatar.create_avatar): a
+    vector style name (renderer.vector.STYLES) or a portrait file (.jpg, .png, .webp)."""
     background: Color | Path | None = None
-    """Avatar background: a colour or an image file (renderer.avatar.parse_background); None: the style's colour."""
+    """Avatar background: a colour or an image file (renderer.avatar.parse_background); None: the avatar's own."""
     side_by_side: bool = False
     """Draw the speaker's video, scaled to the avatar height, to the left of the avatar."""
     live_sink: bool = False
@@ -137,6 +138,10 @@ class StreamConfig:
 class StreamEngine:
     """One stream from `source` through `model` to a sink made by `make_sink(width, height)` (None: no rendering).
 
+    `avatar`, if given, is a prepared avatar (renderer.avatar) of `config.size` that the player draws with (made
+    before the run because a photo's preparation is slow; its caller closes it); None: the player makes one from
+    `config.avatar` and closes it at the end.
+
     `run()` blocks until the source ends (or `close()` is called from another thread) and returns the stats;
     errors raised in any thread are re-raised by `run()`. `close()` stops and joins every thread; safe twice.
     """
@@ -144,10 +149,13 @@ class StreamEngine:
     def __init__(
         self, model: WindowModel, source: Source, *, make_sink: SinkFactory | None = None,
         tracker: Tracker | None = None, config: StreamConfig | None = None,
-        on_emitted: Callable[[Emitted], object] | None = None,
+        on_emitted: Callable[[Emitted], object] | None = None, avatar: Avatar | None = None,
     ) -> None:  # fmt: skip
         self.model, self.source, self.tracker = model, source, tracker
         self.config = config = config or StreamConfig()
+        if avatar is not None and (avatar.width, avatar.height) != config.size:
+            raise ValueError(f"the avatar is {avatar.width}x{avatar.height}, the config's size {config.size}")
+        self.avatar = avatar
         self.hop = config.hop or model.hop
         check_hop(self.hop, model.window)
         self.timing = timing = create_timing(config.timing, delay_s=config.delay_s(self.hop))
@@ -437,11 +445,11 @@ class StreamEngine:
         if self.make_sink is None:  # no rendering: consume frames so the worker never waits
             self._drain_frames()
             return
-        renderer = Renderer(
-            self.make_sink, self.config.size, style=self.config.style, background=self.config.background,
-            panel=self.panel, stats=self.stats,
-            audio=self._audio_q,
+        avatar = self.avatar or create_avatar(
+            self.config.avatar, width=self.config.size[0], height=self.config.size[1],
+            background=self.config.background,
         )  # fmt: skip
+        renderer = Renderer(self.make_sink, avatar, panel=self.panel, stats=self.stats, audio=self._audio_q)
         parts = PlayerParts(
             self._frames_q, renderer, self.listener, self._stop, fps=self.config.output_fps,
             speaker_frames=lambda: self.speaker.frames, finished=self._worker_done,
@@ -450,7 +458,11 @@ class StreamEngine:
         try:
             self.timing.player(parts).run()
         finally:
-            renderer.close()
+            try:
+                renderer.close()
+            finally:
+                if avatar is not self.avatar:  # made here
+                    avatar.close()
 
     def _drain_frames(self) -> None:
         while not self._stop.is_set():

@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 
 import av
 import numpy as np
@@ -25,7 +24,7 @@ from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.sources.base import AudioChunk
 from engine.stats import StreamStats
-from renderer.avatar import Avatar, Color
+from renderer.avatar import Avatar
 from renderer.face import FACE_DIM, FPS
 from renderer.sinks import Sink
 from renderer.timing import FacePacer, FrameClock, output_frame_count
@@ -91,7 +90,7 @@ class SpeakerPanel:
 
 
 class Renderer:
-    """Draws a listener face (plus the speaker panel) and writes it to a sink opened on the first frame.
+    """Draws a listener face with `avatar` (plus the speaker panel) and writes it to a sink opened on the first frame.
 
     `audio`, if given, holds the speaker's audio chunks; after each frame (and at close) the queued chunks go into
     the sink's audio track, or are discarded by a sink without one. Alignment rule: a chunk starting at media
@@ -105,11 +104,10 @@ class Renderer:
     """
 
     def __init__(
-        self, make_sink: SinkFactory, size: tuple[int, int], *, style: str, background: Color | Path | None = None,
-        panel: SpeakerPanel | None,
-        stats: StreamStats, audio: StageQueue[AudioChunk] | None = None,
+        self, make_sink: SinkFactory, avatar: Avatar, *, panel: SpeakerPanel | None, stats: StreamStats,
+        audio: StageQueue[AudioChunk] | None = None,
     ) -> None:  # fmt: skip
-        self.avatar = Avatar(size[0], size[1], style=style, background=background)
+        self.avatar = avatar  # drawn in the player thread only; its owner closes it
         self.make_sink, self.panel, self.stats, self.audio = make_sink, panel, stats, audio
         self.sink: Sink | None = None
         self._canvas: NDArray[np.uint8] | None = None

@@ -25,8 +25,8 @@ from typing import Any
 import av
 import numpy as np
 
-from renderer.avatar import Avatar
 from renderer.face import BLENDSHAPE_INDEX, neutral_face
+from renderer.vector import VectorAvatar
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 BEEP_EVERY_S = 2.0  # the clip's marked speaker events: a loud beep and a wide-open mouth every 2 s
@@ -50,7 +50,7 @@ def speaker_clip(folder: Path, seconds: float = 6.0, fps: int = 25) -> tuple[Pat
 
     Between beeps the speaker 'talks' quietly (a soft tone with a syllable envelope, the jaw following it).
     """
-    avatar = Avatar(320, 240)
+    avatar = VectorAvatar(width=320, height=240)
     wav, y4m = folder / "clip.wav", folder / "clip.y4m"
     rate = 48_000
     t = np.arange(int(seconds * rate)) / rate

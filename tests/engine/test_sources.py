@@ -36,8 +36,8 @@ from engine.sources import (
     iterate_in_thread,
 )
 from engine.sources.file import MAX_GAP_S, MAX_VIDEO_PIXELS
-from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
+from renderer.vector import VectorAvatar
 from renderer.video import write_face_media
 from tests.engine.conftest import REPO
 from tests.fuzzing import (
@@ -351,7 +351,7 @@ class AvatarTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self.sent = 0
-        self.rgb = Avatar(160, 120).draw(neutral_face()).copy()
+        self.rgb = VectorAvatar(width=160, height=120).draw(neutral_face()).copy()
 
     async def recv(self) -> av.VideoFrame:
         await asyncio.sleep(0.001)

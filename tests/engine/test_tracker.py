@@ -20,6 +20,7 @@ from engine.tracker import (
 )
 from renderer.avatar import Avatar
 from renderer.face import FACE_INDEX, neutral_face
+from renderer.vector import VectorAvatar
 
 JAW, PITCH, YAW, ROLL = (FACE_INDEX[n] for n in ("jawOpen", "pitch", "yaw", "roll"))
 
@@ -32,7 +33,7 @@ def tracker() -> Iterator[FaceTracker]:
 
 @pytest.fixture(scope="module")
 def avatar() -> Avatar:
-    return Avatar(640, 480)
+    return VectorAvatar(width=640, height=480)
 
 
 class Clock:

@@ -1,107 +1,105 @@
+"""renderer.avatar: the factory, the registry and the boundary checks of the Avatar base class (what each avatar
+draws is tests/renderer/test_avatars.py)."""
+
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from renderer.avatar import STYLES, Avatar
-from renderer.face import BLENDSHAPE_NAMES, FACE_INDEX, MIRROR_PAIRS, mirror_face, neutral_face
-
-SIZE = 192
-
-
-@pytest.fixture(scope="module")
-def avatar():
-    return Avatar(SIZE, SIZE)
-
-
-def with_values(**values):
-    face = neutral_face()
-    for name, value in values.items():
-        face[FACE_INDEX[name]] = value
-    return face
+from renderer.avatar import (
+    AVATARS,
+    Avatar,
+    AvatarError,
+    AvatarKind,
+    AvatarUnavailable,
+    avatar_class,
+    avatar_kind,
+    create_avatar,
+    parse_background,
+)
+from renderer.face import neutral_face
+from renderer.vector import STYLES, VectorAvatar
 
 
-def test_draw_returns_rgb_frame_of_requested_size():
-    for style in STYLES:
-        image = Avatar(96, 64, style=style).draw(neutral_face())
-        assert image.shape == (64, 96, 3) and image.dtype == np.uint8
-        assert image.std() > 10  # a face, not a blank frame
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [("default", AvatarKind.VECTOR), ("glasses", AvatarKind.VECTOR), ("me.jpg", AvatarKind.PHOTO),
+     ("dir/Me.JPEG", AvatarKind.PHOTO), (Path("a.png"), AvatarKind.PHOTO), ("x.webp", AvatarKind.PHOTO)],
+)  # fmt: skip
+def test_what_the_user_typed_names_its_kind(spec, kind):
+    assert avatar_kind(spec) is kind
 
 
-@pytest.mark.parametrize("name", BLENDSHAPE_NAMES)
-def test_every_blendshape_changes_the_picture(avatar, name):
-    neutral = avatar.draw(neutral_face()).copy()
-    moved = avatar.draw(with_values(**{name: 1.0}))
-    changed = np.abs(moved.astype(int) - neutral).max(axis=2) > 24
-    assert changed.sum() >= 12, f"{name} changed only {changed.sum()} pixels"
+@pytest.mark.parametrize("spec", ["me.gif", "photos/me", Path("portrait")])
+def test_a_path_that_is_no_portrait_is_refused_with_the_formats(spec):
+    with pytest.raises(AvatarError, match=r"a portrait must be a \.jpg, \.jpeg, \.png, \.webp file"):
+        avatar_kind(spec)
 
 
-@pytest.mark.parametrize("style", ["default", "glasses"])
-def test_left_right_pairs_mirror_each_other(style):
-    avatar = Avatar(SIZE, SIZE, style=style)
-    rng = np.random.default_rng(1)
-    for left, _ in MIRROR_PAIRS:
-        face = with_values(**{left: 0.9})
-        face[:52] += rng.uniform(0, 0.2, 52).astype(np.float32)  # and some symmetric-breaking background
-        face[FACE_INDEX["yaw"]], face[FACE_INDEX["roll"]], face[FACE_INDEX["tx"]] = 0.2, 0.1, 0.3
-        image = avatar.draw(face).copy()
-        mirrored = avatar.draw(mirror_face(face))[:, ::-1]
-        off = np.abs(image.astype(int) - mirrored).max(axis=2) > 40
-        assert off.mean() < 0.002, f"{left}: {off.sum()} pixels differ from the mirror image"
+def test_the_factory_makes_each_style_with_its_background():
+    with create_avatar("bob", width=64, height=48) as avatar:
+        assert isinstance(avatar, VectorAvatar) and avatar.kind is AvatarKind.VECTOR
+        assert tuple(avatar.draw(neutral_face())[0, 0]) == STYLES["bob"].background
+    with create_avatar("curls", width=64, height=48, background="#102030") as avatar:
+        assert tuple(avatar.draw(neutral_face())[0, 0]) == (16, 32, 48)
 
 
-def iris_centroids(image, iris=STYLES["default"].iris):
-    """(x, y) centroid of iris-coloured pixels in the image's left and right halves."""
-    mask = np.abs(image.astype(int) - iris).sum(axis=2) < 30
-    ys, xs = np.nonzero(mask)
-    half = image.shape[1] / 2
-    return [np.array([xs[sel].mean(), ys[sel].mean()]) for sel in (xs < half, xs >= half)]
+def test_an_unknown_style_or_a_missing_photo_says_what_to_give(tmp_path):
+    with pytest.raises(AvatarError, match="unknown avatar 'nope': choose a style \\(default, bob, curls, glasses\\)"):
+        create_avatar("nope", width=64, height=64)
+    with pytest.raises(FileNotFoundError, match=r"avatar photo .*missing\.jpg does not exist; give a \.jpg"):
+        create_avatar(tmp_path / "missing.jpg", width=64, height=64)
 
 
-def test_head_rotation_moves_the_features(avatar):
-    rest_left, rest_right = iris_centroids(avatar.draw(neutral_face()))
-    left, right = iris_centroids(avatar.draw(with_values(yaw=0.4)))
-    assert left[0] > rest_left[0] + 3 and right[0] > rest_right[0] + 3  # turns to the image right
-    left, right = iris_centroids(avatar.draw(with_values(pitch=0.3)))
-    assert left[1] < rest_left[1] - 3 and right[1] < rest_right[1] - 3  # chin up: features rise
-    left, right = iris_centroids(avatar.draw(with_values(roll=0.3)))
-    assert right[1] < left[1] - 5  # counter-clockwise: the image-right eye is higher
-    left, _ = iris_centroids(avatar.draw(with_values(tx=0.5)))
-    assert left[0] > rest_left[0] + 3
+def test_every_kind_is_registered_by_import_path():
+    assert set(AVATARS) == set(AvatarKind)
+    assert avatar_class(AvatarKind.VECTOR) is VectorAvatar
 
 
-def test_draw_reuses_its_buffer_and_checks_the_face(avatar):
-    first = avatar.draw(neutral_face())
-    second = avatar.draw(with_values(jawOpen=1.0))
-    assert first is second
-    with pytest.raises(ValueError, match="58"):
-        avatar.draw(np.zeros(57, dtype=np.float32))
-    with pytest.raises(ValueError, match="shape"):
-        avatar.draw(np.zeros((2, 58), dtype=np.float32))
+def test_a_kind_whose_module_is_missing_is_unavailable_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setitem(AVATARS, AvatarKind.PHOTO, "renderer.no_such_avatar:Nothing")
+    (tmp_path / "me.jpg").write_bytes(b"")
+    with pytest.raises(AvatarUnavailable, match=r"photo avatar is not available .*renderer\.no_such_avatar"):
+        create_avatar(tmp_path / "me.jpg", width=64, height=64)
 
 
-def test_background_colour_and_image(tmp_path):
-    corner = Avatar(64, 64, background=(10, 200, 30)).draw(neutral_face())[0, 0]
-    assert tuple(corner) == (10, 200, 30)
-    assert tuple(Avatar(64, 64, background="#ff0000").draw(neutral_face())[0, 0]) == (255, 0, 0)
-    from renderer.sinks import save_png
+class Broken(Avatar):
+    """An implementation that breaks the contract: returns the wrong frame."""
 
-    image = np.zeros((20, 30, 3), dtype=np.uint8)
-    image[..., 2] = 250
-    save_png(tmp_path / "bg.png", image)
-    drawn = Avatar(64, 48, background=str(tmp_path / "bg.png")).draw(neutral_face())
-    assert tuple(drawn[0, 0]) == (0, 0, 250)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        Avatar(64, 64, background="missing.png")
-    with pytest.raises(ValueError, match="unknown avatar style"):
-        Avatar(64, 64, style="nope")
+    kind = AvatarKind.VECTOR
+
+    def _draw(self, face):
+        return np.zeros((self.height, self.width), np.uint8)
+
+    def _release(self):
+        self.released = getattr(self, "released", 0) + 1
+
+
+def test_the_base_class_checks_what_an_implementation_returns_and_releases_once():
+    avatar = Broken(width=32, height=16)
+    with pytest.raises(TypeError, match=r"_draw returned uint8 \(16, 32\), not uint8 \(16, 32, 3\)"):
+        avatar.draw(neutral_face())
+    avatar.close()
+    avatar.close()
+    assert avatar.released == 1
+
+
+def test_an_implementation_must_draw_and_release():
+    class Incomplete(Avatar):
+        kind = AvatarKind.VECTOR
+
+        def _draw(self, face):
+            return np.zeros((self.height, self.width, 3), np.uint8)
+
+    with pytest.raises(TypeError, match=r"abstract method .?_release"):
+        Incomplete(width=32, height=32)  # type: ignore[abstract]
 
 
 def test_parse_background_reads_every_form_the_commands_accept(tmp_path):
     """The one --background parser of python -m renderer and reactdiff-engine."""
-    from renderer.avatar import STYLES, parse_background
-
     assert parse_background("230,236,242") == (230, 236, 242) == parse_background((230, 236, 242))
     assert parse_background("#0a0B0c") == (10, 11, 12)
-    assert parse_background(None, STYLES["bob"]) == STYLES["bob"].background
+    assert parse_background(None) is None  # the avatar's own background
     (tmp_path / "junk.png").write_text("not an image")
     for text, error, phrase in [("1,2,x", ValueError, "R,G,B integers"), ("0,0,256", ValueError, "0..255"),
                                 ("#12345z", ValueError, "hex digits"), ("missing.png", FileNotFoundError, "does not"),
