@@ -2,6 +2,7 @@
 
     reactdiff-engine --model models/base --input speaker.mp4 --output listener.mp4 --side-by-side --stats s.json
     reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam [--camera-device /dev/video2]
+    reactdiff-engine --room local --avatar me.jpg          # your own portrait, animated, in a call
     reactdiff-engine --list-audio-devices
 
 Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
@@ -41,7 +42,6 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.backends import AUTO, BackendKind
-    from renderer.sinks import DEFAULT_SIZE
     from renderer.vector import STYLES
 
     parser = argparse.ArgumentParser(
@@ -104,26 +104,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--playout-delay-ms", type=float, metavar="MS", help="fixed input-to-display delay in real time "
         "(default: (hop + 1) frames + 150 ms)",
     )  # fmt: skip
-    size = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
-    run.add_argument("--size", default=size, metavar="WxH", help=f"avatar size in pixels, even (default {size})")
-    run.add_argument("--style", default="default", choices=sorted(STYLES), help="avatar style")
+    sizes = ", ".join(f"{w}x{h} {what}" for what, (w, h) in default_sizes().items())
+    run.add_argument("--size", metavar="WxH", help=f"avatar size in pixels, even (default: {sizes})")
+    run.add_argument(
+        "--avatar", "--style", dest="avatar", default="default", metavar="STYLE|PHOTO",
+        help=f"who the listener is: a drawn style ({', '.join(STYLES)}) or your own portrait photo (.jpg, .png, "
+        ".webp; prepared once, then cached); default: default. --style is the same option",
+    )  # fmt: skip
     run.add_argument(
         "--background", metavar="COLOR|IMAGE", help="avatar background: R,G,B (e.g. 230,236,242), #rrggbb or an "
-        "image file (default: the style's colour)",
+        "image file (default: the style's colour, or the photo's own background)",
     )  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no status line on stderr")
     run.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     return parser
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """--size by the renderer's one rule (renderer.sinks.parse_size: even, 16 to 4096 pixels)."""
+def default_sizes() -> dict[str, tuple[int, int]]:
+    """The avatar size without --size, by where it goes (renderer.sinks.DEFAULT_SIZES)."""
+    from renderer.sinks import DEFAULT_SIZES, SinkKind
+
+    return {"mp4": DEFAULT_SIZES[SinkKind.MP4], "room": DEFAULT_SIZES[SinkKind.WEBRTC],
+            VIRTUAL_CAMERA: DEFAULT_SIZES[SinkKind.VIRTUAL_CAMERA]}  # fmt: skip
+
+
+def parse_size(text: str | None, args: argparse.Namespace) -> tuple[int, int]:
+    """--size by the renderer's one rule (renderer.sinks.parse_size: even, 16 to 4096 pixels); without it, the
+    default of the output: a room (also when it feeds the camera too: one size for both), the camera, an mp4."""
     from renderer.sinks import parse_size as frame_size
 
+    if text is None:
+        where = "room" if args.room is not None else VIRTUAL_CAMERA if args.output == VIRTUAL_CAMERA else "mp4"
+        return default_sizes()[where]
     try:
         return frame_size(text)
     except ValueError as exc:
         raise UserError(f"--size {exc}") from None
+
+
+def open_avatar(args: argparse.Namespace, size: tuple[int, int], background: Any) -> Any:
+    """--avatar made once, before the model loads or a room is joined: a photo is prepared (or read from its
+    cache) here, so a bad one is refused before anything starts; the player draws with this avatar."""
+    from renderer.avatar import create_avatar
+
+    try:
+        return create_avatar(args.avatar, width=size[0], height=size[1], background=background)
+    except (ValueError, OSError) as exc:  # AvatarError is a ValueError; a missing or unreadable photo an OSError
+        raise UserError(f"--avatar {args.avatar}: {exc}") from None
 
 
 def parse_background(text: str | None) -> Any:
@@ -277,14 +304,15 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     from engine.stats import StatusLine, StreamStats
 
     check_args(args)
-    size, background = parse_size(args.size), parse_background(args.background)
+    size, background = parse_size(args.size, args), parse_background(args.background)
     output = parse_output(args.output, args.camera_device) if args.output or args.room is None else None
     realtime = args.audio_device is not None or args.room is not None or args.realtime
     realtime = realtime or (output is not None and output.live)  # a camera is fed in real time (never --fast)
     check_hop(args)
-    backend = open_backend(args)
-    source = tracker = room = local_room = None
+    avatar = open_avatar(args, size, background)
+    backend = source = tracker = room = local_room = None
     try:
+        backend = open_backend(args)
         stop.check()
         local_room = start_local_room(args)
         room = open_room(args, size, stop)
@@ -295,7 +323,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
-            hop=args.hop, seed=args.seed, realtime=realtime, size=size, avatar=args.style, background=background,
+            hop=args.hop, seed=args.seed, realtime=realtime, size=size, avatar=args.avatar, background=background,
             side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
         )  # fmt: skip
@@ -306,7 +334,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             make_sink = output.factory(audio_rate=audio_rate) if output is not None else None
             engine = StreamEngine(WindowModel.from_backend(backend), source, tracker=tracker, config=config,
                                   make_sink=room.sink_factory(make_sink) if room is not None else make_sink,
-                                  on_emitted=room.publish if room is not None else None)  # fmt: skip
+                                  on_emitted=room.publish if room is not None else None, avatar=avatar)  # fmt: skip
         except ValueError as exc:
             raise UserError(str(exc)) from None
         status = StatusLine(enabled=not args.quiet)
@@ -335,11 +363,12 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             raise UserError(str(room.error or f"room {room.url.room}: the connection to the room ended"))
         return stop.exit_status if stop.requested.is_set() else 0
     except KeyboardInterrupt:  # stopped while starting (joining, loading the tracker): the stats say so too
-        write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
-                                           args.hop, None, interrupted=True))  # fmt: skip
+        if backend is not None:  # (a second Ctrl-C inside the model's loading leaves no backend to name)
+            write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
+                                               args.hop, None, interrupted=True))  # fmt: skip
         raise
     finally:
-        for part in (source, tracker, backend, room, local_room):
+        for part in (source, tracker, backend, room, local_room, avatar):
             if part is not None:
                 part.close()
 

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import numpy as np
@@ -17,6 +19,7 @@ from engine import cli
 from engine.features import SAMPLE_RATE
 from engine.sources import FileSource
 from engine.sources.base import AudioChunk
+from renderer.avatar import Avatar, AvatarKind
 from renderer.face import FACE_INDEX, neutral_face
 from renderer.video import write_face_media
 from tests.engine.test_stream import FakeSource, speech
@@ -51,7 +54,7 @@ def test_help_explains_every_option(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     for option in ["--input", "--output", "--side-by-side", "--model", "--backend", "--steps", "--seed", "--stats",
-                   "--audio-device", "--face-model", "--hop", "--size", "--style", "--list-audio-devices",
+                   "--audio-device", "--face-model", "--hop", "--size", "--avatar", "--style", "--list-audio-devices",
                    "--realtime", "--fast", "--quiet", "--trackers", "--background", "--camera-device"]:  # fmt: skip
         assert option in text
 
@@ -88,8 +91,14 @@ def test_user_mistakes_are_one_line_errors(args, phrase, tmp_path, monkeypatch):
         (["--input", "x.mp4", "--output", "y.mp4", "--background", "sky.png"], "background image sky.png does not"),
         (["--input", "x.mp4", "--output", "y.mp4", "--background", "1,2,300"], "background '1,2,300': expected R,G,B"),
         (["--input", "x.mp4", "--output", "y.mp4", "--size", "641x360"], "--size 641x360: width and height must be"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--avatar", "nope"],
+         "--avatar nope: unknown avatar 'nope': choose a style (default, bob, curls, glasses) or give a portrait"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--style", "nope"], "--avatar nope: unknown avatar 'nope'"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--avatar", "me.jpg"], "avatar photo me.jpg does not exist"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--avatar", "me.gif"], "a portrait must be a .jpg, .jpeg, .png"),
+        (["--room", "local", "--avatar", "me.png"], "--avatar me.png: avatar photo me.png does not exist"),
     ],
-)
+)  # fmt: skip
 def test_mistakes_in_the_arguments_are_refused_before_anything_starts(args, phrase, tmp_path, monkeypatch, capsys):
     """Before the model loads, a room starts or the clip is read: these used to end in a traceback after the run
     (--stats in a missing folder, --output a folder or in /proc, --room with --side-by-side) or be accepted."""
@@ -123,6 +132,35 @@ def test_camera_device_reaches_the_virtual_camera(monkeypatch):
         assert sink.device == "/dev/video7"
     with cli.parse_output("virtualcam").factory()(64, 48):
         assert opened == ["/dev/video7", None]  # no --camera-device: pyvirtualcam picks the first free one
+
+
+@pytest.mark.parametrize(
+    ("args", "size"),
+    [
+        (["--input", "x.mp4", "--output", "y.mp4"], (256, 256)),
+        (["--audio-device", "mic", "--output", "virtualcam"], (1280, 720)),
+        (["--room", "local"], (640, 480)),
+        (["--room", "local", "--output", "virtualcam"], (640, 480)),  # one avatar feeds both: the room's size
+        (["--room", "local", "--size", "320x240", "--avatar", "glasses"], (320, 240)),
+    ],
+)
+def test_each_output_has_its_default_size_and_the_avatar_is_made_before_the_model(args, size, tmp_path, monkeypatch):
+    import renderer.avatar
+
+    monkeypatch.chdir(tmp_path)
+    made, real = [], renderer.avatar.create_avatar
+
+    def create_avatar(spec, *, width, height, background):
+        made.append((spec, (width, height)))
+        return real(spec, width=width, height=height, background=background)
+
+    def open_backend(args):
+        raise cli.UserError("stopped where the model loads")
+
+    monkeypatch.setattr(renderer.avatar, "create_avatar", create_avatar)
+    monkeypatch.setattr(cli, "open_backend", open_backend)
+    assert_one_line_error(*run_cli("--model", "m", *args), "stopped where the model loads")
+    assert made == [(args[args.index("--avatar") + 1] if "--avatar" in args else "default", size)]
 
 
 class FakeBackend:
@@ -215,14 +253,87 @@ def test_an_output_that_fails_mid_run_is_a_one_line_error(model_dir, tmp_path, m
 
 
 @pytest.mark.slow
-def test_background_reaches_the_avatar(model_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("option", "value", "corner"),
+    [("--background", "10,200,30", (10, 200, 30)), ("--avatar", "bob", (244, 232, 218)),
+     ("--style", "curls", (220, 234, 224))],
+)  # fmt: skip
+def test_background_and_avatar_reach_the_picture(model_dir, tmp_path, option, value, corner):
     out = tmp_path / "o.mp4"
     code, err = run_cli("--model", model_dir, "--input", write_clip(tmp_path / "s.wav", seconds=1.0, video=False),
-                        "--output", out, "--size", "64x48", "--background", "10,200,30", "--quiet")  # fmt: skip
+                        "--output", out, "--size", "64x48", option, value, "--quiet")  # fmt: skip
     assert code == 0, err
     with av.open(str(out)) as video:
         corners = [f.to_ndarray(format="rgb24")[0, 0].astype(int) for f in video.decode(video=0)]
-    assert len(corners) == 30 and all(np.abs(c - (10, 200, 30)).max() < 8 for c in corners)  # H.264 is near
+    assert len(corners) == 30 and all(np.abs(c - corner).max() < 8 for c in corners)  # H.264 is near
+
+
+class FakePhotoAvatar(Avatar):
+    """Stands in for renderer.photo's PhotoAvatar: a flat colour, and a record of where it was made and drawn."""
+
+    kind = AvatarKind.PHOTO
+    made: ClassVar[list[tuple[Path, tuple[int, int], str]]] = []
+    drawn_in: ClassVar[set[str]] = set()
+    released: ClassVar[list[Path]] = []
+
+    def __init__(self, path, *, width, height, background=None, cache_dir=None):
+        super().__init__(width=width, height=height)
+        self.path = path
+        self.made.append((path, (width, height), threading.current_thread().name))
+        self._frame = np.full((height, width, 3), (200, 40, 90), np.uint8)
+
+    def _draw(self, face):
+        self.drawn_in.add(threading.current_thread().name)
+        return self._frame
+
+    def _release(self):
+        self.released.append(self.path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["file", "virtualcam"])
+def test_a_photo_avatar_is_made_once_before_the_run_and_drawn_by_the_player(model_dir, tmp_path, monkeypatch, output):
+    """--avatar PHOTO through the factory: made in the main thread before the model loads (a slow preparation is
+    over before anything runs), drawn only by the player thread, into the mp4 or the camera; closed once."""
+    import pyvirtualcam.camera
+
+    import renderer.avatar
+
+    frames: list[np.ndarray] = []
+
+    class Camera:  # pyvirtualcam's backend contract, keeping what it is sent
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            self.shape = (height, width)
+
+        def device(self):
+            return "fake"
+
+        def native_fourcc(self):
+            return None
+
+        def send(self, frame):
+            frames.append(np.array(frame))
+
+        def close(self):
+            return None
+
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"fake": Camera})
+    monkeypatch.setitem(renderer.avatar.AVATARS, AvatarKind.PHOTO, "tests.engine.test_cli:FakePhotoAvatar")
+    for record in (FakePhotoAvatar.made, FakePhotoAvatar.drawn_in, FakePhotoAvatar.released):
+        record.clear()
+    portrait = tmp_path / "me.jpg"
+    portrait.write_bytes(b"a portrait")
+    out = tmp_path / "o.mp4" if output == "file" else "virtualcam"
+    code, err = run_cli("--model", model_dir, "--input", write_clip(tmp_path / "s.wav", seconds=1.0, video=False),
+                        "--output", out, "--size", "64x48", "--avatar", portrait, "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert FakePhotoAvatar.made == [(portrait, (64, 48), "MainThread")] and FakePhotoAvatar.released == [portrait]
+    assert FakePhotoAvatar.drawn_in and "MainThread" not in FakePhotoAvatar.drawn_in
+    if output == "file":
+        with av.open(str(out)) as video:
+            frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+        assert all(np.abs(f[24, 32].astype(int) - (200, 40, 90)).max() < 12 for f in frames)
+    assert len(frames) >= 30  # 1 s at 30 fps (the camera, in its own pixel format, also before and after)
 
 
 @pytest.mark.slow

@@ -1,8 +1,11 @@
+from typing import ClassVar
+
 import av
 import numpy as np
 import pytest
 
 from renderer.__main__ import main
+from renderer.avatar import AVATARS, Avatar, AvatarKind
 from renderer.face import FACE_INDEX, neutral_face
 
 
@@ -51,7 +54,17 @@ def test_help_explains_every_option(capsys):
     except SystemExit as exit_:
         assert exit_.code == 0
     text = capsys.readouterr().out
-    for option in ("--params", "--out", "--camera", "--size", "--style", "--background", "--fps", "--sheet"):
+    for option in (
+        "--params",
+        "--out",
+        "--camera",
+        "--size",
+        "--avatar",
+        "--style",
+        "--background",
+        "--fps",
+        "--sheet",
+    ):
         assert option in text
 
 
@@ -87,3 +100,87 @@ def test_a_background_image_that_does_not_decode_is_refused_at_the_command_line(
         main(["--sheet", str(tmp_path / "s.png"), "--background", str(tmp_path / "bg.png")])
     assert exit_.value.code == 2
     assert "cannot decode" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+
+
+class FakePhotoAvatar(Avatar):
+    """Stands in for renderer.photo's PhotoAvatar: the top half red, the bottom half black."""
+
+    kind = AvatarKind.PHOTO
+    made: ClassVar[list[tuple[str, int, int]]] = []
+
+    def __init__(self, path, *, width, height, background=None, cache_dir=None):
+        super().__init__(width=width, height=height)
+        self.made.append((path.name, width, height))
+        self._frame = np.zeros((height, width, 3), np.uint8)
+        self._frame[: height // 2, :, 0] = 255
+
+    def _draw(self, face):
+        return self._frame
+
+    def _release(self):
+        self._frame = None
+
+
+@pytest.fixture
+def photo(tmp_path, monkeypatch):
+    """A portrait file whose --avatar goes to FakePhotoAvatar through the registry."""
+    monkeypatch.setitem(AVATARS, AvatarKind.PHOTO, "tests.renderer.test_main:FakePhotoAvatar")
+    FakePhotoAvatar.made.clear()
+    (tmp_path / "me.jpg").write_bytes(b"a portrait")
+    return tmp_path / "me.jpg"
+
+
+def test_a_photo_avatar_renders_clips_and_contact_sheets(tmp_path, photo):
+    np.save(tmp_path / "clip.npy", neutral_face(5))
+    sheet, out = tmp_path / "sheet.png", tmp_path / "o.mp4"
+    args = ["--params", str(tmp_path / "clip.npy"), "--out", str(out), "--fps", "25", "--sheet", str(sheet)]
+    assert main([*args, "--avatar", str(photo)]) == 0
+    assert FakePhotoAvatar.made == [("me.jpg", 256, 256), ("me.jpg", 256, 256)]  # the sheet's tiles, the clip
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 5 and all(f[10, 10, 0] > 240 and f[240, 10, 0] < 16 for f in frames)
+    with av.open(str(sheet)) as container:
+        tiles = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert tiles.shape == (4 * 256, 4 * 256, 3) and tiles[300, 300, 0] > 240 and tiles[400, 300, 0] < 16
+
+
+def test_the_virtual_camera_defaults_to_1280x720(tmp_path, monkeypatch):
+    import pyvirtualcam.camera
+
+    opened = []
+
+    class Camera:
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            opened.append((width, height))
+
+        def device(self):
+            return "fake"
+
+        def native_fourcc(self):
+            return None
+
+        def send(self, frame):
+            return None
+
+        def close(self):
+            return None
+
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"fake": Camera})
+    np.save(tmp_path / "clip.npy", neutral_face(2))
+    assert main(["--params", str(tmp_path / "clip.npy"), "--camera", "--fps", "25", "--avatar", "glasses"]) == 0
+    assert main(["--params", str(tmp_path / "clip.npy"), "--camera", "--fps", "25", "--size", "640x480"]) == 0
+    assert opened == [(1280, 720), (640, 480)]
+
+
+@pytest.mark.parametrize(
+    ("avatar", "phrase"),
+    [("nope", "unknown avatar 'nope': choose a style (default, bob, curls, glasses)"),
+     ("missing.webp", "avatar photo missing.webp does not exist"), ("me.bmp", "a portrait must be a .jpg")],
+)  # fmt: skip
+def test_a_bad_avatar_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys, monkeypatch, avatar, phrase):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "clip.npy", neutral_face(2))
+    assert main(["--params", "clip.npy", "--out", "o.mp4", "--sheet", "s.png", "--avatar", avatar]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and phrase in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.npy"]
