@@ -1,19 +1,26 @@
-"""Avatar render speed on one thread: draw + pixels into a numpy RGB array (what every sink pays).
+"""Avatar render speed on one thread, at the default size of each output (camera, room, file).
 
-.venv/bin/python benchmarks/render.py        # prints {"fps": {"1280x720": ..., "640x360": ...}}
+"draw" is avatar.draw() into its numpy RGB array (what every sink is handed); "draw+yuv420p" adds the conversion
+to the planar YUV that the mp4 and WebRTC encoders take (PyAV's swscale, as renderer.sinks and renderer.track do).
+
+.venv/bin/python benchmarks/render.py [--avatar glasses|portrait.jpg]
+# prints {"avatar": "default", "fps": {"1280x720": {"draw": ..., "draw+yuv420p": ...}, "640x480": ..., ...}}
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
+import av
 import numpy as np
 
+from renderer.avatar import Avatar, create_avatar
 from renderer.face import FACE_INDEX, neutral_face
-from renderer.vector import VectorAvatar
+from renderer.sinks import DEFAULT_SIZES, SinkKind
 
-SIZES = ((1280, 720), (640, 360))
+SIZES = tuple(DEFAULT_SIZES[kind] for kind in (SinkKind.VIRTUAL_CAMERA, SinkKind.WEBRTC, SinkKind.MP4))
 FRAMES = 300
 
 
@@ -31,20 +38,34 @@ def moving_faces(frames: int) -> np.ndarray:
     return faces
 
 
-def frames_per_second(width: int, height: int, faces: np.ndarray) -> float:
-    avatar = VectorAvatar(width=width, height=height)
+def to_yuv420p(rgb: np.ndarray) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+
+
+def frames_per_second(avatar: Avatar, faces: np.ndarray, *, convert: bool) -> float:
     for face in faces[:10]:  # warm up
         avatar.draw(face)
     start = time.perf_counter()
     for face in faces:
-        avatar.draw(face)
+        rgb = avatar.draw(face)
+        if convert:
+            to_yuv420p(rgb)
     return len(faces) / (time.perf_counter() - start)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--avatar", default="default", help="a style name or a portrait photo (default: default)")
+    args = parser.parse_args()
     faces = moving_faces(FRAMES)
-    result = {f"{w}x{h}": round(frames_per_second(w, h, faces), 1) for w, h in SIZES}
-    print(json.dumps({"fps": result}))
+    result = {}
+    for width, height in SIZES:
+        with create_avatar(args.avatar, width=width, height=height) as avatar:
+            result[f"{width}x{height}"] = {
+                "draw": round(frames_per_second(avatar, faces, convert=False), 1),
+                "draw+yuv420p": round(frames_per_second(avatar, faces, convert=True), 1),
+            }
+    print(json.dumps({"avatar": args.avatar, "fps": result}))
 
 
 if __name__ == "__main__":

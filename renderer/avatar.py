@@ -171,12 +171,13 @@ def avatar_class(kind: AvatarKind) -> type[Avatar]:
     """The class registered for `kind` (imported now); AvatarUnavailable if its module cannot be imported."""
     module_name, _, name = AVATARS[kind].partition(":")
     try:
-        module = importlib.import_module(module_name)
+        cls: type[Avatar] = getattr(importlib.import_module(module_name), name)
     except ModuleNotFoundError as err:
         raise AvatarUnavailable(
             f"the {kind.value} avatar is not available in this installation (cannot import {err.name})"
         ) from err
-    cls: type[Avatar] = getattr(module, name)
+    except AttributeError as err:  # e.g. a package folder without its __init__.py
+        raise AvatarUnavailable(f"the {kind.value} avatar is not available: {module_name} has no {name}") from err
     return cls
 
 

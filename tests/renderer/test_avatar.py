@@ -57,9 +57,12 @@ def test_every_kind_is_registered_by_import_path():
 
 
 def test_a_kind_whose_module_is_missing_is_unavailable_not_a_traceback(monkeypatch, tmp_path):
-    monkeypatch.setitem(AVATARS, AvatarKind.PHOTO, "renderer.no_such_avatar:Nothing")
     (tmp_path / "me.jpg").write_bytes(b"")
+    monkeypatch.setitem(AVATARS, AvatarKind.PHOTO, "renderer.no_such_avatar:Nothing")
     with pytest.raises(AvatarUnavailable, match=r"photo avatar is not available .*renderer\.no_such_avatar"):
+        create_avatar(tmp_path / "me.jpg", width=64, height=64)
+    monkeypatch.setitem(AVATARS, AvatarKind.PHOTO, "renderer.face:Nothing")  # a module without the class
+    with pytest.raises(AvatarUnavailable, match=r"photo avatar is not available: renderer\.face has no Nothing"):
         create_avatar(tmp_path / "me.jpg", width=64, height=64)
 
 
