@@ -7,6 +7,7 @@ longer than MAX_FREEZE_MS (requestVideoFrameCallback in the page, getStats count
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import aioice.ice
@@ -57,7 +58,8 @@ def test_the_avatar_keeps_playing_through_loss_and_a_rate_cap(tiny_model, tmp_pa
         link = LinkFaults.counts()
     engine.join(20)
     fps = playback["counts"]["framesDecoded"] / playback["seconds"]
-    print(json.dumps({"impairment": IMPAIRMENT.__dict__, "decoded_fps": round(fps, 1), **playback, "link": link}))
+    figures = {"impairment": dataclasses.asdict(IMPAIRMENT), "decoded_fps": round(fps, 1), **playback, "link": link}
+    print(json.dumps(figures))
     assert link["dropped_random"] > 0 and playback["counts"]["packetsLost"] > 0, (link, playback)  # it was lossy
     assert link["sent_capped"] > playback["counts"]["packetsReceived"], link  # and the media went through the caps
     assert fps >= MIN_FPS, playback
