@@ -1,0 +1,331 @@
+"""The 52 blendshapes of the photo avatar, each a displacement field on the mesh (renderer.photo.mesh).
+
+All fields live in the portrait's *face frame*: x along the line from the subject's right eye to the left one
+(so +x is the subject's left, the image's right), y perpendicular to it and down, z towards the camera, in units
+of the distance between the eye centres (IOD, about 6.3 cm). `displacement_fields` returns one (V, 3) field per
+blendshape in that frame; a field is what the mesh moves for one unit of its blendshape.
+
+The fields are smooth falloffs around landmark groups, of three kinds:
+
+- contour fields: a lid or lip contour moves (e.g. the upper lid towards the lower lid) and the skin on the far
+  side of the contour follows with a falloff (`Geometry.spread`), so a blink closes with the portrait's own lid
+  skin and nothing on the other side of the eye or mouth opening moves;
+- the jaw: everything below the mouth line (`Geometry.jaw`) moves down and back, most at the chin and the lower
+  lip's middle, least at the mouth corners (the opening takes the inner lips' lens shape) and the jaw's hinge;
+- blobs: a compact smooth bump (`Geometry.blob`) around an anchor moves brows, cheeks, nose and mouth corners.
+
+| blendshape | field (amplitude in IOD per unit) |
+|---|---|
+| browDown L/R | the brow moves down 0.10 and towards the nose 0.03 |
+| browInnerUp | both inner brow ends up 0.14, the forehead above them up less |
+| browOuterUp L/R | the outer brow end up 0.12 |
+| cheekPuff | both cheeks out 0.09 and forward 0.08 |
+| cheekSquint L/R | the cheek below the eye up 0.06, the lower lid up a quarter of the eye opening |
+| eyeBlink L/R | the upper lid closes 80 % and the lower lid 20 % of the opening, the lid skin stretching with them |
+| eyeLook* L/R | the lids follow the gaze (down: the upper lid lowers); the iris itself moves in `Rig` |
+| eyeSquint L/R | the lower lid rises 45 % and the upper lid lowers 10 % of the opening |
+| eyeWide L/R | the upper lid rises 35 % of the opening |
+| jawForward | the lower face forward 0.10 and down 0.03 |
+| jawLeft/Right | the lower face sideways 0.12 |
+| jawOpen | the lower face down 0.42 and back 0.1 (the jaw) |
+| mouthClose | the lower lip up by the jaw's opening (applied only as far as jawOpen, see `Rig`) |
+| mouthDimple L/R | the mouth corner out 0.05 and back 0.05 |
+| mouthFrown L/R | the mouth corner down 0.09 and out 0.02 |
+| mouthFunnel | corners in 0.12, the inner lips part (0.05 up, 0.07 down), the lips forward |
+| mouthLeft/Right | the whole mouth sideways 0.12 |
+| mouthLowerDown L/R | that half of the lower lip down 0.09 |
+| mouthPress L/R | that half of each lip thins (its outer edge moves 60 % towards the inner edge) and the lips close 0.03 each |
+| mouthPucker | corners in 0.16, lips forward 0.1 and a little rounder |
+| mouthRollLower/Upper | that lip rolls in: its outer edge moves 70 % towards its inner edge |
+| mouthShrugLower | the lower lip and chin up 0.06 |
+| mouthShrugUpper | the upper lip up 0.04 |
+| mouthSmile L/R | the mouth corner up 0.13, out 0.09 and back; the cheek above it up 0.04 |
+| mouthStretch L/R | the mouth corner out 0.09 and down 0.05 |
+| mouthUpperUp L/R | that half of the upper lip up 0.07 |
+| noseSneer L/R | the nose wing and the lip below it up 0.06 |
+| tongueOut | the lower lip down 0.08 (the tongue itself is drawn by `renderer.photo.warp`) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from renderer.face import BLENDSHAPE_NAMES
+from renderer.photo.mesh import (
+    BROW_LOWER,
+    BROW_UPPER,
+    CHEEK,
+    CHEEKBONE,
+    CHIN,
+    EYE_LOWER,
+    EYE_ROW,
+    EYE_UPPER,
+    LIPS_INNER_LOWER,
+    LIPS_INNER_UPPER,
+    LIPS_OUTER_LOWER,
+    LIPS_OUTER_UPPER,
+    NOSE_WING,
+)
+
+Field = NDArray[np.float32]  # (V, 3) displacement in face units
+MOUTH_CORNER = {"Right": (61, 78), "Left": (291, 308)}  # outer and inner corner landmarks
+LID_MEET = 0.7  # a closed eye's lids meet 70 % of the way down the opening
+LID_SKIN_REACH = 0.22  # face units: the skin above the upper lid follows it over this distance
+
+
+def falloff(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A smooth compact bump of a distance ratio: 1 at 0, 0 from 1 on (C1: (1 - t²)²)."""
+    return np.clip(1.0 - np.square(t), 0.0, 1.0) ** 2
+
+
+def _sorted_contour(points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A contour's points in increasing x (for np.interp)."""
+    return points[np.argsort(points[:, 0], kind="stable")]
+
+
+class Geometry:
+    """Region helpers over the mesh's vertices `v` (V, 3) and the landmarks `lm` (478, 3), both in face units."""
+
+    def __init__(self, v: NDArray[np.float64], lm: NDArray[np.float64]) -> None:
+        self.v, self.lm = v, lm
+        self.x, self.y = v[:, 0], v[:, 1]
+        corners = lm[[61, 291]]
+        self.mouth_x = float(corners[:, 0].mean())
+        self.mouth_half = float(abs(corners[1, 0] - corners[0, 0]) / 2)
+        self.chin_y = float(lm[CHIN, 1])
+        self._jaw = self._jaw_weight()
+
+    def contour_y(self, indices: tuple[int, ...]) -> NDArray[np.float64]:
+        """(V,) the y of a contour (landmark indices) above or below each vertex, extended flat past its ends."""
+        c = _sorted_contour(self.lm[list(indices)])
+        return np.interp(self.x, c[:, 0], c[:, 1])
+
+    def mouth_u(self) -> NDArray[np.float64]:
+        """(V,) x across the mouth: -1 at the subject's right corner, +1 at the left one (not clipped)."""
+        return (self.x - self.mouth_x) / self.mouth_half
+
+    def blob(
+        self, centre: NDArray[np.float64], rx: float, ry: float, ry_up: float | None = None
+    ) -> NDArray[np.float64]:
+        """(V,) a smooth bump around `centre` (x, y) with radii rx and ry (ry_up above the centre, if given)."""
+        dy = self.y - centre[1]
+        ry_side = np.where(dy < 0, ry if ry_up is None else ry_up, ry)
+        return falloff(np.hypot((self.x - centre[0]) / rx, dy / ry_side))
+
+    def spread(self, indices: tuple[int, ...], moves: NDArray[np.float64], up: bool, reach: float) -> Field:
+        """(V, 3) a contour moving by `moves` (n, 3), the skin on one side (above it if `up`) following.
+
+        Vertices on the other side of the contour do not move; the contour's end points must not move either
+        (so nothing past its ends moves). Each vertex takes the motion of the contour above/below it, fading over
+        `reach` (face units) with its distance from the contour.
+        """
+        order = np.argsort(self.lm[list(indices), 0], kind="stable")
+        xs = self.lm[list(indices), 0][order]
+        gap = self.y - np.interp(self.x, xs, self.lm[list(indices), 1][order])
+        distance = -gap if up else gap
+        weight = np.where(distance >= -1e-6, falloff(np.maximum(distance, 0.0) / reach), 0.0)
+        motion = np.stack([np.interp(self.x, xs, moves[order, k]) for k in range(3)], axis=1)
+        return (weight[:, None] * motion).astype(np.float32)
+
+    def _jaw_weight(self) -> NDArray[np.float64]:
+        """(V,) 1 on what the jaw carries (below the mouth line), 0 above it; 0.5 at the mouth corners."""
+        inner = (self.lm[list(LIPS_INNER_UPPER)] + self.lm[list(LIPS_INNER_LOWER)]) / 2
+        line = _sorted_contour(inner)
+        signed = self.y - np.interp(self.x, line[:, 0], line[:, 1])
+        past_corner = np.clip(np.abs(self.mouth_u()) - 1.0, 0.0, 1.0)
+        width = 0.02 + 0.25 * past_corner  # sharp between the lips, soft over the cheeks
+        weight = np.clip(0.5 + 0.5 * signed / width, 0.0, 1.0)
+        weight = weight * weight * (3 - 2 * weight)  # smoothstep
+        n = len(self.v)
+        weight[[i for i in LIPS_INNER_UPPER + LIPS_OUTER_UPPER if i < n]] = 0.0
+        weight[[i for i in LIPS_INNER_LOWER + LIPS_OUTER_LOWER if i < n]] = 1.0
+        weight[[61, 291, 78, 308]] = 0.5
+        return weight
+
+    def jaw(self) -> NDArray[np.float64]:
+        """(V,) how far each vertex moves with the jaw: the jaw region, lens-shaped at the lips, fading at the
+        face's sides and below the chin."""
+        u = self.mouth_u()
+        lens = 1.0 - 0.65 * np.clip(u, -1.0, 1.0) ** 2  # the lower lip's middle moves most
+        below_lip = np.clip((self.y - self.contour_y(LIPS_OUTER_LOWER)) / 0.45, 0.0, 1.0)
+        lens = lens + (1.0 - lens) * below_lip  # the chin moves as one
+        sides = falloff(np.clip(np.abs(u) - 1.0, 0.0, None) * self.mouth_half / 0.95)
+        neck = falloff(np.clip(self.y - self.chin_y, 0.0, None) / 0.7)
+        return self._jaw * lens * sides * neck
+
+    def lip(self, upper: bool) -> NDArray[np.float64]:
+        """(V,) one lip (1 on it), fading over the skin beyond its outer edge and past the mouth corners."""
+        if upper:
+            beyond = np.maximum(self.contour_y(LIPS_OUTER_UPPER) - self.y, 0.0)
+            region = 1.0 - self._jaw
+        else:
+            beyond = np.maximum(self.y - self.contour_y(LIPS_OUTER_LOWER), 0.0)
+            region = self._jaw
+        inside = falloff(np.clip(np.abs(self.mouth_u()) - 1.0, 0.0, None) * self.mouth_half / 0.25)
+        return region * inside * falloff(beyond / 0.2)
+
+    def half(self, side: str) -> NDArray[np.float64]:
+        """(V,) 1 on the mouth's `side` half, 0 on the other, blending across the middle."""
+        u = self.mouth_u() * (1.0 if side == "Left" else -1.0)
+        return np.clip(0.5 + u / 0.6, 0.0, 1.0)
+
+    def lid_gaps(self, side: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(9,), (9,): how far below each upper-lid point the lower lid is, and how far above each lower-lid
+        point the upper lid is, measured straight down the face (so closing lids meet along a smooth line)."""
+        upper, lower = self.lm[list(EYE_UPPER[side])], self.lm[list(EYE_LOWER[side])]
+        lo, up = _sorted_contour(lower), _sorted_contour(upper)
+        return np.interp(upper[:, 0], lo[:, 0], lo[:, 1]) - upper[:, 1], lower[:, 1] - np.interp(
+            lower[:, 0], up[:, 0], up[:, 1]
+        )
+
+    def lids(self, side: str, upper_close: float, lower_close: float) -> Field:
+        """(V, 3) the upper lid closing `upper_close` and the lower lid `lower_close` of the opening (negative:
+        opening), the lid skin following; the eye's middle row stays halfway between the lids."""
+        below, above = self.lid_gaps(side)
+        down = np.zeros((9, 3))
+        down[:, 1] = 1.0
+        field = self.spread(EYE_UPPER[side], upper_close * below[:, None] * down, up=True, reach=LID_SKIN_REACH)
+        field += self.spread(EYE_LOWER[side], -lower_close * above[:, None] * down, up=False, reach=0.16)
+        row = np.arange(EYE_ROW[side], EYE_ROW[side] + 7)
+        field[row] = 0.5 * (field[list(EYE_UPPER[side][1:-1])] + field[list(EYE_LOWER[side][1:-1])])
+        return field
+
+    def lid_skin(self, side: str, band: float) -> Field:
+        """(V, 3) where a closed upper lid takes its pixels from: `band` face units above its edge in the middle
+        (less towards the corners), fading upwards (the texture counterpart of a blink, see
+        renderer.photo.rig.Rig.sources)."""
+        below, _ = self.lid_gaps(side)
+        up = np.zeros((9, 3))
+        up[:, 1] = -band * below / max(float(below.max()), 1e-6)
+        return self.spread(EYE_UPPER[side], up, up=True, reach=3.0 * band)
+
+    def lip_thin(self, upper: bool, fraction: float, side: str | None = None) -> Field:
+        """(V, 3) a lip's outer edge moving `fraction` of the way to its inner edge (on one half, if `side`): the
+        lip between its edges moves in proportion to the distance from its inner edge, the skin beyond follows."""
+        outer, inner = (LIPS_OUTER_UPPER, LIPS_INNER_UPPER) if upper else (LIPS_OUTER_LOWER, LIPS_INNER_LOWER)
+        y_out, y_in = self.contour_y(outer), self.contour_y(inner)
+        depth = (y_in - self.y) if upper else (self.y - y_in)  # >= 0 on the lip's side of its inner edge
+        thickness = np.maximum(np.abs(y_in - y_out), 1e-6)
+        profile = np.clip(depth / thickness, 0.0, 1.0) * falloff(np.maximum(depth - thickness, 0.0) / 0.15)
+        region = (1.0 - self._jaw) if upper else self._jaw
+        inside = falloff(np.clip(np.abs(self.mouth_u()) - 1.0, 0.0, None) * self.mouth_half / 0.25)
+        weight = np.where(depth >= 0, region * inside * profile, 0.0)
+        if side is not None:
+            weight = weight * self.half(side)
+        return _vec(weight * fraction * (y_in - y_out), 0.0, 1.0)
+
+
+def _vec(weight: NDArray[np.float64], dx: float, dy: float, dz: float = 0.0) -> Field:
+    """(V, 3) weight times one displacement vector."""
+    return (weight[:, None] * np.array([dx, dy, dz])).astype(np.float32)
+
+
+def _sx(side: str) -> float:
+    """+1 for the subject's left (+x in the face frame), -1 for the right."""
+    return 1.0 if side == "Left" else -1.0
+
+
+def _corner(g: Geometry, side: str, rx: float = 0.42, ry: float = 0.36) -> NDArray[np.float64]:
+    """(V,) a bump around one mouth corner."""
+    outer, inner = MOUTH_CORNER[side]
+    return g.blob((g.lm[outer] + g.lm[inner]) / 2, rx, ry)
+
+
+def _brow(g: Geometry, side: str, part: slice = slice(None)) -> NDArray[np.float64]:
+    """(V,) a bump over one brow (or part of it: brow points are listed outer end first)."""
+    indices = [*BROW_UPPER[side][part], *BROW_LOWER[side][part]]
+    points = g.lm[indices]
+    return g.blob(points.mean(axis=0), 0.32 if part == slice(None) else 0.24, 0.2, ry_up=0.45)
+
+
+def _both(make: Callable[[Geometry, str], Field], g: Geometry) -> Field:
+    """A sided field made on both sides at once."""
+    return make(g, "Left") + make(g, "Right")
+
+
+def _pucker(g: Geometry, inward: float) -> Field:
+    """Both mouth corners in by `inward`, the lips forward."""
+    field = _both(lambda g, s: _vec(_corner(g, s), -_sx(s) * inward, 0.0, 0.05), g)
+    return field + _vec(np.maximum(g.lip(True), g.lip(False)), 0.0, 0.0, 0.1)
+
+
+def _ends(n: int) -> NDArray[np.float64]:
+    """(n, 1) a profile along a contour of n points that is 0 at both ends and 1 in the middle."""
+    t = np.linspace(-1.0, 1.0, n)
+    return (1.0 - t**2)[:, None]
+
+
+def _part_lips(g: Geometry, up: float, down: float) -> Field:
+    """The inner lips parting: the upper one up by `up`, the lower one down by `down` (middle most)."""
+    field = g.spread(LIPS_INNER_UPPER, np.array([0.0, -up, 0.0]) * _ends(11), up=True, reach=0.2)
+    return field + g.spread(LIPS_INNER_LOWER, np.array([0.0, down, 0.0]) * _ends(11), up=False, reach=0.3)
+
+
+def _lip_half(g: Geometry, s: str, upper: bool, dy: float) -> Field:
+    return _vec(g.lip(upper) * g.half(s), 0.0, dy)
+
+
+# Blendshapes without a side: name -> field.
+BOTH: dict[str, Callable[[Geometry], Field]] = {
+    "browInnerUp": lambda g: _both(lambda g, s: _vec(_brow(g, s, slice(2, None)), 0.0, -0.22), g),
+    "cheekPuff": lambda g: _both(lambda g, s: _vec(g.blob(g.lm[CHEEK[s]], 0.4, 0.4), _sx(s) * 0.09, 0.0, 0.08), g),
+    "jawForward": lambda g: _vec(g.jaw(), 0.0, 0.03, 0.10),
+    "jawOpen": lambda g: _vec(g.jaw(), 0.0, 0.7, -0.15),
+    "mouthClose": lambda g: _vec(g.jaw() * g.lip(False), 0.0, -0.42, 0.1),
+    "mouthFunnel": lambda g: (
+        _pucker(g, 0.17) + _part_lips(g, 0.04, 0.06) + _vec(g.lip(True), 0.0, -0.03) + _vec(g.lip(False), 0.0, 0.04)
+    ),
+    "mouthPucker": lambda g: _pucker(g, 0.22),
+    "mouthRollLower": lambda g: g.lip_thin(False, 0.7),
+    "mouthRollUpper": lambda g: g.lip_thin(True, 0.7),
+    "mouthShrugLower": lambda g: _vec(np.maximum(g.lip(False), g.jaw() * 0.6), 0.0, -0.06),
+    "mouthShrugUpper": lambda g: _vec(g.lip(True), 0.0, -0.04),
+    "tongueOut": lambda g: _vec(g.lip(False), 0.0, 0.08),
+}
+# Blendshapes with a Left and a Right: stem -> field of the side ("Left" = the subject's left, +x).
+SIDED: dict[str, Callable[[Geometry, str], Field]] = {
+    "browDown": lambda g, s: (
+        _vec(_brow(g, s), -_sx(s) * 0.07, 0.24) + _vec(_brow(g, s, slice(3, None)), -_sx(s) * 0.04, 0.05)
+    ),
+    "browOuterUp": lambda g, s: _vec(_brow(g, s, slice(0, 3)), 0.0, -0.12),
+    "cheekSquint": lambda g, s: _vec(g.blob(g.lm[CHEEKBONE[s]], 0.35, 0.3), 0.0, -0.06) + g.lids(s, 0.0, 0.25),
+    "eyeBlink": lambda g, s: g.lids(s, LID_MEET, 1.0 - LID_MEET),
+    "eyeLookDown": lambda g, s: g.lids(s, 0.3, 0.0),
+    "eyeLookIn": lambda g, s: g.lids(s, 0.02, 0.0),
+    "eyeLookOut": lambda g, s: g.lids(s, 0.02, 0.0),
+    "eyeLookUp": lambda g, s: g.lids(s, -0.15, 0.0),
+    "eyeSquint": lambda g, s: g.lids(s, 0.1, 0.45),
+    "eyeWide": lambda g, s: g.lids(s, -0.35, 0.0),
+    "jaw": lambda g, s: _vec(g.jaw(), _sx(s) * 0.12, 0.0),
+    "mouth": lambda g, s: _vec(g.blob((g.lm[13] + g.lm[14]) / 2, 0.8, 0.5), _sx(s) * 0.12, 0.0),
+    "mouthDimple": lambda g, s: _vec(_corner(g, s), _sx(s) * 0.05, 0.0, -0.05),
+    "mouthFrown": lambda g, s: _vec(_corner(g, s), _sx(s) * 0.02, 0.09),
+    "mouthLowerDown": lambda g, s: _lip_half(g, s, False, 0.09),
+    "mouthPress": lambda g, s: (
+        g.lip_thin(True, 0.6, s)
+        + g.lip_thin(False, 0.6, s)
+        + _part_lips(g, -0.03, -0.03) * g.half(s)[:, None].astype(np.float32)
+    ),
+    "mouthSmile": lambda g, s: (
+        _vec(_corner(g, s), _sx(s) * 0.12, -0.17, -0.05) + _vec(g.blob(g.lm[CHEEK[s]], 0.35, 0.35), 0.0, -0.05)
+    ),
+    "mouthStretch": lambda g, s: _vec(_corner(g, s), _sx(s) * 0.09, 0.05),
+    "mouthUpperUp": lambda g, s: _lip_half(g, s, True, -0.07),
+    "noseSneer": lambda g, s: _vec(g.blob(g.lm[NOSE_WING[s]], 0.22, 0.25), 0.0, -0.06) + _lip_half(g, s, True, -0.03),
+}
+
+
+def field(name: str, geometry: Geometry) -> Field:
+    """(V, 3) the field of one blendshape (a renderer.face name) in face units."""
+    if name in BOTH:
+        return BOTH[name](geometry)
+    side = "Left" if name.endswith("Left") else "Right"
+    return SIDED[name.removesuffix(side)](geometry, side)
+
+
+def displacement_fields(geometry: Geometry) -> NDArray[np.float32]:
+    """(52, V, 3) float32: each blendshape's field (renderer.face order) on the mesh of `geometry`, in face units."""
+    return np.stack([field(name, geometry) for name in BLENDSHAPE_NAMES]).astype(np.float32)

@@ -1,0 +1,125 @@
+"""A portrait's preparation, made once and cached: landmarks, the portrait's own expression, the mesh, colours.
+
+    prepared = prepare(photo, "me.jpg", cache_dir)   # a Preparation, from the cache when it is there
+
+The cache file is `<cache_dir>/<sha256 of the photo file>-v<PREPARATION_VERSION>.npz`, written to a temporary
+file in the same folder and renamed into place, so that a reader never sees half a file. A cache file that
+cannot be read is made again (with a warning); a cache folder that cannot be written only costs the time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from renderer.photo.mesh import FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, Mesh, build_mesh
+from renderer.photo.portrait import Photo, find_face
+from renderer.photo.warp import MouthColours, mouth_colours
+
+log = logging.getLogger(__name__)
+
+PREPARATION_VERSION = 1  # bump when anything stored below changes meaning (old cache files are then ignored)
+
+
+def default_cache_dir() -> Path:
+    """Where preparations are cached by default: $XDG_CACHE_HOME/reactdiff/avatars (~/.cache/reactdiff/avatars)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "reactdiff" / "avatars"
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """Everything slow about one portrait (photo px; see renderer.photo.portrait.FoundFace for the axes).
+
+    `size` (2,) the photo's (width, height) as prepared; `landmarks` (478, 3); `scores` (52,) its own
+    blendshapes (the rest pose); `pose` (3,) its head pose (rad); `vertices` (V, 3), `triangles` (T, 3) and
+    `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB.
+    """
+
+    size: NDArray[np.int64]
+    landmarks: NDArray[np.float32]
+    scores: NDArray[np.float32]
+    pose: NDArray[np.float32]
+    vertices: NDArray[np.float32]
+    triangles: NDArray[np.int32]
+    follow: NDArray[np.float32]
+    colours: NDArray[np.int64]
+
+    @property
+    def mesh(self) -> Mesh:
+        return Mesh(self.vertices, self.triangles, self.follow)
+
+    @property
+    def mouth_colours(self) -> MouthColours:
+        cavity, teeth, tongue = (tuple(int(v) for v in c) for c in self.colours)
+        return MouthColours(cavity, teeth, tongue)  # type: ignore[arg-type]
+
+
+def cache_path(cache_dir: Path, sha256: str) -> Path:
+    """The cache file of the photo whose file has this sha256."""
+    return cache_dir / f"{sha256}-v{PREPARATION_VERSION}.npz"
+
+
+def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = None) -> Preparation:
+    """The photo's preparation: read from `cache_dir` when there, else made (FaceLandmarker) and cached."""
+    path = cache_path(cache_dir, photo.sha256)
+    cached = _load(path, photo)
+    if cached is not None:
+        return cached
+    found = find_face(photo.rgb, name, face_model)
+    mesh = build_mesh(found.landmarks)
+    lips = found.landmarks[list(LIPS_OUTER_UPPER) + list(LIPS_OUTER_LOWER[::-1]), :2]
+    colours = mouth_colours(photo.rgb, lips, found.landmarks[list(FACE_OVAL), :2])
+    prepared = Preparation(
+        size=np.array([photo.rgb.shape[1], photo.rgb.shape[0]], np.int64),
+        landmarks=found.landmarks,
+        scores=found.scores,
+        pose=found.pose,
+        vertices=mesh.vertices,
+        triangles=mesh.triangles,
+        follow=mesh.follow,
+        colours=np.array([colours.cavity, colours.teeth, colours.tongue], np.int64),
+    )
+    _save(path, prepared)
+    return prepared
+
+
+def _load(path: Path, photo: Photo) -> Preparation | None:
+    """The cached preparation at `path`, or None when there is none or it cannot be used (then with a warning)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            prepared = Preparation(**{f.name: data[f.name] for f in fields(Preparation)})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        log.warning("avatar cache %s cannot be read (%s); preparing the photo again", path, err)
+        return None
+    if tuple(prepared.size) != (photo.rgb.shape[1], photo.rgb.shape[0]) or prepared.landmarks.shape != (478, 3):
+        log.warning("avatar cache %s does not match the photo; preparing it again", path)
+        return None
+    return prepared
+
+
+def _save(path: Path, prepared: Preparation) -> None:
+    """Write `prepared` to `path` atomically (a temporary file in the same folder, then a rename); the
+    temporary file is removed whatever happens, so the folder never holds a partial cache file."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            np.savez(file, **asdict(prepared))
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        log.warning("avatar cache %s cannot be written (%s); the photo will be prepared again next time", path, err)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,248 @@
+"""From one 58-float face to the photo avatar's mesh: blendshapes (relative to the portrait's own expression),
+the eyes' gaze, and the head pose.
+
+    rig = Rig(mesh, landmarks, scores)       # mesh and landmarks in output px; scores: the portrait's own (52,)
+    vertices = rig.vertices(face)            # (V, 3) output px after expression and pose
+
+The portrait's own expression is the rest pose: a blendshape moves the mesh by (input - the portrait's score)
+times its field, so a frame at the portrait's own scores is the photo itself and the neutral face (all zeros)
+takes the photo's own smile, squint, ... out. Lids and lips never cross: closing amounts beyond a closed eye or
+mouth are scaled back (`limit`).
+
+Pose: pitch, yaw and roll rotate the 3-D mesh (orthographic) about a pivot inside the head, translation moves it
+(10 cm per unit at the portrait's scale, from its eye distance) and tz scales it as a camera 50 cm away would.
+Each vertex follows the head by its `follow` weight, so the rings blend the head into the still background.
+Angles up to SOFT_POSE_RAD are applied as given; larger ones are softened smoothly towards MAX_POSE_RAD (the
+photo never saw the side of the head: turning further would only smear it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from renderer.face import BLENDSHAPE_INDEX, BLENDSHAPES, FACE_INDEX, ROTATION, rotation_matrix
+from renderer.photo.fields import Geometry, displacement_fields
+from renderer.photo.mesh import (
+    EYE_LOWER,
+    EYE_ROW,
+    EYE_UPPER,
+    FACE_OVAL,
+    IRIS_CENTRE,
+    LIPS_INNER_LOWER,
+    LIPS_INNER_UPPER,
+    SIDES,
+    Mesh,
+)
+
+DEPTH_SCALE = 1.4  # MediaPipe's relative depth is flatter than a head: turns use this much more relief
+SOFT_POSE_RAD = 0.35  # angles up to this are applied exactly
+MAX_POSE_RAD = 0.6  # the softened angle never exceeds this
+IOD_CM = 6.3  # the distance between the eye centres of an adult, for translation in cm
+CAMERA_CM = 50.0  # tz scales the head as a camera this far away would
+MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the frame
+GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fraction of the eye opening
+PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
+BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
+LASH_BAND = 0.04  # face units: a closed upper lid samples its skin this far above the lid's edge
+_IMAGE = np.diag([1.0, -1.0, 1.0])  # camera frame (y up) <-> image frame (y down)
+_INTERIOR = slice(1, -1)  # the 7 interior columns of an eye contour
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """The portrait's face frame in output px: `origin` between the eye centres, unit axes `ex` (towards the
+    subject's left eye) and `ey` (down the face), `unit` px per face unit (the eye distance)."""
+
+    origin: NDArray[np.float64]
+    ex: NDArray[np.float64]
+    ey: NDArray[np.float64]
+    unit: float
+
+    @classmethod
+    def of(cls, landmarks: NDArray[np.floating]) -> FaceFrame:
+        """The frame of (478, 3) landmarks (px)."""
+        right, left = (landmarks[list(EYE_UPPER[s] + EYE_LOWER[s]), :2].mean(axis=0) for s in ("Right", "Left"))
+        axis = left - right
+        unit = float(np.linalg.norm(axis))
+        ex = axis / unit
+        return cls((left + right) / 2, ex, np.array([-ex[1], ex[0]]), unit)
+
+    def to_face(self, points: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(N, 3) px points -> face units (z relative to the face's mean depth does not matter: only differences)."""
+        d = points[:, :2] - self.origin
+        return np.stack([d @ self.ex, d @ self.ey, points[:, 2]], axis=1) / self.unit
+
+    def to_image(self, moves: NDArray[np.floating]) -> NDArray[np.float32]:
+        """(..., 3) displacements in face units -> px."""
+        xy = moves[..., :1] * self.ex + moves[..., 1:2] * self.ey
+        return (np.concatenate([xy, moves[..., 2:]], axis=-1) * self.unit).astype(np.float32)
+
+
+def soften(angle: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Angles as applied: unchanged up to SOFT_POSE_RAD, then easing smoothly (slope 1 → 0) to MAX_POSE_RAD."""
+    a = np.asarray(angle, np.float64)
+    span = MAX_POSE_RAD - SOFT_POSE_RAD
+    over = np.maximum(np.abs(a) - SOFT_POSE_RAD, 0.0)
+    return np.sign(a) * (np.minimum(np.abs(a), SOFT_POSE_RAD) + span * np.tanh(over / span))
+
+
+def limit(amounts: NDArray[np.float64], rates: NDArray[np.float64], room: float) -> NDArray[np.float64]:
+    """`amounts` (52,) with the positive contributions to `rates @ amounts` scaled back so it stays <= `room`."""
+    parts = amounts * rates
+    closing = parts.clip(min=0.0).sum()
+    opening = parts.clip(max=0.0).sum()
+    if closing + opening <= room or closing <= 0:
+        return amounts
+    scale = max(room - opening, 0.0) / closing
+    return np.where(parts > 0, amounts * scale, amounts)
+
+
+class Rig:
+    """The portrait's rest mesh and fields in output px, and the per-frame deformation."""
+
+    def __init__(self, mesh: Mesh, landmarks: NDArray[np.float32], scores: NDArray[np.float32]) -> None:
+        self.rest = mesh.vertices.astype(np.float64)  # (V, 3) output px
+        self.follow = mesh.follow.astype(np.float64)
+        self.landmarks = landmarks.astype(np.float64)
+        self.frame = FaceFrame.of(self.landmarks)
+        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks))
+        face_units = displacement_fields(geometry)
+        self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
+        self.scores = scores.astype(np.float64)
+        oval = self.rest[list(FACE_OVAL)]
+        width = float(np.ptp(oval[:, 0]))
+        self.pivot = np.array([*(oval[:, :2].min(0) + oval[:, :2].max(0)) / 2, oval[:, 2].mean() - 0.1 * width])
+        self.px_per_cm = self.frame.unit / IOD_CM
+        self._eye_rates = {s: self._closure_rates(face_units, s) for s in SIDES}
+        self._lid_skin = {
+            s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND))[:, :2].astype(np.float64) for s in SIDES
+        }
+        self._lip_rates, self._lip_gap = self._opening_rates(face_units)
+
+    # --- limits -----------------------------------------------------------------------------------------------
+
+    def _closure_rates(self, fields: NDArray[np.float32], side: str) -> NDArray[np.float64]:
+        """(52,) how much of one eye's opening each blendshape closes per unit (negative: opens)."""
+        upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
+        gap = (self.frame.to_face(self.rest[lower]) - self.frame.to_face(self.rest[upper]))[:, 1]
+        closing = fields[:, upper, 1] - fields[:, lower, 1]  # (52, 7) face units
+        return (closing / np.maximum(gap, 1e-3)).mean(axis=1)
+
+    def _opening_rates(self, fields: NDArray[np.float32]) -> tuple[NDArray[np.float64], float]:
+        """(52,) how much each blendshape closes the inner lips per unit (face units), and their rest gap."""
+        upper, lower = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
+        gap = (self.frame.to_face(self.rest[lower]) - self.frame.to_face(self.rest[upper]))[:, 1]
+        return (fields[:, upper, 1] - fields[:, lower, 1]).max(axis=1), float(max(gap.min(), 0.0))
+
+    def amounts(self, weights: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(52,) how far each field is applied for input blendshapes `weights`: input minus the portrait's own,
+        mouthClose only as far as the jaw is open (beyond that it presses the lips), a blink closing what the other shapes leave of the eye, and
+        no closing past shut eyes or lips."""
+        w = np.clip(np.asarray(weights, np.float64), 0.0, 1.0)
+        close, jaw = BLENDSHAPE_INDEX["mouthClose"], BLENDSHAPE_INDEX["jawOpen"]
+        press = [BLENDSHAPE_INDEX["mouthPressLeft"], BLENDSHAPE_INDEX["mouthPressRight"]]
+        beyond = max(w[close] - w[jaw], 0.0)  # closing lips that are already shut presses them
+        w[close] -= beyond
+        w[press] = np.minimum(w[press] + PRESS_PER_CLOSE * beyond, 1.0)
+        a = w - self.scores
+        a[close] = w[close] - min(self.scores[close], self.scores[jaw])
+        for side in SIDES:
+            a = self._blink(a, w, side)
+        return limit(a, self._lip_rates, self._lip_gap)
+
+    def _blink(self, a: NDArray[np.float64], w: NDArray[np.float64], side: str) -> NDArray[np.float64]:
+        """`a` with one eye's blink closing BLINK_GAIN * (input - portrait's) / (1 - portrait's) (at most all) of
+        the opening that the eye's other shapes (squint, wide, gaze, cheeks) leave: eyeBlink >= 1 / BLINK_GAIN
+        always shuts the eye."""
+        k = BLENDSHAPE_INDEX["eyeBlink" + side]
+        rates = self._eye_rates[side].copy()
+        rates[k] = 0.0
+        a = limit(a, rates, 1.0)
+        others = float(a @ rates)
+        share = min(BLINK_GAIN * (w[k] - self.scores[k]) / max(1.0 - self.scores[k], 1e-3), 1.0)
+        a[k] = share * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
+        return a
+
+    # --- per frame --------------------------------------------------------------------------------------------
+
+    def expression(self, face: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(V, 3) px: the rest mesh moved by the face's blendshapes and gaze (no pose)."""
+        a = self.amounts(face[BLENDSHAPES])
+        points = self.rest + np.tensordot(a, self.fields, axes=1)
+        self._separate_lips(points)
+        for side in SIDES:
+            self._place_eye(points, side, face)
+        return points
+
+    def _separate_lips(self, points: NDArray[np.float64]) -> None:
+        """Keep each inner lower-lip point below its upper partner (in the face frame), in place."""
+        upper, lower = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
+        gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
+        crossed = np.minimum(gap, 0.0)[:, None] * self.frame.ey / 2
+        points[upper, :2] += crossed
+        points[lower, :2] -= crossed
+
+    def gaze(self, face: NDArray[np.floating], side: str) -> tuple[float, float]:
+        """(x, y) gaze of one eye relative to the portrait's, in units of full travel: +x the subject's left."""
+
+        def look(direction: str) -> float:
+            i = FACE_INDEX[f"eyeLook{direction}{side}"]
+            return float(np.clip(face[i], 0.0, 1.0) - self.scores[i])
+
+        outward = 1.0 if side == "Left" else -1.0
+        return outward * (look("Out") - look("In")), look("Down") - look("Up")
+
+    def _place_eye(self, points: NDArray[np.float64], side: str, face: NDArray[np.floating]) -> None:
+        """Put one eye's middle row between its (moved) lids and shift it with the gaze: the iris moves inside
+        the opening, its travel shrinking as the lids close."""
+        upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
+        gx, gy = self.gaze(face, side)
+        rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
+        gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
+        openness = np.clip(gap / np.maximum(rest_gap, 1e-3), 0.0, 1.5)
+        t = np.clip(0.5 + GAZE["y"] * gy, 0.25, 0.75)
+        row = np.arange(EYE_ROW[side], EYE_ROW[side] + 7)
+        points[row] = points[upper] + t * (points[lower] - points[upper])
+        iris_x = (self.landmarks[IRIS_CENTRE[side], :2] - self.frame.origin) @ self.frame.ex
+        x = (self.rest[row, :2] - self.frame.origin) @ self.frame.ex
+        eye_width = abs(x[-1] - x[0]) * 8 / 6
+        bump = np.exp(-(((x - iris_x) / (0.35 * eye_width)) ** 2))
+        shift = GAZE["x"] * gx * self.frame.unit * bump * np.minimum(openness, 1.0)
+        points[row, :2] += shift[:, None] * self.frame.ex
+
+    def sources(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(V, 2) px: where each vertex of the expressed mesh `points` takes its pixels from in the still portrait.
+
+        The rest positions, except above a closing upper lid: as the eye closes, its lid samples the portrait's
+        lid skin from higher up (LASH_BAND above its edge at full closure, fading upwards), so a closed eye shows
+        skin instead of the lashes and the iris dragged down into a dark band.
+        """
+        sources = self.rest[:, :2].copy()
+        for side in SIDES:
+            upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
+            rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
+            gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
+            closure = float(np.clip(1.0 - gap.sum() / max(rest_gap.sum(), 1e-3), 0.0, 1.0))
+            sources += closure * self._lid_skin[side]
+        return sources
+
+    def posed(
+        self, points: NDArray[np.float64], face: NDArray[np.floating], follow: NDArray[np.float64] | None = None
+    ) -> NDArray[np.float64]:
+        """(N, 3) px: `points` turned, moved and scaled with the head (each by its follow weight)."""
+        pitch, yaw, roll = soften(face[ROTATION])
+        turn = _IMAGE @ rotation_matrix(pitch, yaw, roll) @ _IMAGE
+        tx, ty, tz = (float(face[FACE_INDEX[n]]) for n in ("tx", "ty", "tz"))
+        scale = CAMERA_CM / (CAMERA_CM - 10.0 * float(np.clip(tz, -2.0, 2.0)))
+        shift = np.array([tx, -ty, 0.0]) * 10.0 * self.px_per_cm
+        relief = (points - self.pivot) * [1.0, 1.0, DEPTH_SCALE]
+        moved = self.pivot + scale * relief @ turn.T * [1.0, 1.0, 1.0 / DEPTH_SCALE] + shift
+        weights = self.follow if follow is None else follow
+        return points + weights[:, None] * (moved - points)
+
+    def vertices(self, face: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(V, 3) output px of every mesh vertex for one (58,) face."""
+        return self.posed(self.expression(face), face)
