@@ -4,16 +4,22 @@
 to the planar YUV that the mp4 and WebRTC encoders take (PyAV's swscale, as renderer.sinks and renderer.track do).
 
 .venv/bin/python benchmarks/render.py [--avatar glasses|portrait.jpg]
+.venv/bin/python benchmarks/render.py --sample astronaut      # the photo avatar on a portrait a package ships
 # prints {"avatar": "default", "fps": {"1280x720": {"draw": ..., "draw+yuv420p": ...}, "640x480": ..., ...}}
+
+One thread: OpenCV (which the photo avatar's warp uses) is held to one thread; skia and numpy draw on one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from renderer.avatar import Avatar, create_avatar
@@ -53,19 +59,41 @@ def frames_per_second(avatar: Avatar, faces: np.ndarray, *, convert: bool) -> fl
     return len(faces) / (time.perf_counter() - start)
 
 
+def sample_photo(name: str, folder: Path) -> Path:
+    """A real portrait that an installed package ships, as a PNG in `folder`: scikit-image's astronaut (512x512)
+    or matplotlib's Grace Hopper (512x600, with glasses)."""
+    if name == "astronaut":
+        from skimage import data
+
+        rgb = data.astronaut()
+    else:
+        import matplotlib
+
+        bgr = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    path = folder / f"{name}.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--avatar", default="default", help="a style name or a portrait photo (default: default)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--avatar", default="default", help="a style name or a portrait photo (default: default)")
+    choice.add_argument("--sample", choices=("astronaut", "grace_hopper"), help="the photo avatar on this portrait")
     args = parser.parse_args()
+    cv2.setNumThreads(1)
     faces = moving_faces(FRAMES)
+    folder = Path(tempfile.mkdtemp(prefix="reactdiff-bench-"))
+    spec = sample_photo(args.sample, folder) if args.sample else args.avatar
     result = {}
     for width, height in SIZES:
-        with create_avatar(args.avatar, width=width, height=height) as avatar:
+        with create_avatar(spec, width=width, height=height, cache_dir=folder) as avatar:
             result[f"{width}x{height}"] = {
                 "draw": round(frames_per_second(avatar, faces, convert=False), 1),
                 "draw+yuv420p": round(frames_per_second(avatar, faces, convert=True), 1),
             }
-    print(json.dumps({"avatar": args.avatar, "fps": result}))
+    print(json.dumps({"avatar": args.sample or args.avatar, "fps": result}))
 
 
 if __name__ == "__main__":

@@ -47,9 +47,8 @@ class Warper:
         self._surface = skia.Surface(self._low, colorType=skia.kRGBA_F32_ColorType, alphaType=skia.kPremul_AlphaType)
         self._canvas = self._surface.getCanvas()
         self._paint = _displacement_paint()
-        ys, xs = np.mgrid[0 : low_h * STEP, 0 : low_w * STEP].astype(np.float32)
-        self._grid = np.stack([xs, ys], axis=-1)  # (H', W', 2) each output pixel's own coordinates
-        self._map = np.empty_like(self._grid)
+        ys, xs = (np.mgrid[0:low_h, 0:low_w].astype(np.float32) + 0.5) * STEP - 0.5
+        self._centres = np.stack([xs, ys], axis=-1)  # (h, w, 2) output px of each map pixel's centre
 
     def draw(
         self,
@@ -68,12 +67,16 @@ class Warper:
         box = self._box(positions[self.triangles[live].ravel()])
         if box is None:
             return
-        disp = self._displacement(positions, sources, depth, box)
-        x0, y0, x1, y1 = (v * STEP for v in box)
-        x1, y1 = min(x1, self.width), min(y1, self.height)
-        full = cv2.resize(disp, ((box[2] - box[0]) * STEP, (box[3] - box[1]) * STEP), interpolation=cv2.INTER_LINEAR)
-        mapped = self._map[y0:y1, x0:x1]
-        np.add(self._grid[y0:y1, x0:x1], full[: y1 - y0, : x1 - x0], out=mapped)
+        bx0, by0, bx1, by1 = box
+        coords = self._displacement(positions, sources, depth, box) + self._centres[by0:by1, bx0:bx1]
+        full = cv2.resize(coords, ((bx1 - bx0) * STEP, (by1 - by0) * STEP), interpolation=cv2.INTER_LINEAR)
+        # cv2.resize clamps the outer half map pixel; it holds no motion (the box has a still margin), so it is
+        # left as the stage copy, except at the frame's own edges
+        half = STEP // 2
+        x0, y0 = bx0 * STEP + (half if bx0 > 0 else 0), by0 * STEP + (half if by0 > 0 else 0)
+        x1 = min(bx1 * STEP - (half if bx1 < self._centres.shape[1] else 0), self.width)
+        y1 = min(by1 * STEP - (half if by1 < self._centres.shape[0] else 0), self.height)
+        mapped = full[y0 - by0 * STEP : y1 - by0 * STEP, x0 - bx0 * STEP : x1 - bx0 * STEP]
         cv2.remap(self.stage, mapped, None, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE)
 
     def _box(self, points: NDArray[np.float64]) -> tuple[int, int, int, int] | None:
