@@ -315,8 +315,10 @@ class RoomClient(ABC):
             await peer.close()
 
     async def drop_all_peers(self) -> None:
-        for peer_id in list(self.peers):
-            await self.drop_peer(peer_id)
+        """Every connection closed and every participant forgotten (on leaving, and before a reconnect, which
+        meets them afresh): a negotiation step under way closes what it made when it ends."""
+        for peer_id in set(self.peers) | set(self._steps):
+            await self.participant_left(peer_id)
 
     @abstractmethod
     async def join(self) -> None:

@@ -76,9 +76,13 @@ class Participant:
 
     async def __aenter__(self) -> Participant:
         self.http = aiohttp.ClientSession()
-        self.ws = await self.http.ws_connect(self.ws_url)
-        await self.ws.send_json({"type": "join", "name": self.name, "role": "browser"})
-        welcome = await self.ws.receive_json(timeout=5)
+        try:
+            self.ws = await self.http.ws_connect(self.ws_url)
+            await self.ws.send_json({"type": "join", "name": self.name, "role": "browser"})
+            welcome = await self.ws.receive_json(timeout=5)
+        except BaseException:  # refused (a full room, a rate limit): leave no session behind
+            await self.http.close()
+            raise
         self.id = welcome["id"]
         for peer in welcome["peers"]:
             pc = self._pc(peer["id"])
