@@ -16,34 +16,36 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 
 | blendshape | field (amplitude in IOD per unit) |
 |---|---|
-| browDown L/R | the brow moves down 0.10 and towards the nose 0.03 |
-| browInnerUp | both inner brow ends up 0.14, the forehead above them up less |
+| browDown L/R | the brow down 0.12 (inner end 0.15) and in 0.06 (0.1), the upper lid a fifth of the opening lower |
+| browInnerUp | both inner brow ends up 0.22, the forehead above them up less, the lid skin below stretching |
 | browOuterUp L/R | the outer brow end up 0.12 |
 | cheekPuff | both cheeks out 0.09 and forward 0.08 |
 | cheekSquint L/R | the cheek below the eye up 0.06, the lower lid up a quarter of the eye opening |
-| eyeBlink L/R | the upper lid closes 80 % and the lower lid 20 % of the opening, the lid skin stretching with them |
+| eyeBlink L/R | the lids meet 70 % down the opening, the upper lid's skin stretching over the eye (see `Rig`) |
 | eyeLook* L/R | the lids follow the gaze (down: the upper lid lowers); the iris itself moves in `Rig` |
 | eyeSquint L/R | the lower lid rises 45 % and the upper lid lowers 10 % of the opening |
 | eyeWide L/R | the upper lid rises 35 % of the opening |
 | jawForward | the lower face forward 0.10 and down 0.03 |
 | jawLeft/Right | the lower face sideways 0.12 |
-| jawOpen | the lower face down 0.42 and back 0.1 (the jaw) |
-| mouthClose | the lower lip up by the jaw's opening (applied only as far as jawOpen, see `Rig`) |
+| jawOpen | the lower face down 0.7 and back 0.15 (the jaw) |
+| mouthClose | the lower lip up 0.42 (applied only as far as jawOpen, see `Rig`) |
 | mouthDimple L/R | the mouth corner out 0.05 and back 0.05 |
 | mouthFrown L/R | the mouth corner down 0.09 and out 0.02 |
-| mouthFunnel | corners in 0.12, the inner lips part (0.05 up, 0.07 down), the lips forward |
+| mouthFunnel | corners in 0.17, the inner lips part (0.04 up, 0.06 down), the lips flare and come forward |
 | mouthLeft/Right | the whole mouth sideways 0.12 |
 | mouthLowerDown L/R | that half of the lower lip down 0.09 |
-| mouthPress L/R | that half of each lip thins (its outer edge moves 60 % towards the inner edge) and the lips close 0.03 each |
-| mouthPucker | corners in 0.16, lips forward 0.1 and a little rounder |
+| mouthPress L/R | that half of each lip thins (outer edge 60 % towards the inner edge), the lips close 0.03 each |
+| mouthPucker | corners in 0.22, the lips forward 0.1 |
 | mouthRollLower/Upper | that lip rolls in: its outer edge moves 70 % towards its inner edge |
 | mouthShrugLower | the lower lip and chin up 0.06 |
 | mouthShrugUpper | the upper lip up 0.04 |
-| mouthSmile L/R | the mouth corner up 0.13, out 0.09 and back; the cheek above it up 0.04 |
+| mouthSmile L/R | the mouth corner up 0.17, out 0.12 and back 0.05; the cheek above it up 0.05 |
 | mouthStretch L/R | the mouth corner out 0.09 and down 0.05 |
 | mouthUpperUp L/R | that half of the upper lip up 0.07 |
-| noseSneer L/R | the nose wing and the lip below it up 0.06 |
+| noseSneer L/R | the nose wing up 0.06 and that half of the upper lip up 0.03 |
 | tongueOut | the lower lip down 0.08 (the tongue itself is drawn by `renderer.photo.warp`) |
+
+The amplitudes were tuned by closing the loop through the engine's tracker (tests/renderer/test_photo_loop.py).
 """
 
 from __future__ import annotations
@@ -235,10 +237,16 @@ def _corner(g: Geometry, side: str, rx: float = 0.42, ry: float = 0.36) -> NDArr
 
 
 def _brow(g: Geometry, side: str, part: slice = slice(None)) -> NDArray[np.float64]:
-    """(V,) a bump over one brow (or part of it: brow points are listed outer end first)."""
-    indices = [*BROW_UPPER[side][part], *BROW_LOWER[side][part]]
-    points = g.lm[indices]
-    return g.blob(points.mean(axis=0), 0.32 if part == slice(None) else 0.24, 0.2, ry_up=0.45)
+    """(V,) a bump over one brow (or part of it: brow points are listed outer end first). It fades upwards over
+    the forehead, and downwards linearly to 0 at the upper lid, so a moving brow stretches or squeezes the lid
+    skin evenly and never folds it over the eye."""
+    points = g.lm[[*BROW_UPPER[side][part], *BROW_LOWER[side][part]]]
+    cx, cy = points[:, :2].mean(axis=0)
+    lateral = falloff((g.x - cx) / (0.32 if part == slice(None) else 0.24))
+    lid = g.contour_y(EYE_UPPER[side])
+    down = np.clip((lid - g.y) / np.maximum(lid - cy, 1e-3), 0.0, 1.0)
+    vertical = np.where(g.y < cy, falloff((cy - g.y) / 0.45), down)
+    return lateral * vertical
 
 
 def _both(make: Callable[[Geometry, str], Field], g: Geometry) -> Field:

@@ -112,6 +112,7 @@ class Rig:
         face_units = displacement_fields(geometry)
         self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
         self.scores = scores.astype(np.float64)
+        self._rest = self._inputs(self.scores)
         oval = self.rest[list(FACE_OVAL)]
         width = float(np.ptp(oval[:, 0]))
         self.pivot = np.array([*(oval[:, :2].min(0) + oval[:, :2].max(0)) / 2, oval[:, 2].mean() - 0.1 * width])
@@ -121,6 +122,8 @@ class Rig:
             s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND))[:, :2].astype(np.float64) for s in SIDES
         }
         self._lip_rates, self._lip_gap = self._opening_rates(face_units)
+        inner = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
+        self._lip_floor = np.minimum((self.rest[inner[1], :2] - self.rest[inner[0], :2]) @ self.frame.ey, 0.0)
 
     # --- limits -----------------------------------------------------------------------------------------------
 
@@ -137,18 +140,23 @@ class Rig:
         gap = (self.frame.to_face(self.rest[lower]) - self.frame.to_face(self.rest[upper]))[:, 1]
         return (fields[:, upper, 1] - fields[:, lower, 1]).max(axis=1), float(max(gap.min(), 0.0))
 
-    def amounts(self, weights: NDArray[np.floating]) -> NDArray[np.float64]:
-        """(52,) how far each field is applied for input blendshapes `weights`: input minus the portrait's own,
-        mouthClose only as far as the jaw is open (beyond that it presses the lips), a blink closing what the other shapes leave of the eye, and
-        no closing past shut eyes or lips."""
+    def _inputs(self, weights: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(52,) blendshapes as the fields take them: clipped to [0, 1], mouthClose only as far as the jaw is open
+        (closing lips that are already shut presses them: the rest goes to mouthPress)."""
         w = np.clip(np.asarray(weights, np.float64), 0.0, 1.0)
         close, jaw = BLENDSHAPE_INDEX["mouthClose"], BLENDSHAPE_INDEX["jawOpen"]
         press = [BLENDSHAPE_INDEX["mouthPressLeft"], BLENDSHAPE_INDEX["mouthPressRight"]]
-        beyond = max(w[close] - w[jaw], 0.0)  # closing lips that are already shut presses them
+        beyond = max(w[close] - w[jaw], 0.0)
         w[close] -= beyond
         w[press] = np.minimum(w[press] + PRESS_PER_CLOSE * beyond, 1.0)
-        a = w - self.scores
-        a[close] = w[close] - min(self.scores[close], self.scores[jaw])
+        return w
+
+    def amounts(self, weights: NDArray[np.floating]) -> NDArray[np.float64]:
+        """(52,) how far each field is applied for input blendshapes `weights`: the input minus the portrait's own
+        (both through `_inputs`), a blink closing what the other shapes leave of the eye, and no closing past
+        shut eyes or lips. The portrait's own scores give all zeros."""
+        w = self._inputs(weights)
+        a = w - self._rest
         for side in SIDES:
             a = self._blink(a, w, side)
         return limit(a, self._lip_rates, self._lip_gap)
@@ -162,7 +170,7 @@ class Rig:
         rates[k] = 0.0
         a = limit(a, rates, 1.0)
         others = float(a @ rates)
-        share = min(BLINK_GAIN * (w[k] - self.scores[k]) / max(1.0 - self.scores[k], 1e-3), 1.0)
+        share = min(BLINK_GAIN * (w[k] - self._rest[k]) / max(1.0 - self._rest[k], 1e-3), 1.0)
         a[k] = share * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
         return a
 
@@ -178,10 +186,11 @@ class Rig:
         return points
 
     def _separate_lips(self, points: NDArray[np.float64]) -> None:
-        """Keep each inner lower-lip point below its upper partner (in the face frame), in place."""
+        """Keep each inner lower-lip point below its upper partner (in the face frame; or no further above it than
+        in the portrait, where the portrait's own lips overlap), in place."""
         upper, lower = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
         gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
-        crossed = np.minimum(gap, 0.0)[:, None] * self.frame.ey / 2
+        crossed = np.minimum(gap - self._lip_floor, 0.0)[:, None] * self.frame.ey / 2
         points[upper, :2] += crossed
         points[lower, :2] -= crossed
 
@@ -190,7 +199,7 @@ class Rig:
 
         def look(direction: str) -> float:
             i = FACE_INDEX[f"eyeLook{direction}{side}"]
-            return float(np.clip(face[i], 0.0, 1.0) - self.scores[i])
+            return float(np.clip(face[i], 0.0, 1.0) - self._rest[i])
 
         outward = 1.0 if side == "Left" else -1.0
         return outward * (look("Out") - look("In")), look("Down") - look("Up")

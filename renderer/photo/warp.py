@@ -131,8 +131,8 @@ def mouth_colours(rgb: NDArray[np.uint8], lips: NDArray[np.float32], face: NDArr
     """Colours of a mouth interior that match the portrait.
 
     `lips` (22, 2) is the outer lip contour (px), `face` (36, 2) the face oval. The cavity is the lips' median
-    colour darkened to a fifth, the tongue the lips' colour a little darker, the teeth a warm off-white no
-    brighter than the face's brightest tenth (so that a dim photo gets dim teeth).
+    colour darkened to a sixth (lighter towards the lips), the tongue the lips' colour a little darker, the teeth
+    a warm off-white no brighter than the face's brightest tenth (so that a dim photo gets dim teeth).
     """
     lip_mask = np.zeros(rgb.shape[:2], np.uint8)
     cv2.fillPoly(lip_mask, [np.round(lips).astype(np.int32)], 1)
@@ -146,7 +146,13 @@ def mouth_colours(rgb: NDArray[np.uint8], lips: NDArray[np.float32], face: NDArr
         r, g, b = np.clip(np.round(c), 0, 255).astype(int)
         return int(r), int(g), int(b)
 
-    return MouthColours(cavity=rgb8(lip * 0.22), teeth=rgb8(teeth), tongue=rgb8(lip * 0.82 + [12, 0, 4]))
+    return MouthColours(cavity=rgb8(lip * 0.16), teeth=rgb8(teeth), tongue=rgb8(lip * 0.82 + [12, 0, 4]))
+
+
+def _scaled(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """An RGB colour darkened (factor < 1)."""
+    r, g, b = (min(255, round(c * factor)) for c in colour)
+    return r, g, b
 
 
 def _path(points: NDArray[np.float64]) -> skia.Path:
@@ -177,10 +183,13 @@ class MouthPainter:
 
     def __init__(self, colours: MouthColours) -> None:
         self.colours = colours
-        self._cavity = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*colours.cavity))
         self._teeth = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*colours.teeth))
+        self._lower_teeth = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*_scaled(colours.teeth, 0.78)))
         self._tongue = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*colours.tongue))
-        self._shade = skia.Paint(AntiAlias=True, Color=skia.ColorSetARGB(90, *colours.cavity))
+        self._shadow = skia.Paint(AntiAlias=True, Color=skia.ColorSetARGB(150, *colours.cavity))
+        self._shadow.setStyle(skia.Paint.kStroke_Style)
+        self._shadow.setMaskFilter(skia.MaskFilter.MakeBlur(skia.kNormal_BlurStyle, 1.5))
+        self._cavity = skia.Paint(AntiAlias=True)
 
     def draw(self, frame: NDArray[np.uint8], mouth: Mouth) -> None:
         """Paint `mouth` onto `frame` (H, W, 3) uint8 in place (nothing when its alpha is 0)."""
@@ -207,17 +216,23 @@ class MouthPainter:
         frame[y0:y1, x0:x1] = patch[..., :3]
 
     def _interior(self, canvas: skia.Canvas, mouth: Mouth) -> None:
-        """Cavity, teeth and tongue, clipped to the opening: the upper teeth hang from the skull, the lower teeth
-        and the tongue ride on the jaw, a shadow under the upper lip."""
+        """Clipped to the opening: a cavity darker towards its back, the upper teeth hanging from the skull, the
+        lower teeth and the tongue riding on the jaw, and a soft shadow along the lips' inner edges."""
+        opening = _path(mouth.opening)
         canvas.save()
-        canvas.clipPath(_path(mouth.opening), doAntiAlias=True)
-        canvas.drawPath(_path(mouth.opening), self._cavity)
+        canvas.clipPath(opening, doAntiAlias=True)
+        centre = mouth.opening.mean(axis=0)
+        radius = max(float(np.ptp(mouth.opening[:, 0])) / 2, 1.0)
+        colours = [skia.ColorSetRGB(*self.colours.cavity), skia.ColorSetRGB(*_scaled(self.colours.tongue, 0.45))]
+        self._cavity.setShader(skia.GradientShader.MakeRadial(skia.Point(*centre), radius, colours))
+        canvas.drawPath(opening, self._cavity)
         down = np.array([0.0, mouth.tooth_px])
         lower, upper = mouth.lower_teeth, mouth.upper_teeth
-        canvas.drawPath(_path(np.concatenate([lower + 0.35 * down, lower[::-1] + 3.0 * down])), self._tongue)
-        canvas.drawPath(_path(np.concatenate([lower, lower[::-1] - 0.55 * down])), self._teeth)
-        canvas.drawPath(_path(np.concatenate([upper - down, upper[::-1] + down])), self._teeth)
-        canvas.drawPath(_path(np.concatenate([upper + 0.8 * down, upper[::-1] + down])), self._shade)
+        canvas.drawPath(_path(np.concatenate([lower + 0.3 * down, lower[::-1] + 3.0 * down])), self._tongue)
+        canvas.drawPath(_path(np.concatenate([lower, lower[::-1] - 0.45 * down])), self._lower_teeth)
+        canvas.drawPath(_path(np.concatenate([upper - down, upper[::-1] + 0.9 * down])), self._teeth)
+        self._shadow.setStrokeWidth(0.6 * mouth.tooth_px)
+        canvas.drawPath(opening, self._shadow)
         canvas.restore()
 
     def _tongue_out(self, canvas: skia.Canvas, mouth: Mouth) -> None:
