@@ -131,7 +131,7 @@ def find_face(rgb: NDArray[np.uint8], name: str, face_model: Path | None = None)
         )
     face = face_from_mediapipe(result.face_blendshapes[k], result.facial_transformation_matrixes[k])
     pose = face[ROTATION]
-    _check_turn(pose, name)
+    check_turn(pose, name)
     landmarks = faces[k] * (width, height, -width)  # normalised → px; z flipped so + is towards the camera
     return FoundFace(landmarks.astype(np.float32), face[:NUM_BLENDSHAPES].copy(), pose.copy())
 
@@ -156,7 +156,7 @@ def _landmark(rgb: NDArray[np.uint8], face_model: Path | None) -> Any:
         landmarker.close()
 
 
-def _check_turn(pose: NDArray[np.float32], name: str) -> None:
+def check_turn(pose: NDArray[np.float32], name: str) -> None:
     """Refuse a face turned more than MAX_TURN_RAD; warn above WARN_TURN_RAD (yaw or pitch)."""
     turn = float(max(abs(pose[0]), abs(pose[1])))
     what = "turned sideways" if abs(pose[1]) >= abs(pose[0]) else "tilted up or down"

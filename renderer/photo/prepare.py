@@ -96,7 +96,7 @@ def _load(path: Path, photo: Photo) -> Preparation | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with path.open("rb") as file, np.load(file, allow_pickle=False) as data:
             prepared = Preparation(**{f.name: data[f.name] for f in fields(Preparation)})
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         log.warning("avatar cache %s cannot be read (%s); preparing the photo again", path, err)
