@@ -226,7 +226,7 @@ def test_several_faces_animate_the_largest_and_say_so(tmp_path: Path, cache: Pat
 
 
 def test_a_turned_face_is_refused_and_a_slightly_turned_one_warned(caplog: pytest.LogCaptureFixture):
-    with pytest.raises(PhotoAvatarError, match="turned sideways by 46 degrees .at most 34.; use a photo looking"):
+    with pytest.raises(PhotoAvatarError, match=r"turned sideways by 46 degrees \(at most 34\); use a photo looking"):
         check_turn(np.array([0.0, 0.8, 0.0], np.float32), "me.jpg")
     with pytest.raises(PhotoAvatarError, match="tilted up or down by 40 degrees"):
         check_turn(np.array([-0.7, 0.1, 0.0], np.float32), "me.jpg")
