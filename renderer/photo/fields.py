@@ -17,7 +17,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 | blendshape | field (amplitude in IOD per unit) |
 |---|---|
 | browDown L/R | the brow down 0.12 (inner end 0.15) and in 0.06 (0.1), the upper lid a fifth of the opening lower |
-| browInnerUp | both inner brow ends up 0.22, the forehead above them up less, the lid skin below stretching |
+| browInnerUp | both inner brow ends up 0.3, the forehead above them up less, the lid skin below stretching |
 | browOuterUp L/R | the outer brow end up 0.12 |
 | cheekPuff | both cheeks out 0.09 and forward 0.08 |
 | cheekSquint L/R | the cheek below the eye up 0.06, the lower lid up a quarter of the eye opening |
@@ -31,7 +31,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 | mouthClose | the lower lip up 0.42 (applied only as far as jawOpen, see `Rig`) |
 | mouthDimple L/R | the mouth corner out 0.05 and back 0.05 |
 | mouthFrown L/R | the mouth corner down 0.09 and out 0.02 |
-| mouthFunnel | corners in 0.17, the inner lips part (0.04 up, 0.06 down), the lips flare and come forward |
+| mouthFunnel | corners in 0.34, the jaw down 0.3, the lips flare (upper up 0.05, lower down 0.06) and come forward |
 | mouthLeft/Right | the whole mouth sideways 0.12 |
 | mouthLowerDown L/R | that half of the lower lip down 0.09 |
 | mouthPress L/R | that half of each lip thins (outer edge 60 % towards the inner edge), the lips close 0.03 each |
@@ -278,13 +278,13 @@ def _lip_half(g: Geometry, s: str, upper: bool, dy: float) -> Field:
 
 # Blendshapes without a side: name -> field.
 BOTH: dict[str, Callable[[Geometry], Field]] = {
-    "browInnerUp": lambda g: _both(lambda g, s: _vec(_brow(g, s, slice(2, None)), 0.0, -0.22), g),
+    "browInnerUp": lambda g: _both(lambda g, s: _vec(_brow(g, s, slice(2, None)), 0.0, -0.3), g),
     "cheekPuff": lambda g: _both(lambda g, s: _vec(g.blob(g.lm[CHEEK[s]], 0.4, 0.4), _sx(s) * 0.09, 0.0, 0.08), g),
     "jawForward": lambda g: _vec(g.jaw(), 0.0, 0.03, 0.10),
     "jawOpen": lambda g: _vec(g.jaw(), 0.0, 0.7, -0.15),
     "mouthClose": lambda g: _vec(g.jaw() * g.lip(False), 0.0, -0.42, 0.1),
     "mouthFunnel": lambda g: (
-        _pucker(g, 0.17) + _part_lips(g, 0.04, 0.06) + _vec(g.lip(True), 0.0, -0.03) + _vec(g.lip(False), 0.0, 0.04)
+        _pucker(g, 0.34) + _vec(g.jaw(), 0.0, 0.3, 0.0) + _vec(g.lip(True), 0.0, -0.05) + _vec(g.lip(False), 0.0, 0.06)
     ),
     "mouthPucker": lambda g: _pucker(g, 0.22),
     "mouthRollLower": lambda g: g.lip_thin(False, 0.7),
