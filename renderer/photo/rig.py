@@ -37,9 +37,11 @@ from renderer.photo.mesh import (
     Mesh,
 )
 
-DEPTH_SCALE = 1.4  # MediaPipe's relative depth is flatter than a head: turns use this much more relief
+DEPTH_SCALE = 1.4  # MediaPipe's relative depth is flatter than a head: turns use this much more relief...
+EDGE_DEPTH_SCALE = 0.5  # ... in the middle of the face, and this much at its outline and beyond
+RELIEF_EDGE = (0.4, 1.0)  # where the relief eases, as a fraction of the face's half width from its middle
 SOFT_POSE_RAD = 0.35  # angles up to this are applied exactly
-MAX_POSE_RAD = 0.6  # the softened angle never exceeds this
+MAX_POSE_RAD = 0.45  # the softened angle never exceeds this
 IOD_CM = 6.3  # the distance between the eye centres of an adult, for translation in cm
 CAMERA_CM = 50.0  # tz scales the head as a camera this far away would
 MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the frame
@@ -117,6 +119,8 @@ class Rig:
         width = float(np.ptp(oval[:, 0]))
         self.pivot = np.array([*(oval[:, :2].min(0) + oval[:, :2].max(0)) / 2, oval[:, 2].mean() - 0.1 * width])
         self.px_per_cm = self.frame.unit / IOD_CM
+        self._centre = (oval[:, :2].min(0) + oval[:, :2].max(0)) / 2
+        self._half_width = width / 2
         self._eye_rates = {s: self._closure_rates(face_units, s) for s in SIDES}
         self._lid_skin = {
             s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND))[:, :2].astype(np.float64) for s in SIDES
@@ -247,10 +251,24 @@ class Rig:
         tx, ty, tz = (float(face[FACE_INDEX[n]]) for n in ("tx", "ty", "tz"))
         scale = CAMERA_CM / (CAMERA_CM - 10.0 * float(np.clip(tz, -2.0, 2.0)))
         shift = np.array([tx, -ty, 0.0]) * 10.0 * self.px_per_cm
-        relief = (points - self.pivot) * [1.0, 1.0, DEPTH_SCALE]
-        moved = self.pivot + scale * relief @ turn.T * [1.0, 1.0, 1.0 / DEPTH_SCALE] + shift
+        offset = points - self.pivot
+        offset[:, 2] *= DEPTH_SCALE
+        moved = offset @ turn.T
+        eased = offset.copy()  # the horizontal parallax uses less relief towards the face's sides
+        eased[:, 2] *= self._relief(points) / DEPTH_SCALE
+        moved[:, 0] = eased @ turn[0]
+        moved[:, 2] /= DEPTH_SCALE
+        moved = self.pivot + scale * moved + shift
         weights = self.follow if follow is None else follow
         return points + weights[:, None] * (moved - points)
+
+    def _relief(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N,) how much each point's depth counts in the horizontal parallax of a turn: DEPTH_SCALE on the middle
+        of the face, easing to EDGE_DEPTH_SCALE towards its sides and beyond (so the side turning towards the
+        camera, which the photo saw at a grazing angle, is not stretched into streaks)."""
+        r = np.abs((points[:, :2] - self._centre) @ self.frame.ex) / self._half_width
+        t = np.clip((r - RELIEF_EDGE[0]) / (RELIEF_EDGE[1] - RELIEF_EDGE[0]), 0.0, 1.0)
+        return DEPTH_SCALE + (EDGE_DEPTH_SCALE - DEPTH_SCALE) * t * t * (3 - 2 * t)
 
     def vertices(self, face: NDArray[np.floating]) -> NDArray[np.float64]:
         """(V, 3) output px of every mesh vertex for one (58,) face."""
