@@ -12,6 +12,7 @@ Python object that made them, which is PyAV's or aiortc's to fix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -119,6 +120,9 @@ def test_a_hundred_participants_come_and_go_and_the_engine_keeps_nothing_of_them
                 await until(lambda: not session.client.peers and len(room.participants) == 1, SETTLE_S)
                 after = await settled(before, SETTLE_S)
                 left = grown(after, before)
+                # a connection closed at the end may still be held by the task closing it for a few turns
+                with contextlib.suppress(AssertionError):  # still there at the timeout: the figures say so below
+                    await until(lambda: live(RTCPeerConnection) <= pcs_before, SETTLE_S, poll_s=0.2)
                 tasks_after, pcs_after = session.call(loop_tasks(), 5), live(RTCPeerConnection)
                 subscribers_after = live(SubscribedVideoTrack)
             finally:
