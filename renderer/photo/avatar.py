@@ -103,7 +103,10 @@ class PhotoAvatar(Avatar):
         self.scale, offset = framing(prepared, self.width, self.height)
         self.stage = stage(photo.rgb, self.scale, offset, (self.width, self.height), background)
         self.rig = Rig(
-            self._placed(prepared.mesh, offset), self._placed_points(prepared.landmarks, offset), prepared.scores
+            self._placed(prepared.mesh, offset),
+            self._placed_points(prepared.landmarks, offset),
+            prepared.scores,
+            prepared.lid_reaches,
         )
         self._warper = Warper(self.stage, prepared.triangles)
         self._mouth = MouthPainter(prepared.mouth_colours)

@@ -74,13 +74,41 @@ from renderer.photo.mesh import (
 
 Field = NDArray[np.float32]  # (V, 3) displacement in face units
 MOUTH_CORNER = {"Right": (61, 78), "Left": (291, 308)}  # outer and inner corner landmarks
-LID_MEET = 0.7  # a closed eye's lids meet 70 % of the way down the opening
-LID_SKIN_REACH = 0.22  # face units: the skin above the upper lid follows it over this distance
+LID_MEET = 1.1  # a closed eye's upper lid comes down to the lower lid, which yields a tenth of the opening
+LID_SKIN_REACH = 0.22  # face units: the skin above the upper lid follows it over at most this distance
+LASH_SKIP = 0.07  # face units above the lid's edge that hold the lashes (dark, but not an obstacle)
+OBSTACLE = 0.45  # darker than this fraction of the skin above the lashes: an edge the lid skin must not pass
 
 
 def falloff(t: NDArray[np.float64]) -> NDArray[np.float64]:
     """A smooth compact bump of a distance ratio: 1 at 0, 0 from 1 on (C1: (1 - t²)²)."""
     return np.clip(1.0 - np.square(t), 0.0, 1.0) ** 2
+
+
+def lid_reach(gray: NDArray[np.uint8], landmarks: NDArray[np.floating], unit: float) -> dict[str, float]:
+    """How far (face units) the skin above each upper lid may stretch over the eye: up to LID_SKIN_REACH, but
+    short of the first dark edge above the lashes (glasses' frames, a deep crease), so a blink does not drag
+    it down. `gray` is the photo (H, W) uint8, `landmarks` (478, 3) in its px, `unit` its eye distance in px."""
+    out = {}
+    for side in ("Left", "Right"):
+        upper = landmarks[list(EYE_UPPER[side])]
+        skin = float(np.median(gray[_pixels(gray, landmarks[list(EYE_LOWER[side]), :2] + [0.0, 0.15 * unit])]))
+        reach = LID_SKIN_REACH
+        for point in upper[3:-3, :2]:  # the middle three columns
+            heights = np.arange(LASH_SKIP, LID_SKIN_REACH, 0.01)
+            column = gray[_pixels(gray, point - np.outer(heights * unit, [0.0, 1.0]))]
+            dark = np.nonzero(column < OBSTACLE * skin)[0]
+            if len(dark):
+                reach = min(reach, max(0.8 * float(heights[dark[0]]), 0.06))
+        out[side] = reach
+    return out
+
+
+def _pixels(gray: NDArray[np.uint8], points: NDArray[np.floating]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(rows, cols) of the pixels under (N, 2) px points, clipped to the image."""
+    xs = np.clip(np.round(points[:, 0]).astype(np.intp), 0, gray.shape[1] - 1)
+    ys = np.clip(np.round(points[:, 1]).astype(np.intp), 0, gray.shape[0] - 1)
+    return ys, xs
 
 
 def _sorted_contour(points: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -91,8 +119,11 @@ def _sorted_contour(points: NDArray[np.float64]) -> NDArray[np.float64]:
 class Geometry:
     """Region helpers over the mesh's vertices `v` (V, 3) and the landmarks `lm` (478, 3), both in face units."""
 
-    def __init__(self, v: NDArray[np.float64], lm: NDArray[np.float64]) -> None:
+    def __init__(
+        self, v: NDArray[np.float64], lm: NDArray[np.float64], lid_reach: dict[str, float] | None = None
+    ) -> None:
         self.v, self.lm = v, lm
+        self.lid_reach = lid_reach or {side: LID_SKIN_REACH for side in ("Left", "Right")}
         self.x, self.y = v[:, 0], v[:, 1]
         corners = lm[[61, 291]]
         self.mouth_x = float(corners[:, 0].mean())
@@ -189,7 +220,8 @@ class Geometry:
         below, above = self.lid_gaps(side)
         down = np.zeros((9, 3))
         down[:, 1] = 1.0
-        field = self.spread(EYE_UPPER[side], upper_close * below[:, None] * down, up=True, reach=LID_SKIN_REACH)
+        reach = self.lid_reach[side]
+        field = self.spread(EYE_UPPER[side], upper_close * below[:, None] * down, up=True, reach=reach)
         field += self.spread(EYE_LOWER[side], -lower_close * above[:, None] * down, up=False, reach=0.16)
         row = np.arange(EYE_ROW[side], EYE_ROW[side] + 7)
         field[row] = 0.5 * (field[list(EYE_UPPER[side][1:-1])] + field[list(EYE_LOWER[side][1:-1])])
@@ -202,7 +234,7 @@ class Geometry:
         below, _ = self.lid_gaps(side)
         up = np.zeros((9, 3))
         up[:, 1] = -band * below / max(float(below.max()), 1e-6)
-        return self.spread(EYE_UPPER[side], up, up=True, reach=3.0 * band)
+        return self.spread(EYE_UPPER[side], up, up=True, reach=min(3.0 * band, self.lid_reach[side]))
 
     def lip_thin(self, upper: bool, fraction: float, side: str | None = None) -> Field:
         """(V, 3) a lip's outer edge moving `fraction` of the way to its inner edge (on one half, if `side`): the

@@ -1,4 +1,5 @@
-"""A portrait's preparation, made once and cached: landmarks, the portrait's own expression, the mesh, colours.
+"""A portrait's preparation, made once and cached: landmarks, the portrait's own expression, the mesh, colours,
+how far its lid skin may stretch.
 
     prepared = prepare(photo, "me.jpg", cache_dir)   # a Preparation, from the cache when it is there
 
@@ -16,16 +17,19 @@ import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from renderer.photo.fields import lid_reach
 from renderer.photo.mesh import FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, Mesh, build_mesh
 from renderer.photo.portrait import Photo, find_face
+from renderer.photo.rig import FaceFrame
 from renderer.photo.warp import MouthColours, mouth_colours
 
 log = logging.getLogger(__name__)
 
-PREPARATION_VERSION = 1  # bump when anything stored below changes meaning (old cache files are then ignored)
+PREPARATION_VERSION = 2  # bump when anything stored below changes meaning (old cache files are then ignored)
 
 
 def default_cache_dir() -> Path:
@@ -40,7 +44,8 @@ class Preparation:
 
     `size` (2,) the photo's (width, height) as prepared; `landmarks` (478, 3); `scores` (52,) its own
     blendshapes (the rest pose); `pose` (3,) its head pose (rad); `vertices` (V, 3), `triangles` (T, 3) and
-    `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB.
+    `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB; `lid_reach` (2,)
+    how far the skin above the left and right upper lid may stretch in a blink (face units).
     """
 
     size: NDArray[np.int64]
@@ -51,10 +56,15 @@ class Preparation:
     triangles: NDArray[np.int32]
     follow: NDArray[np.float32]
     colours: NDArray[np.int64]
+    lid_reach: NDArray[np.float64]
 
     @property
     def mesh(self) -> Mesh:
         return Mesh(self.vertices, self.triangles, self.follow)
+
+    @property
+    def lid_reaches(self) -> dict[str, float]:
+        return {"Left": float(self.lid_reach[0]), "Right": float(self.lid_reach[1])}
 
     @property
     def mouth_colours(self) -> MouthColours:
@@ -77,6 +87,8 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
     mesh = build_mesh(found.landmarks)
     lips = found.landmarks[list(LIPS_OUTER_UPPER) + list(LIPS_OUTER_LOWER[::-1]), :2]
     colours = mouth_colours(photo.rgb, lips, found.landmarks[list(FACE_OVAL), :2])
+    gray = np.asarray(cv2.cvtColor(photo.rgb, cv2.COLOR_RGB2GRAY), np.uint8)
+    reach = lid_reach(gray, found.landmarks, FaceFrame.of(found.landmarks.astype(np.float64)).unit)
     prepared = Preparation(
         size=np.array([photo.rgb.shape[1], photo.rgb.shape[0]], np.int64),
         landmarks=found.landmarks,
@@ -86,6 +98,7 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
         triangles=mesh.triangles,
         follow=mesh.follow,
         colours=np.array([colours.cavity, colours.teeth, colours.tongue], np.int64),
+        lid_reach=np.array([reach["Left"], reach["Right"]], np.float64),
     )
     _save(path, prepared)
     return prepared

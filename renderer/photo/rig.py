@@ -2,6 +2,7 @@
 the eyes' gaze, and the head pose.
 
     rig = Rig(mesh, landmarks, scores)       # mesh and landmarks in output px; scores: the portrait's own (52,)
+                                             # (lid_reach: renderer.photo.fields.lid_reach of the photo)
     vertices = rig.vertices(face)            # (V, 3) output px after expression and pose
 
 The portrait's own expression is the rest pose: a blendshape moves the mesh by (input - the portrait's score)
@@ -105,12 +106,18 @@ def limit(amounts: NDArray[np.float64], rates: NDArray[np.float64], room: float)
 class Rig:
     """The portrait's rest mesh and fields in output px, and the per-frame deformation."""
 
-    def __init__(self, mesh: Mesh, landmarks: NDArray[np.float32], scores: NDArray[np.float32]) -> None:
+    def __init__(
+        self,
+        mesh: Mesh,
+        landmarks: NDArray[np.float32],
+        scores: NDArray[np.float32],
+        lid_reach: dict[str, float] | None = None,
+    ) -> None:
         self.rest = mesh.vertices.astype(np.float64)  # (V, 3) output px
         self.follow = mesh.follow.astype(np.float64)
         self.landmarks = landmarks.astype(np.float64)
         self.frame = FaceFrame.of(self.landmarks)
-        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks))
+        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks), lid_reach)
         face_units = displacement_fields(geometry)
         self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
         self.scores = scores.astype(np.float64)

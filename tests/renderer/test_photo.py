@@ -271,7 +271,7 @@ def test_the_portraits_own_expression_is_the_photo_itself(photos: dict[str, Path
     assert np.array_equal(avatar.stage[ys, xs], scaled[ys - offset[1], xs - offset[0]])
 
 
-NEUTRAL_PSNR_DB = {"astronaut": 25.0, "grace_hopper": 29.0}  # measured 25.2 and 29.3-29.6 (the issue asks 30)
+NEUTRAL_PSNR_DB = {"astronaut": 25.0, "grace_hopper": 29.5}  # measured 25.2 and 29.7-30.2 (the issue asks 30)
 
 
 @pytest.mark.parametrize("name", list(PORTRAITS))
@@ -289,8 +289,21 @@ def test_the_neutral_face_keeps_the_portraits_identity(photos: dict[str, Path], 
         assert np.array_equal(avatar.draw(with_values(**{shape: 0.8}))[outside], avatar.stage[outside])
 
 
-@pytest.mark.xfail(strict=True, reason="not reached: 25.2 dB (astronaut) / 29.3 dB (Grace Hopper); see the report")
-@pytest.mark.parametrize("name", list(PORTRAITS))
-def test_the_neutral_face_region_is_within_30_db_of_the_photo(photos: dict[str, Path], cache: Path, name: str):
-    avatar = PhotoAvatar(photos[name], width=640, height=480, cache_dir=cache)
+def _psnr_cases() -> list[object]:
+    not_reached = {("astronaut", 640): 25.2, ("astronaut", 1280): 25.2, ("grace_hopper", 1280): 29.7}
+    cases = []
+    for name in PORTRAITS:
+        for width, height in ((640, 480), (1280, 720)):
+            measured = not_reached.get((name, width))
+            reason = f"not reached: {measured} dB (the neutral face takes the portrait's own expression out)"
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if measured else []
+            cases.append(pytest.param(name, width, height, marks=marks, id=f"{name}-{width}x{height}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "width", "height"), _psnr_cases())
+def test_the_neutral_face_region_is_within_30_db_of_the_photo(
+    photos: dict[str, Path], cache: Path, name: str, width: int, height: int
+):
+    avatar = PhotoAvatar(photos[name], width=width, height=height, cache_dir=cache)
     assert psnr(avatar.draw(neutral_face()), avatar.stage, face_mask(avatar)) >= 30.0
