@@ -21,7 +21,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 | browOuterUp L/R | the outer brow end up 0.12 |
 | cheekPuff | both cheeks out 0.09 and forward 0.08 |
 | cheekSquint L/R | the cheek below the eye up 0.06, the lower lid up a quarter of the eye opening |
-| eyeBlink L/R | the lids meet 70 % down the opening, the upper lid's skin stretching over the eye (see `Rig`) |
+| eyeBlink L/R | the upper lid down to the lower lid (which yields 10 %), its skin stretching over the eye (`Rig`) |
 | eyeLook* L/R | the lids follow the gaze (down: the upper lid lowers); the iris itself moves in `Rig` |
 | eyeSquint L/R | the lower lid rises 45 % and the upper lid lowers 10 % of the opening |
 | eyeWide L/R | the upper lid rises 35 % of the opening |

@@ -241,6 +241,30 @@ def test_an_enormous_photo_is_scaled_down_for_preparation(tmp_path: Path):
     assert photo.rgb.shape == (2048, round(2560 * 2048 / 3000), 3)
 
 
+@pytest.mark.parametrize(("name", "glasses"), [("astronaut", False), ("grace_hopper", True)])
+def test_a_blink_stretches_the_lid_skin_but_not_a_glasses_frame(
+    photos: dict[str, Path], cache: Path, name: str, glasses: bool
+):
+    """The skin above a closing lid stretches up to the first dark edge above the lashes: the whole lid on the
+    astronaut; on Grace Hopper short of her glasses' frame (0.10-0.15 eye distances above her lids), whose mesh
+    points stay put."""
+    from renderer.photo.fields import LID_SKIN_REACH
+    from renderer.photo.mesh import EYE_UPPER
+
+    avatar = PhotoAvatar(photos[name], width=640, height=480, cache_dir=cache)
+    assert all((r < 0.1) == glasses and r <= LID_SKIN_REACH for r in avatar.prepared.lid_reaches.values())
+    rig = avatar.rig
+    moved = np.linalg.norm(rig.expression(with_values(eyeBlinkLeft=1.0, eyeBlinkRight=1.0)) - rig.rest, axis=1)
+    face = rig.frame.to_face(rig.rest)
+    for side in ("Left", "Right"):
+        lid = rig.frame.to_face(rig.rest[list(EYE_UPPER[side])])
+        above = lid[:, 1].min() - face[:, 1]  # face units above the lid's top
+        over_eye = (face[:, 0] > lid[:, 0].min()) & (face[:, 0] < lid[:, 0].max())
+        band = over_eye & (above > 0.11) & (above < 0.16)
+        assert band.any()
+        assert (moved[band].max() < 0.05 * rig.frame.unit) == glasses, f"{side}: {moved[band].max():.1f} px"
+
+
 # --- identity -------------------------------------------------------------------------------------------------
 
 
