@@ -107,6 +107,7 @@ class PhotoAvatar(Avatar):
             self._placed_points(prepared.landmarks, offset),
             prepared.scores,
             prepared.lid_reaches,
+            (self.width, self.height),
         )
         self._warper = Warper(self.stage, prepared.triangles)
         self._mouth = MouthPainter(prepared.mouth_colours)

@@ -45,7 +45,7 @@ SOFT_POSE_RAD = 0.35  # angles up to this are applied exactly
 MAX_POSE_RAD = 0.45  # the softened angle never exceeds this
 IOD_CM = 6.3  # the distance between the eye centres of an adult, for translation in cm
 CAMERA_CM = 50.0  # tz scales the head as a camera this far away would
-MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the frame
+MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the frame (width, height)
 GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fraction of the eye opening
 PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
 BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
@@ -112,6 +112,7 @@ class Rig:
         landmarks: NDArray[np.float32],
         scores: NDArray[np.float32],
         lid_reach: dict[str, float] | None = None,
+        frame_size: tuple[int, int] | None = None,
     ) -> None:
         self.rest = mesh.vertices.astype(np.float64)  # (V, 3) output px
         self.follow = mesh.follow.astype(np.float64)
@@ -126,6 +127,7 @@ class Rig:
         width = float(np.ptp(oval[:, 0]))
         self.pivot = np.array([*(oval[:, :2].min(0) + oval[:, :2].max(0)) / 2, oval[:, 2].mean() - 0.1 * width])
         self.px_per_cm = self.frame.unit / IOD_CM
+        self._max_shift = MAX_SHIFT * np.array([*(frame_size or (np.inf, np.inf)), 0.0])  # (3,) px
         self._centre = (oval[:, :2].min(0) + oval[:, :2].max(0)) / 2
         self._half_width = width / 2
         self._eye_rates = {s: self._closure_rates(face_units, s) for s in SIDES}
@@ -257,7 +259,7 @@ class Rig:
         turn = _IMAGE @ rotation_matrix(pitch, yaw, roll) @ _IMAGE
         tx, ty, tz = (float(face[FACE_INDEX[n]]) for n in ("tx", "ty", "tz"))
         scale = CAMERA_CM / (CAMERA_CM - 10.0 * float(np.clip(tz, -2.0, 2.0)))
-        shift = np.array([tx, -ty, 0.0]) * 10.0 * self.px_per_cm
+        shift = np.clip(np.array([tx, -ty, 0.0]) * 10.0 * self.px_per_cm, -self._max_shift, self._max_shift)
         offset = points - self.pivot
         offset[:, 2] *= DEPTH_SCALE
         moved = offset @ turn.T

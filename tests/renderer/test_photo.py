@@ -124,6 +124,18 @@ def test_pose_is_softened_past_its_limit_never_torn():
     assert (np.diff(applied) > 0).all() and np.abs(applied).max() < MAX_POSE_RAD  # smooth, monotone, bounded
 
 
+def test_translation_moves_and_scales_the_head_but_keeps_it_in_the_frame(photos: dict[str, Path], cache: Path):
+    avatar = PhotoAvatar(photos["astronaut"], width=320, height=240, cache_dir=cache)
+    rig = avatar.rig
+    nose = rig.rest[1, :2]
+    moved = rig.vertices(with_values(tx=0.2, ty=0.1))[1, :2] - nose  # 2 cm right, 1 cm up
+    assert np.allclose(moved, [2.0 * rig.px_per_cm, -1.0 * rig.px_per_cm], atol=0.3)
+    far = rig.vertices(with_values(tx=2.0, ty=-2.0))[1, :2] - nose  # 20 cm: held to 35 % of the frame
+    assert np.allclose(far, [0.35 * 320, 0.35 * 240], atol=0.5)
+    near = np.ptp(rig.vertices(with_values(tz=0.5))[:468, 0]) / np.ptp(rig.rest[:468, 0])
+    assert near == pytest.approx(50.0 / 45.0, rel=0.01)  # 5 cm nearer a camera 50 cm away
+
+
 # --- preparation and its cache --------------------------------------------------------------------------------
 
 
