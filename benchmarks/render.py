@@ -1,13 +1,15 @@
 """Avatar render speed on one thread, at the default size of each output (camera, room, file).
 
 "draw" is avatar.draw() into its numpy RGB array (what every sink is handed); "draw+yuv420p" adds the conversion
-to the planar YUV that the mp4 and WebRTC encoders take (PyAV's swscale, as renderer.sinks and renderer.track do).
+to the yuv420p frame that the mp4 and WebRTC encoders take, as renderer.sinks and renderer.track make it
+(renderer.sinks.to_i420 and yuv420p_frame: OpenCV, then one copy into a PyAV frame).
 
 .venv/bin/python benchmarks/render.py [--avatar glasses|portrait.jpg]
 .venv/bin/python benchmarks/render.py --sample astronaut      # the photo avatar on a portrait a package ships
 # prints {"avatar": "default", "fps": {"1280x720": {"draw": ..., "draw+yuv420p": ...}, "640x480": ..., ...}}
 
-One thread: OpenCV (which the photo avatar's warp uses) is held to one thread; skia and numpy draw on one.
+One thread: OpenCV (the photo avatar's warp and the conversion) is held to one thread, as reactdiff-engine holds
+it; skia and numpy draw on one.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from renderer.avatar import Avatar, create_avatar
 from renderer.face import FACE_INDEX, neutral_face
-from renderer.sinks import DEFAULT_SIZES, SinkKind
+from renderer.sinks import DEFAULT_SIZES, SinkKind, to_i420, yuv420p_frame
 
 SIZES = tuple(DEFAULT_SIZES[kind] for kind in (SinkKind.VIRTUAL_CAMERA, SinkKind.WEBRTC, SinkKind.MP4))
 FRAMES = 300
@@ -44,10 +45,6 @@ def moving_faces(frames: int) -> np.ndarray:
     return faces
 
 
-def to_yuv420p(rgb: np.ndarray) -> av.VideoFrame:
-    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-
-
 def frames_per_second(avatar: Avatar, faces: np.ndarray, *, convert: bool) -> float:
     for face in faces[:10]:  # warm up
         avatar.draw(face)
@@ -55,7 +52,7 @@ def frames_per_second(avatar: Avatar, faces: np.ndarray, *, convert: bool) -> fl
     for face in faces:
         rgb = avatar.draw(face)
         if convert:
-            to_yuv420p(rgb)
+            yuv420p_frame(to_i420(rgb))
     return len(faces) / (time.perf_counter() - start)
 
 

@@ -304,6 +304,13 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     from engine.stats import StatusLine, StreamStats
 
     check_args(args)
+    import cv2
+
+    # OpenCV (the photo avatar's warp, the yuv420p conversion of every frame) runs on its calling thread only,
+    # process-wide: the player draws on the one core it is budgeted (a 1280x720 photo frame in ~4.5 ms) and leaves
+    # the other cores to the model (--threads), the tracker and the encoders, instead of each call fanning out
+    # over all of them and making the render's time depend on their load
+    cv2.setNumThreads(1)
     size, background = parse_size(args.size, args), parse_background(args.background)
     output = parse_output(args.output, args.camera_device) if args.output or args.room is None else None
     realtime = args.audio_device is not None or args.room is not None or args.realtime

@@ -18,13 +18,16 @@ W, H = 128, 96
 
 def test_subscribers_get_their_own_frames_and_the_loop_makes_none(monkeypatch):
     made_on: list[str] = []
-    original = av.VideoFrame.from_ndarray
 
-    def recording(*args, **kwargs):
-        made_on.append(threading.current_thread().name)
-        return original(*args, **kwargs)
+    def recording(original):
+        def make(*args, **kwargs):
+            made_on.append(threading.current_thread().name)
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(av.VideoFrame, "from_ndarray", recording)
+        return make
+
+    for maker in ("from_ndarray", "from_numpy_buffer"):  # a copy, or a frame over yuv420p planes
+        monkeypatch.setattr(av.VideoFrame, maker, recording(getattr(av.VideoFrame, maker)))
     track = AvatarVideoTrack(width=W, height=H, fps=100.0)
     track.put(np.full((H, W, 3), 7, np.uint8))
 
