@@ -71,6 +71,9 @@ class StreamStats:
     """Speaker audio chunks dropped before the output file's audio track got them (their queue was full)."""
     latencies_s: array[float] = field(default_factory=lambda: array("d"))
     """Per listener frame: input arrival to frame ready (8 bytes each: 0.7 MB for an hour of call)."""
+    delays_s: array[float] = field(default_factory=lambda: array("d"))
+    """Per avatar frame shown by the live playout: the arrival of the newest speaker input it depended on to the
+    frame written to the sink (the engine's part of the delay a viewer sees; 0.9 MB for an hour at 30 fps)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -80,7 +83,7 @@ class StreamStats:
     def to_json(self) -> dict[str, Any]:
         """The stats file: latency percentiles, drops, tracker fps and real-time factors."""
         with self.lock:
-            latencies = list(self.latencies_s)
+            latencies, delays = list(self.latencies_s), list(self.delays_s)
             media = max(self.media_s, 1e-9)
             return {
                 "mode": self.mode,
@@ -89,6 +92,7 @@ class StreamStats:
                 "rtf": self.wall_s / media,
                 "inference_rtf": self.inference_s / media,
                 "latency_ms": latency_summary(latencies),
+                "engine_delay_ms": latency_summary(delays),
                 "windows": {
                     "run": self.windows_run,
                     "dropped": self.windows_dropped,

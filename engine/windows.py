@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from engine.features import audio_features
 from renderer.face import FACE_DIM
 
+S = TypeVar("S", bound=np.generic)
 # (audio (B,W,57), face (B,W,58), present (B,2), known (B,W,83), known_mask (B,W), noise (B,N,C)) -> (B,W,83)
 WindowFn = Callable[..., NDArray[np.float32]]
 
@@ -65,7 +67,7 @@ def plan_windows(frames: int, window: int, hop: int) -> list[WindowPlan]:
     return plans
 
 
-def cut_window(sequence: NDArray[np.float32], plan: WindowPlan, fill: NDArray[np.float32]) -> NDArray[np.float32]:
+def cut_window(sequence: NDArray[S], plan: WindowPlan, fill: NDArray[S]) -> NDArray[S]:
     """(B, T, D) -> (B, W, D): frames [plan.start, plan.end]; frames before 0 are `fill` (D,)."""
     b, _, d = sequence.shape
     out = np.broadcast_to(fill, (b, plan.window, d)).copy()
@@ -95,6 +97,18 @@ def join_at_seam(new: NDArray[np.float32], previous: NDArray[np.float32], regene
     offset = previous - regenerated_previous  # (B, D)
     fade = np.exp(-np.arange(1, new.shape[1] + 1) / decay_frames)[None, :, None]
     return (new + offset[:, None, :] * fade).astype(np.float32)
+
+
+def dependency_horizon(plan: WindowPlan, downsample: int, reach: int = 0) -> NDArray[np.int64]:
+    """(W,) for each frame of the window, the newest speaker frame (absolute index) its listener frame can depend on.
+
+    The model is causal at the grain of its latent tokens: latent token i covers window frames [i*r, (i+1)*r)
+    (r = `downsample`) and sees speaker frames up to its last one (trainer.model.Denoiser), and the decoder makes
+    frame f from tokens up to its own. `reach`: speaker frames the model may look ahead beyond that (its look-ahead
+    compounds through every attention layer that applies it; 0 for a strictly causal model). Never past the
+    window's end: later speaker input does not exist yet."""
+    last = (np.arange(plan.window) // downsample + 1) * downsample - 1 + reach
+    return np.minimum(plan.start + last, plan.end).astype(np.int64)
 
 
 def window_noise(seed: int, k: int, batch: int, latent_shape: tuple[int, int]) -> NDArray[np.float32]:

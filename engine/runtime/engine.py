@@ -47,13 +47,21 @@ from numpy.typing import NDArray
 
 from engine.features import FRAME_SAMPLES, SAMPLE_RATE, StreamingAudioFeatures
 from engine.runtime.playout import Renderer, SinkFactory, SpeakerPanel
+from engine.runtime.probe import DelayProbe, SpeakerRecord, WindowRecord, read_code
 from engine.runtime.queues import QueueClosed, StageQueue
-from engine.runtime.timelines import Emitted, ListenerTimeline, SpeakerTimeline, TrackedFace, WindowInputs
+from engine.runtime.timelines import (
+    Emitted,
+    FrameSources,
+    ListenerTimeline,
+    SpeakerTimeline,
+    TrackedFace,
+    WindowInputs,
+)
 from engine.runtime.timing import PlayerParts, TimingKind, create_timing
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
-from engine.windows import WindowFn, WindowPlan, check_hop, window_noise
+from engine.windows import WindowFn, WindowPlan, check_hop, dependency_horizon, window_noise
 from renderer.avatar import Avatar, Color, create_avatar
 from renderer.face import FPS, FRAME_SECONDS
 
@@ -83,12 +91,20 @@ class WindowModel:
     latent_shape: tuple[int, int]
     listener_dim: int
     neutral_listener: NDArray[np.float32]
+    reach: int = 0
+    """Speaker frames past a listener frame's latent token that it may depend on (engine.windows.dependency_horizon)."""
+
+    @property
+    def downsample(self) -> int:
+        """Frames per latent token."""
+        return self.window // self.latent_shape[0]
 
     @classmethod
     def from_backend(cls, backend: Any) -> WindowModel:
         """From an engine.backends.Backend (its run_window and its ModelDir)."""
         m = backend.model
-        return cls(backend.run_window, m.window, m.hop, m.latent_shape, m.listener_dim, m.neutral_listener)
+        reach = int(m.manifest["lookahead"]) * (int(m.manifest["config"].get("encoder_layers", 1)) + 1)
+        return cls(backend.run_window, m.window, m.hop, m.latent_shape, m.listener_dim, m.neutral_listener, reach)
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,10 @@ class StreamConfig:
     """Time constant (frames) of the decay to neutral in frames filled by hold/decay."""
     record: bool = False
     """Keep every emitted listener frame (raw and smoothed) for inspection (tests, benchmarks)."""
+    probe: bool = False
+    """The delay probe (engine.runtime.probe; live playout): read each speaker video frame's index barcode, draw on
+    each avatar frame the index of the newest speaker frame it depended on, and log every stage's times
+    (`StreamEngine.probe`)."""
 
     @property
     def timing(self) -> TimingKind:
@@ -182,6 +202,7 @@ class StreamEngine:
             hold_tau_frames=config.hold_tau_frames, record=config.record,
         )  # fmt: skip
         self.panel = SpeakerPanel(config.size[1]) if config.side_by_side else None
+        self.probe = DelayProbe() if config.probe else None
         self.make_sink = make_sink
         self._features = StreamingAudioFeatures()
         self._stop, self._worker_done = threading.Event(), threading.Event()
@@ -396,7 +417,12 @@ class StreamEngine:
             in_flight.append((frame, arrival, submit(frame.rgb, frame.t_s)))
 
     def _tracked(self, frame: VideoFrame, arrival: float, result: Any, spent: float) -> None:
-        self.speaker.add_face(TrackedFace(frame.t_s, np.asarray(result.face, np.float32), bool(result.found), arrival))
+        code = read_code(frame.rgb) if self.probe is not None else None
+        tag = -1 if code is None else code.index
+        face = TrackedFace(frame.t_s, np.asarray(result.face, np.float32), bool(result.found), arrival, tag)
+        self.speaker.add_face(face)
+        if self.probe is not None and tag >= 0:
+            self.probe.add(SpeakerRecord(tag, arrival, time.monotonic()))
         with self.stats.lock:
             self.stats.tracked_frames += 1
             self.stats.tracker_s += spent
@@ -432,7 +458,11 @@ class StreamEngine:
         frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise)
         finished = time.monotonic()
         ready = self.timing.ran(job.newest_arrival_s, start, finished)
-        emitted = self.listener.commit(plan, np.asarray(frames_w, np.float32))
+        depends = dependency_horizon(plan, self.model.downsample, self.model.reach) - plan.start  # (W,) window rows
+        sources = FrameSources(job.arrivals_s[depends], job.tags[depends], job.k)
+        emitted = self.listener.commit(plan, np.asarray(frames_w, np.float32), sources)
+        if self.probe is not None:
+            self.probe.add(WindowRecord(job.k, job.cut_s, start, time.monotonic()))
         with self.stats.lock:
             self.stats.windows_run += 1
             self.stats.inference_s += finished - start
@@ -453,7 +483,7 @@ class StreamEngine:
         parts = PlayerParts(
             self._frames_q, renderer, self.listener, self._stop, fps=self.config.output_fps,
             speaker_frames=lambda: self.speaker.frames, finished=self._worker_done,
-            live_sink=self.config.live_sink, stats=self.stats,
+            live_sink=self.config.live_sink, stats=self.stats, probe=self.probe,
         )  # fmt: skip
         try:
             self.timing.player(parts).run()

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.features import SAMPLE_RATE
+from engine.runtime.probe import DelayProbe, FrameRecord, ProbeCode, draw_code
 from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.sources.base import AudioChunk
@@ -121,11 +122,18 @@ class Renderer:
         self._canvas = np.zeros((height, panel_width + width, 3), np.uint8)
         self.sink = self.make_sink(panel_width + width, height)
 
-    def render(self, face: NDArray[np.float32], media_t: float, timestamp_s: float) -> None:
+    def render(
+        self, face: NDArray[np.float32], media_t: float, timestamp_s: float, mark: ProbeCode | None = None
+    ) -> None:
+        """Draw `face` (with the speaker panel at `media_t`) and write it stamped `timestamp_s`; `mark`: a delay-probe
+        barcode drawn over the avatar's top edge."""
         if self.sink is None:
             self._open()
         assert self.sink is not None and self._canvas is not None
         avatar = self.avatar.draw(face)
+        if mark is not None:
+            avatar = avatar.copy()  # the avatar may hand out its own buffer
+            draw_code(avatar, mark)
         if self.panel is None:
             self.sink.write(avatar, timestamp_s)
         else:
@@ -211,13 +219,15 @@ class LivePlayout:
     def __init__(
         self, frames: StageQueue[Emitted], renderer: Renderer, listener: ListenerTimeline, stop: threading.Event,
         *, fps: float, delay_s: float, origin: Callable[[], float | None], speaker_frames: Callable[[], int],
-        finished: threading.Event, live_sink: bool, stats: StreamStats,
+        finished: threading.Event, live_sink: bool, stats: StreamStats, probe: DelayProbe | None = None,
     ) -> None:  # fmt: skip
         self.frames, self.renderer, self.listener, self.stop = frames, renderer, listener, stop
         self.fps, self.delay_s, self.origin, self.finished = fps, delay_s, origin, finished
         self.speaker_frames = speaker_frames
-        self.live_sink, self.stats = live_sink, stats
+        self.live_sink, self.stats, self.probe = live_sink, stats, probe
         self.pacer = FacePacer(capacity=256)
+        self._sources: deque[tuple[int, float, int, int]] = deque(maxlen=256)  # (frame, arrival, tag, window)
+        self._ticks = 0  # frames rendered
         self._last = -1
         self._neutral = listener.neutral[:FACE_DIM]
         if live_sink:
@@ -254,7 +264,26 @@ class LivePlayout:
             if self.live_sink:
                 self.renderer.render(self._neutral, 0.0, tick)
             return
-        self.renderer.render(self.pacer.face_at(media_t), media_t, tick if self.live_sink else media_t)
+        _, arrival, tag, window = self._source_at(media_t)
+        mark = ProbeCode(max(tag, 0), self._ticks) if self.probe is not None and tag >= 0 else None
+        started = time.monotonic()
+        self.renderer.render(self.pacer.face_at(media_t), media_t, tick if self.live_sink else media_t, mark)
+        written = time.monotonic()
+        if np.isfinite(arrival):
+            with self.stats.lock:
+                self.stats.delays_s.append(written - arrival)
+        if mark is not None and self.probe is not None:
+            self.probe.add(FrameRecord(tag, self._ticks, window, started, written))
+        self._ticks += 1
+
+    def _source_at(self, media_t: float) -> tuple[int, float, int, int]:
+        """(frame, arrival, tag, window) of the newest listener frame the face shown at `media_t` blends in (the
+        right end of the interpolation, or the newest frame when it is held); arrival -inf when not known."""
+        newest = min(math.ceil(media_t * FPS - 1e-9), self._last)
+        for source in reversed(self._sources):
+            if source[0] <= newest:
+                return source
+        return (newest, -np.inf, -1, -1)
 
     def _drain(self) -> None:
         while len(self.frames):
@@ -263,5 +292,8 @@ class LivePlayout:
                 return
             for i, frame in enumerate(block.smoothed):
                 self.pacer.push((block.first + i) / FPS, frame[:FACE_DIM])
+                if block.sources is not None:
+                    src = block.sources
+                    self._sources.append((block.first + i, float(src.arrival_s[i]), int(src.tag[i]), src.window))
             self._last = block.first + len(block.smoothed) - 1
             self.frames.task_done()

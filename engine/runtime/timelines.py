@@ -10,6 +10,7 @@ One Euro filter over everything emitted, in frame order.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from engine.windows import (
 from renderer.face import FACE_DIM
 
 Array = NDArray[np.float32]
+_NEVER = np.array([-np.inf])  # the arrival of a frame before the stream's start
+_NO_TAG = np.array([-1], np.int64)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,27 @@ class TrackedFace:
     face: Array  # (58,)
     found: bool
     arrival_s: float
+    tag: int = -1
+    """The video frame's index as its delay-probe barcode gave it (engine.runtime.probe); -1: none."""
+
+
+@dataclass(frozen=True)
+class FrameSources:
+    """What each frame of a run depended on: for frame i, the arrival (time.monotonic()) of the newest speaker input
+    its listener frame could depend on (`engine.windows.dependency_horizon`) and that speaker frame's video tag."""
+
+    arrival_s: NDArray[np.float64]  # (n,)
+    tag: NDArray[np.int64]  # (n,)
+    window: int
+    """The window that made the frames (for frames filled by hold/decay: the last one that ran)."""
+
+    def part(self, lo: int, hi: int | None = None) -> FrameSources:
+        """Frames lo..hi-1 of the run."""
+        return FrameSources(self.arrival_s[lo:hi], self.tag[lo:hi], self.window)
+
+    def held(self, count: int) -> FrameSources:
+        """`count` frames that hold this run's last frame (hold/decay fill depends on nothing newer)."""
+        return FrameSources(np.repeat(self.arrival_s[-1:], count), np.repeat(self.tag[-1:], count), self.window)
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,12 @@ class WindowInputs:
     present: Array  # (1, 2): [audio, face]
     newest_arrival_s: float
     """Arrival time of the newest speaker input the window read."""
+    arrivals_s: NDArray[np.float64]
+    """(W,) per window frame, the arrival time of the newest input up to it (-inf before the stream's start)."""
+    tags: NDArray[np.int64]
+    """(W,) per window frame, the probe tag of the video frame whose face it holds (-1: none)."""
+    cut_s: float
+    """time.monotonic() when the window was cut."""
 
 
 def shifted(plan: WindowPlan, offset: int) -> WindowPlan:
@@ -79,7 +109,8 @@ class SpeakerTimeline:
         self.face = FrameBuffer(FACE_DIM)
         self.face_found = FrameBuffer(1, np.float64)
         self.face_arrival = FrameBuffer(1, np.float64)
-        self._buffers = (self.audio, self.audio_arrival, self.face, self.face_found, self.face_arrival)
+        self.face_tag = FrameBuffer(1, np.int64)
+        self._buffers = (self.audio, self.audio_arrival, self.face, self.face_found, self.face_arrival, self.face_tag)
         self._tracked: deque[TrackedFace] = deque()
         self._held = TrackedFace(-1.0, np.zeros(FACE_DIM, np.float32), False, -np.inf)
         self._lock = threading.Lock()
@@ -107,6 +138,7 @@ class SpeakerTimeline:
                 self.face.append(held.face)
                 self.face_found.append(np.array([float(held.found)]))
                 self.face_arrival.append(np.array([held.arrival_s]))
+                self.face_tag.append(np.array([held.tag]))
 
     def window_inputs(self, k: int, plan: WindowPlan) -> WindowInputs:
         """Cut window `k` (frames plan.start..plan.end; frames before 0 are silence and no face)."""
@@ -116,14 +148,16 @@ class SpeakerTimeline:
         found = self.face_found.data[None, :, 0] > 0.5
         modalities = np.array([[float(self.has_audio), float(self.has_video)]], np.float32)
         present = window_present(modalities, found, shifted(plan, self.face_found.offset))
-        newest = float(self.audio_arrival[plan.end][0])
-        if present[0, 1]:
-            lo = max(plan.start, 0)
-            arrival = self.face_arrival.data[lo - self.face_arrival.offset : plan.end + 1 - self.face_arrival.offset]
-            newest = max(newest, float(arrival.max()))
+        arrivals = cut_window(self.audio_arrival.data[None], shifted(plan, self.audio_arrival.offset), _NEVER)[0, :, 0]
+        tags = cut_window(self.face_tag.data[None], shifted(plan, self.face_tag.offset), _NO_TAG)[0, :, 0]
+        if present[0, 1]:  # the faces count: a frame's newest input may be its video frame
+            faces = cut_window(self.face_arrival.data[None], shifted(plan, self.face_arrival.offset), _NEVER)
+            arrivals = np.maximum(arrivals, faces[0, :, 0])
+        else:
+            tags = np.full_like(tags, -1)
         for buffer in self._buffers:  # later windows start later (the stream's last one no earlier)
             buffer.forget_before(plan.start)
-        return WindowInputs(k, plan.end, audio, face, present, newest)
+        return WindowInputs(k, plan.end, audio, face, present, float(arrivals.max()), arrivals, tags, time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -135,6 +169,8 @@ class Emitted:
     smoothed: Array  # (n, 83) after the One Euro filter (what is rendered)
     filled: bool
     """True for hold/decay frames that no window produced in time."""
+    sources: FrameSources | None = None
+    """What each frame depended on (None: not known, e.g. a window committed without them)."""
 
 
 class ListenerTimeline:
@@ -161,6 +197,7 @@ class ListenerTimeline:
         self.record = record
         self.filled = 0  # frames emitted by hold/decay
         self.recorded: list[Emitted] = []
+        self._sources: FrameSources | None = None  # those of the last run appended (a fill holds its last frame)
 
     def plan(self, end: int) -> WindowPlan | None:
         """The plan of a window ending at `end`: its new frames are those not emitted yet (None if there are none).
@@ -183,8 +220,9 @@ class ListenerTimeline:
         with self._lock:
             return window_conditioning(self.raw.data[None], shifted(plan, self.raw.offset))
 
-    def commit(self, plan: WindowPlan, frames_w: Array) -> int:
-        """Emit the window's output (1, W, 83) for the frames still missing; returns how many it emitted."""
+    def commit(self, plan: WindowPlan, frames_w: Array, sources: FrameSources | None = None) -> int:
+        """Emit the window's output (1, W, 83) for the frames still missing; returns how many it emitted.
+        `sources`: what each of the window's W frames depended on (they go with the frames emitted)."""
         with self._lock:
             first = self.raw.end
             if first > plan.end:
@@ -195,7 +233,8 @@ class ListenerTimeline:
             if first > 0:
                 self.seams.append(first)
             self._fill_run = 0
-            self._append(first, new, filled=False)
+            kept = None if sources is None else sources.part(first - plan.start)
+            self._append(first, new, filled=False, sources=kept)
         self._deliver()
         return len(new)
 
@@ -215,13 +254,15 @@ class ListenerTimeline:
         frames = hold_decay(last, self.neutral, count, start=self._fill_run + 1, tau_frames=self._tau)
         self._fill_run += count
         self.filled += count
-        self._append(first, frames, filled=True)
+        sources = None if self._sources is None else self._sources.held(count)
+        self._append(first, frames, filled=True, sources=sources)
         return count
 
-    def _append(self, first: int, raw: Array, *, filled: bool) -> None:
+    def _append(self, first: int, raw: Array, *, filled: bool, sources: FrameSources | None) -> None:
         self.raw.append(raw)
         self.raw.forget_before(self.raw.end - self.window)  # a later window starts at or after next - W + 1
-        out = Emitted(first, raw, self._smoother(raw), filled)
+        self._sources = sources
+        out = Emitted(first, raw, self._smoother(raw), filled, sources)
         if self.record:
             self.recorded.append(out)
         self._outbox.append(out)

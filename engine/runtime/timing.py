@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.runtime.playout import FilePlayout, LivePlayout, Renderer
+from engine.runtime.probe import DelayProbe
 from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.stats import StreamStats
@@ -70,6 +71,8 @@ class PlayerParts:
     live_sink: bool
     """The sink is a live device: stamped on the wall clock, shows the neutral face before the stream starts."""
     stats: StreamStats
+    probe: DelayProbe | None = None
+    """The delay probe's log (live playout marks each avatar frame and logs it), or None."""
 
 
 class Playout(Protocol):
@@ -240,5 +243,5 @@ class RealtimeTiming(Timing):
         return LivePlayout(
             parts.frames, parts.renderer, parts.listener, parts.stop, fps=parts.fps, delay_s=self.delay_s,
             origin=lambda: self.origin, speaker_frames=parts.speaker_frames, finished=parts.finished,
-            live_sink=parts.live_sink, stats=parts.stats,
+            live_sink=parts.live_sink, stats=parts.stats, probe=parts.probe,
         )  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
+from engine.runtime.probe import ProbeCode, draw_code
 from renderer.face import BLENDSHAPE_INDEX, neutral_face
 from renderer.vector import VectorAvatar
 
@@ -45,10 +46,11 @@ def missing_tools() -> str | None:
     return None
 
 
-def speaker_clip(folder: Path, seconds: float = 6.0, fps: int = 25) -> tuple[Path, Path]:
+def speaker_clip(folder: Path, seconds: float = 6.0, fps: int = 25, *, probe: bool = False) -> tuple[Path, Path]:
     """(clip.y4m, clip.wav): a rendered speaker face whose mouth opens with each beep (events every 2 s).
 
     Between beeps the speaker 'talks' quietly (a soft tone with a syllable envelope, the jaw following it).
+    With `probe`, frame k carries k in the delay probe's barcode along its top edge (engine.runtime.probe).
     """
     avatar = VectorAvatar(width=320, height=240)
     wav, y4m = folder / "clip.wav", folder / "clip.y4m"
@@ -72,7 +74,10 @@ def speaker_clip(folder: Path, seconds: float = 6.0, fps: int = 25) -> tuple[Pat
             tk = k / fps
             open_mouth = 0.9 if tk % BEEP_EVERY_S < BEEP_S else 0.25 * (0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * tk))
             face[BLENDSHAPE_INDEX["jawOpen"]] = open_mouth
-            frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24").reformat(format="yuv420p")
+            rgb = avatar.draw(face).copy()
+            if probe:
+                draw_code(rgb, ProbeCode(k))
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
             frame.pts = k
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

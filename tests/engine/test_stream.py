@@ -14,11 +14,12 @@ import pytest
 from engine.features import SAMPLE_RATE, audio_features
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.runtime.playout import FilePlayout
+from engine.runtime.probe import TICK_MOD, ProbeCode, draw_code, read_code
 from engine.runtime.queues import StageQueue
 from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.smoothing import OneEuroConfig, OneEuroFilter, one_euro
 from engine.sources.base import AudioChunk, Media, Source, SourceError, SourceKind, VideoFrame
-from engine.windows import SILENCE_FEATURES, generate_windows
+from engine.windows import SILENCE_FEATURES, WindowPlan, dependency_horizon, generate_windows
 from renderer.face import FACE_DIM
 from renderer.timing import interpolate_faces
 
@@ -38,15 +39,22 @@ def numbered_frame(k: int) -> np.ndarray:
     return np.full((24, 32, 3), k % 251, np.uint8)
 
 
+def probed_frame(k: int) -> np.ndarray:
+    """A numbered frame large enough for the delay probe's barcode, which carries k."""
+    rgb = np.full((32, 112, 3), k % 251, np.uint8)
+    draw_code(rgb, ProbeCode(k))
+    return rgb
+
+
 class FakeSource(Source):
     """Audio in chunks of `chunk` samples and 25 fps numbered video, in media-time order, optionally paced."""
 
     kind = SourceKind.FILE
 
-    def __init__(self, audio=None, video_frames=0, *, chunk=640, realtime=False, fail_at_s=None):
+    def __init__(self, audio=None, video_frames=0, *, chunk=640, realtime=False, fail_at_s=None, frame=numbered_frame):
         super().__init__()
         self.audio, self.video_frames, self.chunk = audio, video_frames, chunk
-        self.realtime, self.fail_at_s = realtime, fail_at_s
+        self.realtime, self.fail_at_s, self.frame = realtime, fail_at_s, frame
         self.closed = threading.Event()
 
     @property
@@ -64,7 +72,7 @@ class FakeSource(Source):
                 samples = self.audio[start : start + self.chunk]
                 t0, t1 = start / SAMPLE_RATE, (start + len(samples)) / SAMPLE_RATE
                 items.append((t0, t1, AudioChunk(samples, t0, 0.0)))
-        items += [(k / 25, k / 25, VideoFrame(numbered_frame(k), k / 25, 0.0)) for k in range(self.video_frames)]
+        items += [(k / 25, k / 25, VideoFrame(self.frame(k), k / 25, 0.0)) for k in range(self.video_frames)]
         return sorted(items, key=lambda i: i[0])
 
     def __iter__(self) -> Iterator[Media]:
@@ -93,15 +101,15 @@ class FakeResult:
 
 
 class FakeTracker:
-    """Face value 0 (browDownLeft) = frame number / 250; `found` False for frames in `lost`."""
+    """Face value 0 (browDownLeft) = frame number / 250 (read below any barcode); `found` False for frames in `lost`."""
 
     def __init__(self, lost=()):
         self.lost = set(lost)
 
     def track(self, rgb, timestamp_s):
         face = np.zeros(FACE_DIM, np.float32)
-        face[0] = rgb[0, 0, 0] / 250.0
-        return FakeResult(face, int(rgb[0, 0, 0]) not in self.lost)
+        face[0] = rgb[-1, 0, 0] / 250.0
+        return FakeResult(face, int(rgb[-1, 0, 0]) not in self.lost)
 
 
 class FakeModel:
@@ -506,3 +514,55 @@ def test_a_live_sink_starting_after_media_time_0_gets_the_audio_from_its_own_sta
     kept = np.concatenate([s for _, s in heard])
     assert 0.2 * SAMPLE_RATE < len(audio) - len(kept) < 0.4 * SAMPLE_RATE  # about 0.3 s of it came too early
     np.testing.assert_array_equal(kept, audio[len(audio) - len(kept) :])  # the rest, every sample
+
+
+@pytest.mark.parametrize("hop", [3, 8])
+def test_each_emitted_frame_knows_the_newest_speaker_input_it_depended_on(hop):
+    # fast mode (deterministic): listener frame j depends on speaker frames up to its latent token's end; the face
+    # held there is video frame t = that frame, whose barcode says t, and the audio frame completing it is the
+    # newest input (its synthetic arrival: media time (t + 1) / 25 on the run's clock)
+    audio = speech(1.6)
+    frames = len(audio) // 640
+    source = FakeSource(audio, video_frames=frames, frame=probed_frame)
+    engine, _ = run_fast(source, FakeModel(), tracker=FakeTracker(), hop=hop, probe=True)
+    tags, arrivals = [], []
+    for block in engine.listener.recorded:
+        assert block.sources is not None and not block.filled
+        tags += block.sources.tag.tolist()
+        arrivals += block.sources.arrival_s.tolist()
+    want = []
+    for end in range(hop - 1, frames, hop):
+        plan = WindowPlan(end=end, window=W, hop=hop)
+        want += dependency_horizon(plan, engine.model.downsample)[W - hop :].tolist()
+    assert tags[: len(want)] == want and len(want) >= frames - hop
+    offsets = np.asarray(arrivals[: len(want)]) - (np.asarray(want) + 1) / 25
+    assert np.ptp(offsets) < 1e-6  # one origin for all
+
+
+def test_probe_marks_every_live_avatar_frame_and_logs_each_stage():
+    audio = speech(2.0)
+    source = FakeSource(audio, video_frames=50, chunk=320, realtime=True, frame=probed_frame)
+    sinks: list[Sink] = []
+    config = StreamConfig(realtime=True, live_sink=True, size=(112, 64), probe=True, playout_delay_s=0.3)
+    engine = StreamEngine(window_model(FakeModel()), source, tracker=FakeTracker(), make_sink=sinks_into(sinks),
+                          config=config)  # fmt: skip
+    stats = engine.run()
+    assert engine.probe is not None
+    speaker, windows, frames = engine.probe.snapshot()
+    assert [r.tag for r in speaker] == list(range(50))  # every video frame's barcode was read
+    codes = [read_code(rgb) for _, rgb in sinks[0].frames]
+    marked = [c for c in codes if c is not None]
+    assert len(marked) == len(frames) >= 40 and codes[-len(marked) :] == marked  # once the first window is shown
+    assert [c.tick for c in marked] == [k % TICK_MOD for k in range(len(marked))]
+    assert [c.index for c in marked] == [f.tag for f in frames] == sorted(f.tag for f in frames)
+    cut = {w.k: w.cut_s for w in windows}
+    tracked = {r.tag: r for r in speaker}
+    for f in frames:  # the face it shows was tracked before its window was cut, which ran before it was drawn
+        assert tracked[f.tag].tracked_s <= cut[f.window] <= f.render_s <= f.written_s
+    assert len(stats.delays_s) == len(frames)
+    delays = np.asarray(stats.delays_s)
+    engine_side = np.asarray([f.written_s - tracked[f.tag].arrival_s for f in frames])
+    assert (delays <= engine_side + 1e-6).all()  # the newest input may be the audio frame, newer than the video
+    # media time m is shown at origin + 0.3 s + m and depends on input up to a latent token (4 frames) past it,
+    # which arrived at origin + (frame + 1) / 25: between 0.3 - 0.2 s and 0.3 s (scheduling adds a little)
+    assert delays.min() > 0.09 and delays.max() < 0.35

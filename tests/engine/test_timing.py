@@ -55,7 +55,7 @@ class Recorder:
         self.shown: list[tuple[float, float, np.ndarray]] = []
         self.audio_offset_s: float | None = 0.0  # set by a live playout (where media time 0 is on the sink's clock)
 
-    def render(self, face: np.ndarray, media_t: float, timestamp_s: float) -> None:
+    def render(self, face: np.ndarray, media_t: float, timestamp_s: float, mark: object = None) -> None:
         self.shown.append((timestamp_s, media_t, face.copy()))
 
 

@@ -74,3 +74,49 @@ def test_a_window_in_which_the_face_was_never_found_marks_the_face_absent():
         assert p[0].tolist() == [1, float(end - 7 <= 10 <= end)]  # the windows holding frame 10
         assert p[1].tolist() == [0, 0]  # audio stays as given; the face is never found
     assert present.tolist() == [[1, 1], [0, 1]]  # the caller's array is not modified
+
+
+@pytest.mark.parametrize(
+    ("window", "hop", "downsample", "reach"), [(16, 4, 4, 0), (16, 8, 4, 0), (48, 3, 4, 0), (16, 6, 4, 2)]
+)
+def test_dependency_horizon_is_the_end_of_each_frames_latent_token(window, hop, downsample, reach):
+    plan = W.WindowPlan(end=100, window=window, hop=hop)
+    horizon = W.dependency_horizon(plan, downsample, reach)
+    rows = np.arange(window)
+    want = np.minimum(plan.start + (rows // downsample) * downsample + downsample - 1 + reach, plan.end)
+    assert horizon.tolist() == want.tolist()
+    assert (horizon >= plan.start + rows).all() and horizon.max() == plan.end
+
+
+def test_the_model_depends_on_no_speaker_frame_past_the_horizon():
+    # the claim behind every avatar frame's probe index: change the speaker's input at frame s, and listener
+    # frames whose horizon is before s do not move, while some frame at or after it does
+    import torch
+
+    from tests.conftest import TINY
+    from trainer.generate import torch_window_fn
+    from trainer.model import ReactDiff
+
+    torch.manual_seed(0)
+    model = ReactDiff(TINY).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # no zero-initialised path (adaLN) left silent
+    run = torch_window_fn(model, steps=2, sampler="ddim", guidance=2.0)
+    rng = np.random.default_rng(0)
+    w = TINY.window
+    audio, face = rng.standard_normal((1, w, 57)).astype(np.float32), rng.standard_normal((1, w, 58)).astype(np.float32)
+    known_mask = (np.arange(w) < w - TINY.hop)[None].astype(np.float32)
+    known = rng.standard_normal((1, w, 83)).astype(np.float32) * known_mask[..., None]
+    noise = rng.standard_normal((1, w // TINY.downsample, TINY.latent_channels)).astype(np.float32)
+    present = np.ones((1, 2), np.float32)
+    base = run(audio, face, present, known, known_mask, noise)[0]
+    horizon = W.dependency_horizon(W.WindowPlan(end=w - 1, window=w, hop=TINY.hop), TINY.downsample)
+    for s in (3, 6, 9, 13):
+        moved_audio, moved_face = audio.copy(), face.copy()
+        moved_audio[0, s] += 3.0
+        moved_face[0, s] += 3.0
+        out = run(moved_audio, moved_face, present, known, known_mask, noise)[0]
+        change = np.abs(out - base).max(axis=1)  # (W,)
+        assert change[horizon < s].max(initial=0.0) < 1e-5, s
+        assert change[horizon >= s].max() > 1e-3, s

@@ -3,7 +3,8 @@
 // `window.reactdiffRoom` holds the live state (peers, reaction counts) for debugging and for the browser tests.
 "use strict";
 
-const state = { id: null, peers: {}, reactions: { count: 0, last: null, errors: 0 }, stats: {}, closed: null };
+const state = { id: null, peers: {}, reactions: { count: 0, last: null, errors: 0 }, stats: {}, closed: null,
+  delay: { captured: {}, samples: [], timeOrigin: performance.timeOrigin } };
 window.reactdiffRoom = state;
 const params = new URLSearchParams(location.search);
 const roomId = location.pathname.split("/").filter(Boolean)[1];
@@ -39,6 +40,89 @@ function playWithSound(video) {
     button.onclick = () => { video.muted = false; button.remove(); };
     video.parentElement.appendChild(button);
   });
+}
+
+// --- The delay probe: frame indices in a barcode along a frame's top edge (layout: engine/runtime/probe.py) ---
+// A camera whose frames carry their index (the test clips do) and an avatar whose frames carry the index of the
+// newest speaker frame they depended on give the delay from this browser's capture to its display, measured.
+const PROBE_INDEX_BITS = 14, PROBE_TICK_BITS = 6, PROBE_CHECK_BITS = 6, PROBE_MIN_CONTRAST = 64;
+const PROBE_DATA_BITS = PROBE_INDEX_BITS + PROBE_TICK_BITS;
+const PROBE_CELLS = 2 + PROBE_DATA_BITS + PROBE_CHECK_BITS;
+const PROBE_KEEP = 9000;  // avatar frames kept in state.delay.samples (5 minutes at 30 fps)
+const PROBE_RECENT = 90;  // the frames the shown delay is the median of (3 s)
+
+function crc6(value, bits) {  // x^6 + x + 1, initial 0, most significant bit first
+  let crc = 0;
+  for (let i = bits - 1; i >= 0; i--) {
+    const feedback = ((value >> i) & 1) ^ ((crc >> 5) & 1);
+    crc = (crc << 1) & 0x3f;
+    if (feedback) crc ^= 0x03;
+  }
+  return crc;
+}
+
+// A reader of the code in a video element's current frame: the strip scaled to 4x4 pixels per cell, each cell's
+// middle 2x2 read as luma against the two reference cells. Returns {index, tick} or null.
+function probeReader() {
+  const canvas = document.createElement("canvas");
+  canvas.width = PROBE_CELLS * 4;
+  canvas.height = 4;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  return (video) => {
+    if (!video.videoWidth) return null;
+    const rows = Math.max(8, Math.floor(video.videoHeight / 20));
+    ctx.drawImage(video, 0, 0, video.videoWidth, rows, 0, 0, canvas.width, canvas.height);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const luma = [];
+    for (let c = 0; c < PROBE_CELLS; c++) {
+      let sum = 0;
+      for (const [x, y] of [[1, 1], [2, 1], [1, 2], [2, 2]]) {
+        const i = 4 * (y * canvas.width + 4 * c + x);
+        sum += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+      }
+      luma.push(sum / 4);
+    }
+    if (luma[0] - luma[1] < PROBE_MIN_CONTRAST) return null;
+    let word = 0;
+    for (let c = 2; c < PROBE_CELLS; c++) word = (word << 1) | (luma[c] > (luma[0] + luma[1]) / 2 ? 1 : 0);
+    const data = word >>> PROBE_CHECK_BITS;
+    if (crc6(data, PROBE_DATA_BITS) !== (word & 0x3f)) return null;
+    return { index: data >>> PROBE_TICK_BITS, tick: data & ((1 << PROBE_TICK_BITS) - 1) };
+  };
+}
+
+// Every frame `video` presents, `onCode(code, metadata)` with what its barcode says (frames without one skipped).
+function watchCodes(video, onCode) {
+  const read = probeReader();
+  const onFrame = (now, metadata) => {
+    const code = read(video);
+    if (code) onCode(code, metadata);
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+// Own camera: when each index was captured (performance.now() clock). Avatar: each frame's index -> delay.
+function probeCamera(video) {
+  watchCodes(video, (code, m) => { state.delay.captured[code.index] = m.captureTime ?? m.presentationTime; });
+}
+
+function probeAvatar(video) {
+  watchCodes(video, (code, m) => {
+    const capture = state.delay.captured[code.index];
+    if (capture === undefined) return;
+    const display = m.expectedDisplayTime;
+    const samples = state.delay.samples;
+    samples.push({ index: code.index, tick: code.tick, capture, display, presented: m.presentationTime,
+      received: m.receiveTime ?? null, delay: display - capture });
+    if (samples.length > PROBE_KEEP) samples.splice(0, samples.length - PROBE_KEEP);
+  });
+}
+
+// The median delay of the last PROBE_RECENT avatar frames measured (ms), or null.
+function measuredDelay() {
+  const recent = state.delay.samples.slice(-PROBE_RECENT).map((s) => s.delay).sort((a, b) => a - b);
+  return recent.length ? recent[Math.floor(recent.length / 2)] : null;
 }
 
 function send(message) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message)); }
@@ -88,7 +172,11 @@ function createPeer(info) {
   pc.ontrack = (event) => {
     peer.stream = event.streams[0] || new MediaStream([event.track]);
     const video = el.querySelector("video");
-    if (video.srcObject !== peer.stream) { video.srcObject = peer.stream; playWithSound(video); }
+    if (video.srcObject !== peer.stream) {
+      video.srcObject = peer.stream;
+      playWithSound(video);
+      if (info.role === "engine") probeAvatar(video);
+    }
   };
   pc.onconnectionstatechange = () => { peer.connectionState = pc.connectionState; };
   return peer;
@@ -151,6 +239,7 @@ async function start() {
     const video = me.querySelector("video");
     video.muted = true;
     video.srcObject = localStream;
+    probeCamera(video);
   } catch (err) {
     showBanner("No camera/mic (" + err.name + "): joining to watch only. Browsers allow them only on https or localhost.");
   }
