@@ -116,14 +116,14 @@ class AvatarVideoTrack(MediaStreamTrack):
             subscriber.outlet.offer(yuv420p_frame(planes))
 
     def subscribe(self) -> SubscribedVideoTrack:
-        """A track of its own for one peer connection, starting from the frames waiting now (at least the newest)
-        and fed by every put() from then on; stop() it to unsubscribe."""
+        """A track of its own for one peer connection, starting from the newest frame and fed by every put() from
+        then on; stop() it to unsubscribe. (Started from the frames waiting, it would stay that many frames behind
+        for good: put() and recv() both run at fps.)"""
         track = SubscribedVideoTrack(self)
         with self._lock:
             self._subscribers.append(track)
-            waiting = self._outlet.waiting() or [self._newest]
-        for planes in waiting:
-            track.outlet.offer(yuv420p_frame(planes))
+            newest = self._newest
+        track.outlet.offer(yuv420p_frame(newest))
         return track
 
     def unsubscribe(self, track: SubscribedVideoTrack) -> None:
