@@ -7,8 +7,8 @@ Construction does the slow work once: the photo is read and checked, its prepara
 mesh, colours) comes from the cache or is made and cached (renderer.photo.prepare), the portrait is framed at
 the output size (the face centred, its height FACE_HEIGHT of the frame; where the photo does not reach, its own
 edges mirrored and blurred, or the `background` given), and the rig's fields are laid out in output pixels.
-A draw moves the mesh (renderer.photo.rig), warps the framed portrait by it and paints the mouth's interior
-into the opening between the lips (renderer.photo.warp).
+A draw moves the mesh (renderer.photo.rig), warps the framed portrait by it, paints the mouth's interior
+into the opening between the lips and the lash line of a closing eye (renderer.photo.warp).
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from numpy.typing import NDArray
 
 from renderer.avatar import Avatar, AvatarKind, Color, load_background
 from renderer.face import FACE_INDEX
-from renderer.photo.mesh import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, Mesh
+from renderer.photo.mesh import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, SIDES, Mesh
 from renderer.photo.portrait import read_photo
 from renderer.photo.prepare import Preparation, default_cache_dir, prepare
 from renderer.photo.rig import Rig
-from renderer.photo.warp import Mouth, MouthPainter, Warper
+from renderer.photo.warp import Lashes, LashPainter, Mouth, MouthPainter, Warper
 
 FACE_HEIGHT = 0.46  # the face (forehead to chin) spans this fraction of the frame's height...
 FACE_WIDTH = 0.6  # ... or this fraction of its width, whichever is smaller
 FACE_CENTRE_Y = 0.47  # the face's centre, as a fraction of the frame's height
 TOOTH = 0.075  # tooth height in face units (eye distances)
+LASH_WIDTH = 0.035  # face units: a shut eye's lash line is this thick in the middle
 OPEN_RAMP = 0.03  # face units: the interior fades in while the lips part this much more than in the photo
 _INNER = (*LIPS_INNER_UPPER, *LIPS_INNER_LOWER[-2:0:-1])  # the opening, clockwise from the right corner
 
@@ -111,6 +112,7 @@ class PhotoAvatar(Avatar):
         )
         self._warper = Warper(self.stage, prepared.triangles)
         self._mouth = MouthPainter(prepared.mouth_colours)
+        self._lashes = LashPainter(prepared.lash_colour)
         self._jaw = np.array([FACE_INDEX[n] for n in ("jawOpen", "jawLeft", "jawRight", "jawForward")])
         self._frame = np.empty((self.height, self.width, 3), np.uint8)
 
@@ -128,6 +130,11 @@ class PhotoAvatar(Avatar):
         posed = self.rig.posed(expressed, face)
         self._warper.draw(posed[:, :2], self.rig.sources(expressed), posed[:, 2], self._frame)
         self._mouth.draw(self._frame, self._mouth_state(face, expressed, posed))
+        for side in SIDES:
+            closure = self.rig.closure(expressed, side)
+            if closure > 0.0:
+                line = self.rig.lash_line(expressed, face, side)
+                self._lashes.draw(self._frame, Lashes(line, LASH_WIDTH * self.rig.frame.unit, closure**2))
         return self._frame
 
     def _mouth_state(

@@ -31,7 +31,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 | mouthClose | the lower lip up 0.42 (applied only as far as jawOpen, see `Rig`) |
 | mouthDimple L/R | the mouth corner out 0.05 and back 0.05 |
 | mouthFrown L/R | the mouth corner down 0.09 and out 0.02 |
-| mouthFunnel | corners in 0.34, the jaw down 0.3, the lips flare (upper up 0.05, lower down 0.06) and come forward |
+| mouthFunnel | corners in 0.31, the jaw down 0.1, the lips flare (upper up 0.08, lower down 0.06) and come forward |
 | mouthLeft/Right | the whole mouth sideways 0.12 |
 | mouthLowerDown L/R | that half of the lower lip down 0.09 |
 | mouthPress L/R | that half of each lip thins (outer edge 60 % towards the inner edge), the lips close 0.03 each |
@@ -227,14 +227,16 @@ class Geometry:
         field[row] = 0.5 * (field[list(EYE_UPPER[side][1:-1])] + field[list(EYE_LOWER[side][1:-1])])
         return field
 
-    def lid_skin(self, side: str, band: float) -> Field:
-        """(V, 3) where a closed upper lid takes its pixels from: `band` face units above its edge in the middle
-        (less towards the corners), fading upwards (the texture counterpart of a blink, see
-        renderer.photo.rig.Rig.sources)."""
-        below, _ = self.lid_gaps(side)
-        up = np.zeros((9, 3))
-        up[:, 1] = -band * below / max(float(below.max()), 1e-6)
-        return self.spread(EYE_UPPER[side], up, up=True, reach=min(3.0 * band, self.lid_reach[side]))
+    def lid_skin(self, side: str, band: float, lower_band: float) -> Field:
+        """(V, 3) where the lids of a shut eye take their pixels from: the upper lid `band` face units above its
+        edge in the middle (less towards the corners), fading upwards, the lower lid `lower_band` below its edge
+        (the texture counterpart of a blink, see renderer.photo.rig.Rig.sources)."""
+        below, above = self.lid_gaps(side)
+        shift = np.zeros((9, 3))
+        shift[:, 1] = -band * below / max(float(below.max()), 1e-6)
+        field = self.spread(EYE_UPPER[side], shift, up=True, reach=min(3.0 * band, self.lid_reach[side]))
+        shift[:, 1] = lower_band * above / max(float(above.max()), 1e-6)
+        return field + self.spread(EYE_LOWER[side], shift, up=False, reach=3.0 * max(lower_band, 1e-3))
 
     def lip_thin(self, upper: bool, fraction: float, side: str | None = None) -> Field:
         """(V, 3) a lip's outer edge moving `fraction` of the way to its inner edge (on one half, if `side`): the
@@ -316,7 +318,7 @@ BOTH: dict[str, Callable[[Geometry], Field]] = {
     "jawOpen": lambda g: _vec(g.jaw(), 0.0, 0.7, -0.15),
     "mouthClose": lambda g: _vec(g.jaw() * g.lip(False), 0.0, -0.42, 0.1),
     "mouthFunnel": lambda g: (
-        _pucker(g, 0.34) + _vec(g.jaw(), 0.0, 0.3, 0.0) + _vec(g.lip(True), 0.0, -0.05) + _vec(g.lip(False), 0.0, 0.06)
+        _pucker(g, 0.31) + _vec(g.jaw(), 0.0, 0.1, 0.0) + _vec(g.lip(True), 0.0, -0.08) + _vec(g.lip(False), 0.0, 0.06)
     ),
     "mouthPucker": lambda g: _pucker(g, 0.22),
     "mouthRollLower": lambda g: g.lip_thin(False, 0.7),

@@ -22,14 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from renderer.photo.fields import lid_reach
-from renderer.photo.mesh import FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, Mesh, build_mesh
+from renderer.photo.mesh import EYE_UPPER, FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, SIDES, Mesh, build_mesh
 from renderer.photo.portrait import Photo, find_face
 from renderer.photo.rig import FaceFrame
-from renderer.photo.warp import MouthColours, mouth_colours
+from renderer.photo.warp import MouthColours, lash_colour, mouth_colours
 
 log = logging.getLogger(__name__)
 
-PREPARATION_VERSION = 2  # bump when anything stored below changes meaning (old cache files are then ignored)
+PREPARATION_VERSION = 3  # bump when anything stored below changes meaning (old cache files are then ignored)
 
 
 def default_cache_dir() -> Path:
@@ -56,6 +56,7 @@ class Preparation:
     triangles: NDArray[np.int32]
     follow: NDArray[np.float32]
     colours: NDArray[np.int64]
+    lash: NDArray[np.int64]
     lid_reach: NDArray[np.float64]
 
     @property
@@ -65,6 +66,11 @@ class Preparation:
     @property
     def lid_reaches(self) -> dict[str, float]:
         return {"Left": float(self.lid_reach[0]), "Right": float(self.lid_reach[1])}
+
+    @property
+    def lash_colour(self) -> tuple[int, int, int]:
+        r, g, b = (int(v) for v in self.lash)
+        return r, g, b
 
     @property
     def mouth_colours(self) -> MouthColours:
@@ -88,7 +94,9 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
     lips = found.landmarks[list(LIPS_OUTER_UPPER) + list(LIPS_OUTER_LOWER[::-1]), :2]
     colours = mouth_colours(photo.rgb, lips, found.landmarks[list(FACE_OVAL), :2])
     gray = np.asarray(cv2.cvtColor(photo.rgb, cv2.COLOR_RGB2GRAY), np.uint8)
-    reach = lid_reach(gray, found.landmarks, FaceFrame.of(found.landmarks.astype(np.float64)).unit)
+    unit = FaceFrame.of(found.landmarks.astype(np.float64)).unit
+    reach = lid_reach(gray, found.landmarks, unit)
+    lash = lash_colour(photo.rgb, [found.landmarks[list(EYE_UPPER[s]), :2] for s in SIDES], unit)
     prepared = Preparation(
         size=np.array([photo.rgb.shape[1], photo.rgb.shape[0]], np.int64),
         landmarks=found.landmarks,
@@ -98,6 +106,7 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
         triangles=mesh.triangles,
         follow=mesh.follow,
         colours=np.array([colours.cavity, colours.teeth, colours.tongue], np.int64),
+        lash=np.array(lash, np.int64),
         lid_reach=np.array([reach["Left"], reach["Right"]], np.float64),
     )
     _save(path, prepared)

@@ -49,7 +49,9 @@ MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the fram
 GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fraction of the eye opening
 PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
 BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
-LASH_BAND = 0.04  # face units: a closed upper lid samples its skin this far above the lid's edge
+LASH_BAND = 0.04  # face units: a closed upper lid samples its skin this far above the lid's edge...
+LOWER_BAND = 0.03  # ... and the lower lid this far below its edge (not its pale inner rim)
+LASH_DROP = 0.02  # face units: a closed eye's lash line runs this far below its upper lid's edge
 _IMAGE = np.diag([1.0, -1.0, 1.0])  # camera frame (y up) <-> image frame (y down)
 _INTERIOR = slice(1, -1)  # the 7 interior columns of an eye contour
 
@@ -132,7 +134,7 @@ class Rig:
         self._half_width = width / 2
         self._eye_rates = {s: self._closure_rates(face_units, s) for s in SIDES}
         self._lid_skin = {
-            s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND))[:, :2].astype(np.float64) for s in SIDES
+            s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND, LOWER_BAND))[:, :2].astype(np.float64) for s in SIDES
         }
         self._lip_rates, self._lip_gap = self._opening_rates(face_units)
         inner = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
@@ -235,21 +237,32 @@ class Rig:
         shift = GAZE["x"] * gx * self.frame.unit * bump * np.minimum(openness, 1.0)
         points[row, :2] += shift[:, None] * self.frame.ex
 
+    def closure(self, points: NDArray[np.float64], side: str) -> float:
+        """How shut one eye of the expressed mesh `points` (V, 3) is: 0 as in the portrait (or wider), 1 shut."""
+        upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
+        rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
+        gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
+        return float(np.clip(1.0 - gap.sum() / max(rest_gap.sum(), 1e-3), 0.0, 1.0))
+
     def sources(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
         """(V, 2) px: where each vertex of the expressed mesh `points` takes its pixels from in the still portrait.
 
-        The rest positions, except above a closing upper lid: as the eye closes, its lid samples the portrait's
-        lid skin from higher up (LASH_BAND above its edge at full closure, fading upwards), so a closed eye shows
-        skin instead of the lashes and the iris dragged down into a dark band.
+        The rest positions, except at a closing eye: as it closes, its upper lid samples the portrait's lid skin
+        from higher up (LASH_BAND above its edge at full closure, fading upwards) and its lower lid from lower
+        down (LOWER_BAND), so a closed eye shows skin instead of the lashes, the iris dragged down into a dark
+        band and the lower lid's pale inner rim (the lashes are drawn again by renderer.photo.warp.LashPainter).
         """
         sources = self.rest[:, :2].copy()
         for side in SIDES:
-            upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
-            rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
-            gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
-            closure = float(np.clip(1.0 - gap.sum() / max(rest_gap.sum(), 1e-3), 0.0, 1.0))
-            sources += closure * self._lid_skin[side]
+            sources += self.closure(points, side) * self._lid_skin[side]
         return sources
+
+    def lash_line(self, points: NDArray[np.float64], face: NDArray[np.floating], side: str) -> NDArray[np.float64]:
+        """(9, 2) px: where a closing eye's lash line runs, outer corner first: LASH_DROP below its upper lid
+        (expressed mesh `points`), posed with the head."""
+        upper = points[list(EYE_UPPER[side])].copy()
+        upper[:, :2] += LASH_DROP * self.frame.unit * self.frame.ey
+        return self.posed(upper, face, np.ones(len(upper)))[:, :2]
 
     def posed(
         self, points: NDArray[np.float64], face: NDArray[np.floating], follow: NDArray[np.float64] | None = None

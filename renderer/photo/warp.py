@@ -12,6 +12,7 @@ portrait, copied. Measured on one core: a 1280x720 frame in a few milliseconds (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -141,18 +142,56 @@ def mouth_colours(rgb: NDArray[np.uint8], lips: NDArray[np.float32], face: NDArr
     lip = np.median(rgb[lip_mask > 0], axis=0) if lip_mask.any() else np.array([170.0, 90.0, 90.0])
     light = np.percentile(rgb[face_mask > 0].max(axis=1), 90) if face_mask.any() else 230.0
     teeth = np.array([236.0, 228.0, 212.0]) * min(1.0, light / 236.0 * 1.02)
+    return MouthColours(cavity=_rgb8(lip * 0.16), teeth=_rgb8(teeth), tongue=_rgb8(lip * 0.82 + [12, 0, 4]))
 
-    def rgb8(c: NDArray[np.floating]) -> tuple[int, int, int]:
-        r, g, b = np.clip(np.round(c), 0, 255).astype(int)
-        return int(r), int(g), int(b)
 
-    return MouthColours(cavity=rgb8(lip * 0.16), teeth=rgb8(teeth), tongue=rgb8(lip * 0.82 + [12, 0, 4]))
+def lash_colour(rgb: NDArray[np.uint8], lids: list[NDArray[np.floating]], unit: float) -> tuple[int, int, int]:
+    """The portrait's lash colour: the mean of the darkest sixth of the pixels along its upper lids' edges.
+
+    `lids` are the upper-lid contours ((9, 2) px each), `unit` the eye distance in px; the band sampled is
+    0.03 of it wide, just above each edge (where the lashes grow).
+    """
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    for lid in lids:
+        edge = np.round(np.asarray(lid) - [0.0, 0.015 * unit]).astype(np.int32)
+        cv2.polylines(mask, [edge], False, 1, max(1, round(0.03 * unit)))
+    pixels = rgb[mask > 0].astype(np.float64)
+    if not len(pixels):
+        return (40, 30, 30)
+    light = pixels.mean(axis=1)
+    return _rgb8(pixels[light <= np.percentile(light, 16)].mean(axis=0))
+
+
+def _rgb8(c: NDArray[np.floating]) -> tuple[int, int, int]:
+    """An RGB colour as three ints in 0..255."""
+    r, g, b = np.clip(np.round(c), 0, 255).astype(int)
+    return int(r), int(g), int(b)
 
 
 def _scaled(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
     """An RGB colour darkened (factor < 1)."""
     r, g, b = (min(255, round(c * factor)) for c in colour)
     return r, g, b
+
+
+def _paint_patch(
+    frame: NDArray[np.uint8], points: NDArray[np.float64], pad: float, paint: Callable[[skia.Canvas], None]
+) -> None:
+    """Run `paint` on a skia canvas (in frame px) over the patch of `frame` (H, W, 3) around `points` (N, 2) px,
+    `pad` px wider, and write the patch back: only that patch is copied, whatever the frame's size."""
+    x0, y0 = np.maximum(np.floor(points.min(axis=0) - pad).astype(int), 0)
+    x1 = min(int(np.ceil(points[:, 0].max() + pad)), frame.shape[1])
+    y1 = min(int(np.ceil(points[:, 1].max() + pad)), frame.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    patch = np.full((y1 - y0, x1 - x0, 4), 255, np.uint8)
+    patch[..., :3] = frame[y0:y1, x0:x1]
+    surface = skia.Surface(patch, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
+    canvas = surface.getCanvas()
+    canvas.translate(-x0, -y0)
+    paint(canvas)
+    del canvas, surface
+    frame[y0:y1, x0:x1] = patch[..., :3]
 
 
 def _path(points: NDArray[np.float64]) -> skia.Path:
@@ -195,25 +234,15 @@ class MouthPainter:
         """Paint `mouth` onto `frame` (H, W, 3) uint8 in place (nothing when its alpha is 0)."""
         if mouth.alpha <= 0.0:
             return
-        every = np.concatenate([mouth.opening, mouth.lower_lip])
-        pad = 2 + mouth.tooth_px
-        x0, y0 = np.maximum(np.floor(every.min(axis=0) - pad).astype(int), 0)
-        x1 = min(int(np.ceil(every[:, 0].max() + pad)), frame.shape[1])
-        y1 = min(int(np.ceil(every[:, 1].max() + pad)), frame.shape[0])
-        if x1 <= x0 or y1 <= y0:
-            return
-        patch = np.full((y1 - y0, x1 - x0, 4), 255, np.uint8)
-        patch[..., :3] = frame[y0:y1, x0:x1]
-        surface = skia.Surface(patch, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
-        canvas = surface.getCanvas()
-        canvas.translate(-x0, -y0)
-        canvas.saveLayerAlpha(None, round(255 * mouth.alpha))
-        self._interior(canvas, mouth)
-        canvas.restore()
-        if mouth.tongue_out > 0:
-            self._tongue_out(canvas, mouth)
-        del canvas, surface
-        frame[y0:y1, x0:x1] = patch[..., :3]
+
+        def paint(canvas: skia.Canvas) -> None:
+            canvas.saveLayerAlpha(None, round(255 * mouth.alpha))
+            self._interior(canvas, mouth)
+            canvas.restore()
+            if mouth.tongue_out > 0:
+                self._tongue_out(canvas, mouth)
+
+        _paint_patch(frame, np.concatenate([mouth.opening, mouth.lower_lip]), 2 + mouth.tooth_px, paint)
 
     def _interior(self, canvas: skia.Canvas, mouth: Mouth) -> None:
         """Clipped to the opening: a cavity darker towards its back, the upper teeth hanging from the skull, the
@@ -243,3 +272,40 @@ class MouthPainter:
         bottom = centre[1] + mouth.tongue_out * reach
         oval = skia.Rect.MakeLTRB(centre[0] - width / 2, centre[1] - mouth.tooth_px, centre[0] + width / 2, bottom)
         canvas.drawOval(oval, self._tongue)
+
+
+@dataclass(frozen=True)
+class Lashes:
+    """A closing eye's lash line this frame: `line` (n, 2) output px where its lids meet, corner to corner,
+    `width_px` its thickness in the middle (it thins towards the corners), `alpha` in [0, 1] how much shows."""
+
+    line: NDArray[np.float64]
+    width_px: float
+    alpha: float
+
+
+class LashPainter:
+    """Draws the lash line of a closing eye in the portrait's lash colour, in place on a frame. The closing lid
+    samples skin above its lashes (renderer.photo.rig.Rig.sources), so without it a shut eye has no lashes; with
+    it the tracker also reads a shut eye as shut more often (tests/renderer/test_photo_loop.py)."""
+
+    def __init__(self, colour: tuple[int, int, int]) -> None:
+        self._paint = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*colour))
+        self._paint.setMaskFilter(skia.MaskFilter.MakeBlur(skia.kNormal_BlurStyle, 0.4))
+
+    def draw(self, frame: NDArray[np.uint8], lashes: Lashes) -> None:
+        """Paint `lashes` onto `frame` (H, W, 3) uint8 in place (nothing when its alpha is 0)."""
+        if lashes.alpha <= 0.0:
+            return
+        self._paint.setAlphaf(lashes.alpha)
+        band = _band(lashes.line, lashes.width_px)
+        _paint_patch(frame, band, 2.0, lambda canvas: canvas.drawPath(_path(band), self._paint))
+
+
+def _band(line: NDArray[np.float64], width: float) -> NDArray[np.float64]:
+    """(2n, 2) a closed polygon around a polyline (n, 2): `width` thick in the middle, a third of it at the ends."""
+    tangent = np.gradient(line, axis=0)
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+    half = 0.5 * width * (1.0 / 3.0 + 2.0 / 3.0 * np.sin(np.linspace(0.0, np.pi, len(line))))[:, None]
+    return np.concatenate([line - half * normal, (line + half * normal)[::-1]])

@@ -343,3 +343,17 @@ def test_the_neutral_face_region_is_within_30_db_of_the_photo(
 ):
     avatar = PhotoAvatar(photos[name], width=width, height=height, cache_dir=cache)
     assert psnr(avatar.draw(neutral_face()), avatar.stage, face_mask(avatar)) >= 30.0
+
+
+@pytest.mark.parametrize("name", list(PORTRAITS))
+def test_a_shut_eye_has_a_lash_line_in_the_portraits_lash_colour(photos: dict[str, Path], cache: Path, name: str):
+    """The closing lid samples skin above its lashes, so a shut eye would have none: a lash line is drawn where the
+    lids meet, in the colour of the portrait's own lashes (measured once, at preparation)."""
+    avatar = PhotoAvatar(photos[name], width=640, height=480, cache_dir=cache)
+    rig = avatar.rig
+    face = with_values(eyeBlinkLeft=1.0)
+    frame = avatar.draw(face).astype(int)
+    expressed = rig.expression(face)
+    assert rig.closure(expressed, "Left") == pytest.approx(1.0) and rig.closure(expressed, "Right") == 0.0
+    line = np.round(rig.lash_line(expressed, face, "Left")[2:-2]).astype(int)  # the middle of the line
+    assert np.abs(frame[line[:, 1], line[:, 0]] - avatar.prepared.lash_colour).max(axis=1).mean() < 40
