@@ -24,6 +24,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from engine.rooms.jitter import install_low_delay_buffer
 from engine.rooms.ratelimit import TokenBucket
 from engine.rooms.reactions import CHANNEL_ID, CHANNEL_LABEL
 from engine.rooms.sdp import NegotiationError, check_remote_sdp
@@ -124,6 +125,9 @@ class Peer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             log.debug("peer %s: receiving %s", peer_id, track.kind)
+            for transceiver in self.pc.getTransceivers():  # before its first packet: no frame waits for later ones
+                if transceiver.receiver.track is track:
+                    install_low_delay_buffer(transceiver.receiver)
             switch.add_track(peer_id, track)
 
         @self.pc.on("connectionstatechange")

@@ -31,7 +31,8 @@ from engine.rooms.urls import parse_room_url
 from engine.runtime.timelines import Emitted
 from engine.sources.base import AudioChunk
 from renderer.face import FACE_DIM
-from renderer.track import AvatarVideoTrack
+from renderer.sinks import to_i420, yuv420p_frame
+from renderer.track import AvatarVideoTrack, SubscribedVideoTrack
 
 
 @pytest.fixture(autouse=True)
@@ -160,11 +161,19 @@ def ws_of(server: RoomServer, room: Any) -> str:
     return parse_room_url(room.url(server.base_url)).ws_url
 
 
+class PaintedAvatar(AvatarVideoTrack):
+    """An avatar track whose every subscriber has 1,000 frames waiting, one grey level brighter a frame (a render
+    thread's work done in advance: a subscriber itself starts from the newest frame)."""
+
+    def subscribe(self) -> SubscribedVideoTrack:
+        track = super().subscribe()
+        for k in range(1_000):
+            track.outlet.offer(yuv420p_frame(to_i420(np.full((48, 64, 3), (37 + k) % 256, np.uint8))))
+        return track
+
+
 def painted_avatar() -> AvatarVideoTrack:
-    track = AvatarVideoTrack(width=64, height=48, fps=30, queue_size=1_000)
-    for k in range(1_000):
-        track.put(np.full((48, 64, 3), (37 + k) % 256, np.uint8))
-    return track
+    return PaintedAvatar(width=64, height=48, fps=30, queue_size=1_001)
 
 
 def test_engine_client_publishes_the_avatar_and_reactions_and_follows_the_loudest_participant():
