@@ -32,6 +32,8 @@ FACE_WIDTH = 0.6  # ... or this fraction of its width, whichever is smaller
 FACE_CENTRE_Y = 0.47  # the face's centre, as a fraction of the frame's height
 TOOTH = 0.075  # tooth height in face units (eye distances)
 LASH_WIDTH = 0.035  # face units: a shut eye's lash line is this thick in the middle
+TEETH_HIDDEN = 0.5  # lips pursed to this fraction of their width hide the teeth...
+TEETH_RAMP = 0.25  # ... which show fully from this much wider
 OPEN_RAMP = 0.03  # face units: the interior fades in while the lips part this much more than in the photo
 _INNER = (*LIPS_INNER_UPPER, *LIPS_INNER_LOWER[-2:0:-1])  # the opening, clockwise from the right corner
 
@@ -149,6 +151,8 @@ class PhotoAvatar(Avatar):
         rest_gap = (rig.rest[lower, :2] - rig.rest[upper, :2]) @ rig.frame.ey
         gap = (expressed[lower, :2] - expressed[upper, :2]) @ rig.frame.ey
         parted = float((gap - rest_gap)[1:-1].mean()) / rig.frame.unit
+        corners = [LIPS_INNER_UPPER[0], LIPS_INNER_UPPER[-1]]
+        width, rest_width = (abs(float(np.diff(p[corners, :2] @ rig.frame.ex)[0])) for p in (expressed, rig.rest))
         return Mouth(
             opening=posed[list(_INNER), :2],
             upper_teeth=rig.posed(rig.rest[upper], face, ones)[:, :2],
@@ -157,6 +161,7 @@ class PhotoAvatar(Avatar):
             tooth_px=TOOTH * rig.frame.unit,
             tongue_out=float(np.clip(face[FACE_INDEX["tongueOut"]], 0.0, 1.0)),
             alpha=float(np.clip(parted / OPEN_RAMP, 0.0, 1.0)),
+            teeth=float(np.clip((width / rest_width - TEETH_HIDDEN) / TEETH_RAMP, 0.0, 1.0)),
         )
 
     def _release(self) -> None:

@@ -16,7 +16,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 
 | blendshape | field (amplitude in IOD per unit) |
 |---|---|
-| browDown L/R | the brow down 0.12 (inner end 0.15) and in 0.06 (0.1), the upper lid a fifth of the opening lower |
+| browDown L/R | the brow down 0.24 (inner end 0.29) and in 0.07 (0.11), the skin between it and the upper lid squeezed |
 | browInnerUp | both inner brow ends up 0.3, the forehead above them up less, the lid skin below stretching |
 | browOuterUp L/R | the outer brow end up 0.12 |
 | cheekPuff | both cheeks out 0.09 and forward 0.08 |
@@ -31,7 +31,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 | mouthClose | the lower lip up 0.42 (applied only as far as jawOpen, see `Rig`) |
 | mouthDimple L/R | the mouth corner out 0.05 and back 0.05 |
 | mouthFrown L/R | the mouth corner down 0.09 and out 0.02 |
-| mouthFunnel | corners in 0.31, the jaw down 0.1, the lips flare (upper up 0.08, lower down 0.06) and come forward |
+| mouthFunnel | the mouth narrowed to 30 % of its width, jaw down 0.12, lips forward 0.1, flared (up 0.06, down 0.08) |
 | mouthLeft/Right | the whole mouth sideways 0.12 |
 | mouthLowerDown L/R | that half of the lower lip down 0.09 |
 | mouthPress L/R | that half of each lip thins (outer edge 60 % towards the inner edge), the lips close 0.03 each |
@@ -294,6 +294,16 @@ def _pucker(g: Geometry, inward: float) -> Field:
     return field + _vec(np.maximum(g.lip(True), g.lip(False)), 0.0, 0.0, 0.1)
 
 
+def _squeeze(g: Geometry, fraction: float) -> Field:
+    """The mouth narrowed towards its middle: each point between the corners in by `fraction` of its distance from
+    the middle (so the lips keep their shape, only narrower), fading past the corners and above and below the lips."""
+    u = g.mouth_u()
+    beyond = np.clip(np.abs(u) - 1.0, 0.0, None) * g.mouth_half
+    middle_y = (g.lm[13, 1] + g.lm[14, 1]) / 2
+    weight = np.clip(u, -1.0, 1.0) * falloff(beyond / 0.35) * falloff(np.abs(g.y - middle_y) / 0.4)
+    return _vec(weight, -fraction * g.mouth_half, 0.0)
+
+
 def _ends(n: int) -> NDArray[np.float64]:
     """(n, 1) a profile along a contour of n points that is 0 at both ends and 1 in the middle."""
     t = np.linspace(-1.0, 1.0, n)
@@ -318,7 +328,11 @@ BOTH: dict[str, Callable[[Geometry], Field]] = {
     "jawOpen": lambda g: _vec(g.jaw(), 0.0, 0.7, -0.15),
     "mouthClose": lambda g: _vec(g.jaw() * g.lip(False), 0.0, -0.42, 0.1),
     "mouthFunnel": lambda g: (
-        _pucker(g, 0.31) + _vec(g.jaw(), 0.0, 0.1, 0.0) + _vec(g.lip(True), 0.0, -0.08) + _vec(g.lip(False), 0.0, 0.06)
+        _squeeze(g, 0.7)
+        + _vec(np.maximum(g.lip(True), g.lip(False)), 0.0, 0.0, 0.1)
+        + _vec(g.jaw(), 0.0, 0.12, 0.0)
+        + _vec(g.lip(True), 0.0, -0.06)
+        + _vec(g.lip(False), 0.0, 0.08)
     ),
     "mouthPucker": lambda g: _pucker(g, 0.22),
     "mouthRollLower": lambda g: g.lip_thin(False, 0.7),

@@ -7,11 +7,29 @@ the eyes' gaze, and the head pose.
 
 The portrait's own expression is the rest pose: a blendshape moves the mesh by (input - the portrait's score)
 times its field, so a frame at the portrait's own scores is the photo itself and the neutral face (all zeros)
-takes the photo's own smile, squint, ... out. Lids and lips never cross: closing amounts beyond a closed eye or
-mouth are scaled back (`limit`).
+takes the photo's own smile, squint, ... out: the numbers mean what the engine's tracker means by them, which
+is what the closed loop checks (tests/renderer/test_photo_loop.py). Scores up to RESTING are the portrait's
+resting face (the tracker reads a few hundredths of gaze, squint or press on any still face): the neutral face
+keeps them, and an input below the portrait's own score there changes nothing. Lids and lips never cross:
+closing amounts beyond a closed eye or mouth are scaled back (`limit`).
 
-Pose: pitch, yaw and roll rotate the 3-D mesh (orthographic) about a pivot inside the head, translation moves it
-(10 cm per unit at the portrait's scale, from its eye distance) and tz scales it as a camera 50 cm away would.
+The choice costs identity where a portrait smiles. Keeping a fraction k of the portrait's expression in the
+neutral face trades the neutral face's likeness to the photo (PSNR of the face region) against how far a smile
+input raises the tracked smile over the neutral render (the astronaut, own mouthSmile 0.9, 640x480):
+
+    k            0 (chosen)   0.25          0.5           0.75          1
+    PSNR         25.4 dB      25.9 dB       27.3 dB       31.1 dB       60.9 dB
+    smile L/R    +0.70/0.65   +0.65/0.64    +0.24/0.24    +0.09/0.11    +0.02/0.02   (input 0.8; needed +0.4)
+
+No k gives both 30 dB and +0.4: a neutral face that keeps enough of the smile to look like the photo already
+smiles as far as the tracker reads. The numbers' meaning wins: the model's listener faces drive the avatar, and
+a listener who does not smile must not smile because the photo did. (Grace Hopper, who does not smile: 32.9 dB
+at 640x480, 32.5 dB at 1280x720; the astronaut with only her smile kept would be 31.6 dB.)
+
+Pose: pitch, yaw and roll rotate the 3-D mesh (orthographic) about a pivot inside the head; the photo's own head
+pose is the rest (taking it out, turning Grace Hopper's head up 0.11 rad, would leave the neutral face 13.5 dB
+from her photo). Translation moves the mesh (10 cm per unit at the portrait's scale, from its eye distance) and
+tz scales it as a camera 50 cm away would.
 Each vertex follows the head by its `follow` weight, so the rings blend the head into the still background.
 Angles up to SOFT_POSE_RAD are applied as given; larger ones are softened smoothly towards MAX_POSE_RAD (the
 photo never saw the side of the head: turning further would only smear it).
@@ -48,6 +66,7 @@ CAMERA_CM = 50.0  # tz scales the head as a camera this far away would
 MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the frame (width, height)
 GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fraction of the eye opening
 PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
+RESTING = 0.05  # the portrait's own scores up to this are its resting face, which the neutral face keeps
 BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
 LASH_BAND = 0.04  # face units: a closed upper lid samples its skin this far above the lid's edge...
 LOWER_BAND = 0.03  # ... and the lower lid this far below its edge (not its pale inner rim)
@@ -125,6 +144,7 @@ class Rig:
         self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
         self.scores = scores.astype(np.float64)
         self._rest = self._inputs(self.scores)
+        self._floor = np.minimum(self._rest, RESTING)  # (52,) below this an input keeps the portrait's own
         oval = self.rest[list(FACE_OVAL)]
         width = float(np.ptp(oval[:, 0]))
         self.pivot = np.array([*(oval[:, :2].min(0) + oval[:, :2].max(0)) / 2, oval[:, 2].mean() - 0.1 * width])
@@ -170,7 +190,7 @@ class Rig:
         """(52,) how far each field is applied for input blendshapes `weights`: the input minus the portrait's own
         (both through `_inputs`), a blink closing what the other shapes leave of the eye, and no closing past
         shut eyes or lips. The portrait's own scores give all zeros."""
-        w = self._inputs(weights)
+        w = np.maximum(self._inputs(weights), self._floor)
         a = w - self._rest
         for side in SIDES:
             a = self._blink(a, w, side)
@@ -214,7 +234,7 @@ class Rig:
 
         def look(direction: str) -> float:
             i = FACE_INDEX[f"eyeLook{direction}{side}"]
-            return float(np.clip(face[i], 0.0, 1.0) - self._rest[i])
+            return float(max(np.clip(face[i], 0.0, 1.0), self._floor[i]) - self._rest[i])
 
         outward = 1.0 if side == "Left" else -1.0
         return outward * (look("Out") - look("In")), look("Down") - look("Up")

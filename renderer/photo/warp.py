@@ -206,7 +206,8 @@ class Mouth:
     """Where the mouth interior is this frame, all (N, 2) px in output coordinates: the `opening` (the inner
     lips, a closed polygon), the `upper_teeth` line (fixed to the skull), the `lower_teeth` line (carried by the
     jaw), the `tongue` line (on the jaw, `tongue_out` in [0, 1] pushing it out over the lower lip), the
-    `lower_lip` outer contour, and `alpha` in [0, 1], how much the interior replaces the photo's own pixels."""
+    `lower_lip` outer contour, `alpha` in [0, 1], how much the interior replaces the photo's own pixels, and
+    `teeth` in [0, 1], how much of the teeth show (none behind lips pursed into a narrow opening)."""
 
     opening: NDArray[np.float64]
     upper_teeth: NDArray[np.float64]
@@ -215,6 +216,7 @@ class Mouth:
     tooth_px: float
     tongue_out: float
     alpha: float
+    teeth: float = 1.0
 
 
 class MouthPainter:
@@ -258,8 +260,11 @@ class MouthPainter:
         down = np.array([0.0, mouth.tooth_px])
         lower, upper = mouth.lower_teeth, mouth.upper_teeth
         canvas.drawPath(_path(np.concatenate([lower + 0.3 * down, lower[::-1] + 3.0 * down])), self._tongue)
-        canvas.drawPath(_path(np.concatenate([lower, lower[::-1] - 0.45 * down])), self._lower_teeth)
-        canvas.drawPath(_path(np.concatenate([upper - down, upper[::-1] + 0.9 * down])), self._teeth)
+        if mouth.teeth > 0.0:
+            canvas.saveLayerAlpha(None, round(255 * mouth.teeth))
+            canvas.drawPath(_path(np.concatenate([lower, lower[::-1] - 0.45 * down])), self._lower_teeth)
+            canvas.drawPath(_path(np.concatenate([upper - down, upper[::-1] + 0.9 * down])), self._teeth)
+            canvas.restore()
         self._shadow.setStrokeWidth(0.6 * mouth.tooth_px)
         canvas.drawPath(opening, self._shadow)
         canvas.restore()

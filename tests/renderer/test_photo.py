@@ -307,7 +307,7 @@ def test_the_portraits_own_expression_is_the_photo_itself(photos: dict[str, Path
     assert np.array_equal(avatar.stage[ys, xs], scaled[ys - offset[1], xs - offset[0]])
 
 
-NEUTRAL_PSNR_DB = {"astronaut": 25.0, "grace_hopper": 29.5}  # measured 25.2 and 29.7-30.2 (the issue asks 30)
+NEUTRAL_PSNR_DB = {"astronaut": 25.0, "grace_hopper": 32.0}  # measured 25.4 and 32.5-32.9 (the issue asks 30)
 
 
 @pytest.mark.parametrize("name", list(PORTRAITS))
@@ -326,15 +326,30 @@ def test_the_neutral_face_keeps_the_portraits_identity(photos: dict[str, Path], 
 
 
 def _psnr_cases() -> list[object]:
-    not_reached = {("astronaut", 640): 25.2, ("astronaut", 1280): 25.2, ("grace_hopper", 1280): 29.7}
+    not_reached = {("astronaut", 640): 25.4, ("astronaut", 1280): 25.4}
     cases = []
     for name in PORTRAITS:
         for width, height in ((640, 480), (1280, 720)):
             measured = not_reached.get((name, width))
-            reason = f"not reached: {measured} dB (the neutral face takes the portrait's own expression out)"
+            reason = f"not reached: {measured} dB (the neutral face takes the portrait's own 0.9 smile out: see rig.py)"
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if measured else []
             cases.append(pytest.param(name, width, height, marks=marks, id=f"{name}-{width}x{height}"))
     return cases
+
+
+def test_the_neutral_face_keeps_the_portraits_resting_scores(photos: dict[str, Path], cache: Path):
+    """Grace Hopper's own gaze (eyeLookUpLeft 0.16), squint (0.6) and press (0.17) are partly her resting face: the
+    neutral face keeps the first RESTING of each (so it stays within 30 dB of her photo at 1280x720: 29.7 dB when
+    it took them out whole), an input below that changes nothing, and one above it moves the face as before."""
+    from renderer.photo.rig import RESTING
+
+    avatar = PhotoAvatar(photos["grace_hopper"], width=320, height=240, cache_dir=cache)
+    own = dict(zip(BLENDSHAPE_NAMES, avatar.prepared.scores, strict=True))
+    assert own["eyeLookUpLeft"] > RESTING and own["eyeSquintLeft"] > RESTING
+    neutral = avatar.draw(neutral_face()).copy()
+    for shape in ("eyeLookUpLeft", "eyeSquintLeft", "mouthPressLeft"):
+        assert np.array_equal(avatar.draw(with_values(**{shape: RESTING})), neutral)
+        assert not np.array_equal(avatar.draw(with_values(**{shape: 0.5})), neutral)
 
 
 @pytest.mark.parametrize(("name", "width", "height"), _psnr_cases())

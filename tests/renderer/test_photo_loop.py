@@ -3,7 +3,8 @@
 Each portrait is rendered at known inputs (640x480) and the renders are tracked with engine.tracker.FaceTracker;
 a blendshape's tracked value minus its value on the neutral render must rise with the input (0.4, 0.8, 1.0) and
 reach half of it at 0.8; a head angle must come back within 0.08 rad for |angle| <= 0.3. Each render is tracked
-HOLD times in a row, as a held expression would be in a video (FaceLandmarker's VIDEO mode settles over 3-4 frames).
+HOLD times in a row, as a held expression would be in a video (FaceLandmarker's VIDEO mode settles over 3-6 frames:
+after the jump from -0.3 to -0.15 rad of pitch, 4 frames left Grace Hopper 0.03 rad short of where 6 and 8 agree).
 
 Shapes that do not reach the figure on a portrait are marked xfail(strict=True) with the value measured, so the
 table stays honest: they turn into failures (remove the mark) once they do.
@@ -29,17 +30,17 @@ SHAPES = (
 )  # fmt: skip
 INPUTS = (0.4, 0.8, 1.0)
 ANGLES = (-0.3, -0.15, 0.15, 0.3)
-HOLD = 4
+HOLD = 6
 SATURATION = 0.02  # near 1 a tracked value may dip this much (tracker noise) and still count as rising
 NOT_REACHED = {  # (portrait, shape): what the tracker reads (minus neutral), measured on this machine
-    ("astronaut", "eyeBlinkRight"): "0.31 at 0.8 (one eye shut; FaceLandmarker reads one shut eye about a third open)",
-    ("astronaut", "browDownLeft"): "0.04 at 0.8",
-    ("astronaut", "browDownRight"): "0.27 at 0.8",
-    ("grace_hopper", "eyeBlinkLeft"): "0.23 at 0.8 (behind glasses)",
+    ("astronaut", "eyeBlinkRight"): "0.29 at 0.8 (one eye shut; FaceLandmarker reads one shut eye about a third open)",
+    ("astronaut", "browDownLeft"): "0.04 at 0.8 (its brow landmarks follow the eye, not the brow)",
+    ("astronaut", "browDownRight"): "0.28 at 0.8",
+    ("grace_hopper", "eyeBlinkLeft"): "0.24 at 0.8 (behind glasses)",
     ("grace_hopper", "eyeBlinkRight"): "0.30 at 0.8 (behind glasses)",
-    ("grace_hopper", "browInnerUp"): "0.22 at 0.8 (the brows sit behind the glasses' frame)",
-    ("grace_hopper", "browDownLeft"): "0.34 at 0.8",
-    ("grace_hopper", "browDownRight"): "0.29 at 0.8",
+    ("grace_hopper", "browInnerUp"): "0.19 at 0.8 (the brows sit behind the glasses' frame)",
+    ("grace_hopper", "browDownLeft"): "0.32 at 0.8",
+    ("grace_hopper", "browDownRight"): "0.25 at 0.8",
 }
 
 
