@@ -16,7 +16,7 @@ The fields are smooth falloffs around landmark groups, of three kinds:
 
 | blendshape | field (amplitude in IOD per unit) |
 |---|---|
-| browDown L/R | the brow down 0.24 (inner end 0.29) and in 0.07 (0.11), the skin between it and the upper lid squeezed |
+| browDown L/R | the brow down 0.24 (inner end 0.29) and in 0.07 (0.11), the skin below it squeezed to the lid |
 | browInnerUp | both inner brow ends up 0.3, the forehead above them up less, the lid skin below stretching |
 | browOuterUp L/R | the outer brow end up 0.12 |
 | cheekPuff | both cheeks out 0.09 and forward 0.08 |
