@@ -33,7 +33,7 @@ ANGLES = (-0.3, -0.15, 0.15, 0.3)
 HOLD = 6
 SATURATION = 0.02  # near 1 a tracked value may dip this much (tracker noise) and still count as rising
 NOT_REACHED = {  # (portrait, shape): what the tracker reads (minus neutral), measured on this machine
-    ("astronaut", "eyeBlinkRight"): "0.29 at 0.8 (one eye shut; FaceLandmarker reads one shut eye about a third open)",
+    ("astronaut", "eyeBlinkRight"): "0.29 at 0.8 (one eye shut: FaceLandmarker puts it half open)",
     ("astronaut", "browDownLeft"): "0.04 at 0.8 (its brow landmarks follow the eye, not the brow)",
     ("astronaut", "browDownRight"): "0.28 at 0.8",
     ("grace_hopper", "eyeBlinkLeft"): "0.24 at 0.8 (behind glasses)",
