@@ -38,7 +38,9 @@ T = TypeVar("T")
 
 class _Outlet(Generic[T]):
     """What one consumer of the avatar has waiting: a bounded queue (the oldest dropped and counted), the item
-    shown last (repeated when nothing new came) and a pacer: item k is due k / fps after the first take()."""
+    shown last (repeated when nothing new came) and a pacer: item k is due k / fps after the first take(), and is
+    the newest item then (older ones are dropped and counted: producer and consumer both run at fps, so a backlog
+    that once formed, before the first take() or behind a slow encode, would otherwise stay for good)."""
 
     def __init__(self, fps: float, size: int, first: T | None) -> None:
         self.fps, self.size = fps, size
@@ -71,7 +73,9 @@ class _Outlet(Generic[T]):
         self._count += 1
         with self._lock:
             if self._queue:
-                self._last = self._queue.popleft()
+                self._last = self._queue.pop()
+                self.dropped += len(self._queue)
+                self._queue.clear()
         return pts, self._last
 
 

@@ -32,7 +32,7 @@ from engine.runtime.timelines import Emitted
 from engine.sources.base import AudioChunk
 from renderer.face import FACE_DIM
 from renderer.sinks import to_i420, yuv420p_frame
-from renderer.track import AvatarVideoTrack, SubscribedVideoTrack
+from renderer.track import VIDEO_TIME_BASE, AvatarVideoTrack
 
 
 @pytest.fixture(autouse=True)
@@ -161,19 +161,34 @@ def ws_of(server: RoomServer, room: Any) -> str:
     return parse_room_url(room.url(server.base_url)).ws_url
 
 
-class PaintedAvatar(AvatarVideoTrack):
-    """An avatar track whose every subscriber has 1,000 frames waiting, one grey level brighter a frame (a render
-    thread's work done in advance: a subscriber itself starts from the newest frame)."""
+class PaintedTrack(MediaStreamTrack):
+    """One peer's avatar frames at 30 fps, painted as they are asked for: one grey level brighter a frame."""
 
-    def subscribe(self) -> SubscribedVideoTrack:
-        track = super().subscribe()
-        for k in range(1_000):
-            track.outlet.offer(yuv420p_frame(to_i420(np.full((48, 64, 3), (37 + k) % 256, np.uint8))))
-        return track
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.painted = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(1 / 30)
+        frame = yuv420p_frame(to_i420(np.full((48, 64, 3), (37 + self.painted) % 256, np.uint8)))
+        frame.pts, frame.time_base = self.painted * 3000, VIDEO_TIME_BASE
+        self.painted += 1
+        return frame
+
+
+class PaintedAvatar(AvatarVideoTrack):
+    """An avatar track whose subscribers paint their own frames (a render thread's work, without the thread)."""
+
+    def subscribe(self) -> PaintedTrack:  # type: ignore[override]
+        return PaintedTrack()
 
 
 def painted_avatar() -> AvatarVideoTrack:
-    return PaintedAvatar(width=64, height=48, fps=30, queue_size=1_001)
+    return PaintedAvatar(width=64, height=48, fps=30)
 
 
 def test_engine_client_publishes_the_avatar_and_reactions_and_follows_the_loudest_participant():

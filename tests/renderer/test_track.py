@@ -77,3 +77,18 @@ def test_a_late_subscriber_starts_from_the_newest_frame_and_stopping_the_source_
         return int(first)
 
     assert asyncio.run(late()) == 3
+
+
+def test_a_subscriber_that_fell_behind_gets_the_newest_frame_not_its_backlog():
+    # frames put before its encoder's first recv() (the connection still coming up) formed a backlog that, at
+    # 30 fps in and out, was never worked off: every later frame went out that many frames late
+    track = AvatarVideoTrack(width=W, height=H, fps=100.0)
+    peer = track.subscribe()
+    for value in (1, 2, 3):
+        track.put(np.full((H, W, 3), value, np.uint8))
+
+    async def first_two() -> list[int]:
+        return [int((await peer.recv()).to_ndarray(format="rgb24")[0, 0, 0]) for _ in range(2)]
+
+    assert asyncio.run(first_two()) == [3, 3]  # the newest, then it again (nothing newer came)
+    assert peer.outlet.dropped == 3  # the black frame it started from, 1 and 2
