@@ -147,10 +147,11 @@ def page_rtp(driver: Any) -> dict[str, Any]:
 
 
 def window_counts(engine: StreamEngine) -> dict[str, int]:
+    """The engine's counters now (the measured span's are the differences); `ticks`: playout delays recorded."""
     with engine.stats.lock:
         return {"run": engine.stats.windows_run, "dropped_stale": engine.stats.windows_dropped_stale,
                 "dropped_late": engine.stats.windows_dropped_late, "filled": engine.listener.filled,
-                "generated": engine.stats.frames_generated}  # fmt: skip
+                "generated": engine.stats.frames_generated, "ticks": len(engine.stats.playout_delays_s)}  # fmt: skip
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     tracker = FaceTracker()
     try:
         with room_server() as url, chromium(y4m, wav) as driver:
-            driver.set_script_timeout(60)
+            driver.set_script_timeout(args.seconds + 60)
             driver.get(url + "&name=speaker")
             wait_for(driver, "return window.reactdiffRoom && window.reactdiffRoom.id")
             session = RoomSession(url, size=args.size)
@@ -198,15 +199,17 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         backend.close()
     measured = [s for s in samples if span[0] <= s["display"] <= span[1]]
     delays = [s["delay"] for s in measured]
+    playout = np.asarray(engine.stats.playout_delays_s[before["ticks"] : after["ticks"]]) * 1000
     return {
         "join_s": round(join_s, 3), "signaling_join_s": round(signaling_s, 3), "fps_received": round(float(fps), 1),
         "delay_ms": percentiles(delays) | {"frames": len(delays), "seconds": round((span[1] - span[0]) / 1000, 1)}
         if delays else None,
         "stages_ms": stage_table(measured, engine.probe, offset_ms),
-        "windows": {k: after[k] - before[k] for k in after},
+        "windows": {k: after[k] - before[k] for k in after if k != "ticks"},
+        "playout_delay_ms": {"first": round(float(playout[0]), 1), "p50": round(float(np.median(playout)), 1),
+                             "min": round(float(playout.min()), 1), "max": round(float(playout.max()), 1)},
         "page_rtp": rtp, "page_stats": page_stats, "clock_drift_ms": round(drift_ms, 2),
-        "engine": {"hop": engine.hop, "playout_delay_ms": round(engine.timing.delay_s * 1000, 1),
-                   "backend": backend.name, "model": str(args.model), "size": list(args.size)},
+        "engine": {"hop": engine.hop, "backend": backend.name, "model": str(args.model), "size": list(args.size)},
         "load": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in load_end]},
     }  # fmt: skip
 
@@ -222,7 +225,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: shipped)")
     parser.add_argument("--backend", default="auto", help="inference backend (default auto)")
     parser.add_argument("--hop", type=int, help="frames between windows (default: the engine's)")
-    parser.add_argument("--playout-delay-ms", type=float, help="fixed playout delay (default: the engine's)")
+    parser.add_argument("--playout-delay-ms", type=float, help="a fixed playout delay (default: the engine's adaptive)")
     parser.add_argument("--size", type=parse_size, default=(640, 480), help="avatar WxH (default 640x480, a room's)")
     args = parser.parse_args()
     problem = missing_tools()

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/streaming.py                                  # own corpus + tiny model (minutes)
     .venv/bin/python benchmarks/streaming.py --model models/base --data data/synth --predictions 10
+    .venv/bin/python benchmarks/streaming.py --model engine/models/base --speaker-faces tracked --hops 8,3,2
 
 Prints one JSON object:
     {"rtf": ..., "latency_ms": {"p50": ..., "p95": ...}, "seam_jerk_ratio": ..., "frcorr_streaming_over_offline": ...}
@@ -11,10 +12,17 @@ Prints one JSON object:
 - latency_ms: the same file with `--realtime` (paced as a live speaker): per listener frame, the time its window's
   result was ready minus the arrival of the newest speaker input it read (engine.stats explains both modes).
 - seam_jerk_ratio: on the emitted 25 fps listener frames (after One Euro) of the streaming runs, the mean absolute
-  third difference across window seams over the mean elsewhere (engine.smoothing.seam_jerk_ratio), averaged.
+  third difference across window seams over the mean elsewhere (engine.smoothing.seam_jerk_ratio), averaged
+  (None at a hop of 3 or less: every third difference then touches a seam).
 - frcorr_streaming_over_offline: FRCorr of the streaming engine (hop H, the model's sampler/K, One Euro; driven
   through StreamEngine by an in-memory source) over FRCorr of offline generation (whole clip, windows every W/2,
-  DDIM with 10 steps), same speaker inputs, `--predictions` seeds each.
+  DDIM with 10 steps), same speaker inputs, `--predictions` seeds each. With `--hops`, the streaming FRCorr at
+  each hop (`frcorr.streaming_by_hop`); the ratio is the first hop's.
+- behavioural_lag_ms: how far behind the speaker the listener reacts, learned, not pipeline delay: per test
+  speaker, the lag (0-2 s) at which the speaker's smile best correlates with the listener's (mouthSmile, mean of
+  both sides), for the streaming predictions (first hop) and for the corpus's own listeners; medians.
+`--speaker-faces tracked` feeds the speaker faces the engine's tracker finds in the test videos (made with
+`synth --video`, as the shipped model was trained on); the default feeds the corpus's fitted faces.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.smoothing import seam_jerk_ratio
 from engine.sources.base import AudioChunk, Media, Source, SourceKind, VideoFrame
 from engine.windows import generate_windows
-from renderer.face import FACE_DIM, FPS, clip_face
+from renderer.face import FACE_DIM, FACE_INDEX, FPS, clip_face
 from renderer.video import write_face_media
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,15 +100,16 @@ class ArrayTracker:
         return type("Result", (), {"face": self.faces[index], "found": True})()
 
 
-def prepare(work: Path, model: Path | None, data: Path | None) -> tuple[Path, Path]:
-    """The model directory and corpus to use: given ones, or made (once) under `work`."""
+def prepare(work: Path, model: Path | None, data: Path | None, video: bool) -> tuple[Path, Path]:
+    """The model directory and corpus to use: given ones, or made (once) under `work` (with speaker videos)."""
     from trainer.cli import main as trainer
 
     work.mkdir(parents=True, exist_ok=True)
     if data is None:
-        data = work / "data"
+        data = work / ("data-video" if video else "data")
         if not (data / "test.csv").exists():
-            trainer(["synth", "--out", str(data), "--clips", "24", "--seconds", "20", "--seed", "0"])
+            trainer(["synth", "--out", str(data), "--clips", "24", "--seconds", "20", "--seed", "0",
+                     *(["--video"] if video else [])])  # fmt: skip
     if model is None:
         model = work / "model"
         if not (model / "manifest.json").exists():
@@ -111,38 +120,67 @@ def prepare(work: Path, model: Path | None, data: Path | None) -> tuple[Path, Pa
     return model, data
 
 
-def load_test(data: Path) -> dict[str, Any]:
+def load_test(data: Path, speaker_faces: str) -> dict[str, Any]:
     from trainer.data import ReactDataset
 
-    dataset = ReactDataset(data, "test")
+    dataset = ReactDataset(data, "test", speaker_faces=speaker_faces)  # type: ignore[arg-type]
+    if speaker_faces == "tracked":
+        dataset.track()
     samples = [dataset[i] for i in range(len(dataset))]
     t = min(s.frames for s in samples)
     return {
         "audio": [s.speaker_audio[: t * 640] for s in samples],
         "face": np.stack([s.speaker_face[:t] for s in samples]).astype(np.float32),
         "listener": np.stack([s.listener_emotion[:t] for s in samples]).astype(np.float32),
+        "listener_face": np.stack([s.listener_face[:t] for s in samples]).astype(np.float32),
         "speaker": np.stack([s.speaker_emotion[:t] for s in samples]).astype(np.float32),
         "neighbours": dataset.neighbours(),
         "frames": t,
     }
 
 
-def streaming(model_dir: Path, test: dict[str, Any], predictions: int) -> tuple[NDArray[np.float32], list[float]]:
-    """(N, P, T, 25) emotions from StreamEngine (fast mode) and the seam jerk ratio of every run."""
+def streaming(
+    model_dir: Path, test: dict[str, Any], predictions: int, hop: int | None
+) -> tuple[NDArray[np.float32], list[float]]:
+    """(N, P, T, 83) listener frames from StreamEngine (fast mode, `hop`) and the seam jerk ratio of every run."""
     n, t = len(test["audio"]), test["frames"]
-    out = np.zeros((n, predictions, t, 25), np.float32)
+    out = np.zeros((n, predictions, t, 83), np.float32)
     ratios = []
     with create_backend("onnxruntime", model_dir) as backend:
         model = WindowModel.from_backend(backend)
-        for i, p in tqdm([(i, p) for i in range(n) for p in range(predictions)], desc="streaming", leave=False):
+        runs = [(i, p) for i in range(n) for p in range(predictions)]
+        for i, p in tqdm(runs, desc=f"streaming hop={hop or model.hop}", leave=False):
             source = ArraySource(test["audio"][i], t)
             engine = StreamEngine(model, source, tracker=ArrayTracker(test["face"][i]),
-                                  config=StreamConfig(seed=p, record=True))  # fmt: skip
+                                  config=StreamConfig(seed=p, record=True, hop=hop))  # fmt: skip
             engine.run()
             smoothed = engine.recorded()[1][:t]
-            out[i, p, : len(smoothed)] = smoothed[:, FACE_DIM:]
-            ratios.append(seam_jerk_ratio(smoothed, engine.listener.seams))
+            out[i, p, : len(smoothed)] = smoothed
+            if engine.hop > 3:  # at hop 3 or less every third difference touches a seam: no ratio
+                ratios.append(seam_jerk_ratio(smoothed, engine.listener.seams))
     return out, ratios
+
+
+def smile(frames: NDArray[np.floating]) -> NDArray[np.float64]:
+    """(..., T) mean of mouthSmileLeft/Right from (..., T, >=58) face frames."""
+    return frames[..., [FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]].astype(np.float64).mean(-1)
+
+
+def reaction_lag_frames(speaker: NDArray[np.floating], listener: NDArray[np.floating], max_lag: int = 50) -> int:
+    """The lag (frames, 0..max_lag) at which listener(t + lag) correlates best with speaker(t) (T,) each."""
+    scores = []
+    for lag in range(max_lag + 1):
+        a, b = speaker[: len(speaker) - lag], listener[lag:]
+        scores.append(0.0 if a.std() < 1e-6 or b.std() < 1e-6 else float(np.corrcoef(a, b)[0, 1]))
+    return int(np.argmax(scores))
+
+
+def behavioural_lag_ms(test: dict[str, Any], generated: NDArray[np.float32]) -> dict[str, float]:
+    """Median over test speakers of the speaker-smile-to-listener-smile lag, generated (first prediction) and true."""
+    speaker = smile(test["face"])
+    model = [reaction_lag_frames(speaker[i], smile(generated[i, 0])) for i in range(len(speaker))]
+    truth = [reaction_lag_frames(speaker[i], smile(test["listener_face"][i])) for i in range(len(speaker))]
+    return {"model": float(np.median(model)) / FPS * 1000, "corpus": float(np.median(truth)) / FPS * 1000}
 
 
 def offline(model_dir: Path, test: dict[str, Any], predictions: int) -> NDArray[np.float32]:
@@ -189,31 +227,48 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-streaming", help="cache folder")
     parser.add_argument("--predictions", type=int, default=10, help="seeds per speaker for FRCorr (REACT: 10)")
     parser.add_argument("--skip-realtime", action="store_true", help="skip the real-time latency run")
+    parser.add_argument(
+        "--hops", type=lambda s: [int(h) for h in s.split(",")],
+        help="hops to stream at (default: the model's); FRCorr for each, the first one's for the ratio and the rest",
+    )  # fmt: skip
+    parser.add_argument(
+        "--speaker-faces", choices=["fitted", "tracked"], default="fitted",
+        help="speaker faces fed to the model (tracked: the engine's tracker on the test videos)",
+    )  # fmt: skip
     args = parser.parse_args()
     from trainer.metrics import fr_corr
 
-    model_dir, data = prepare(args.work, args.model, args.data)
-    test = load_test(data)
+    model_dir, data = prepare(args.work, args.model, args.data, video=args.speaker_faces == "tracked")
+    test = load_test(data, args.speaker_faces)
+    hops = args.hops or [None]
     clip = speaker_mp4(args.work / "speaker.mp4", test["audio"][0], test["face"][0])
+    hop_args = [] if hops[0] is None else ["--hop", str(hops[0])]
     fast = engine_cli(
-        "--model", str(model_dir), "--input", str(clip), "--output", str(args.work / "fast.mp4"), "--fast"
-    )
+        "--model", str(model_dir), "--input", str(clip), "--output", str(args.work / "fast.mp4"), "--fast", *hop_args
+    )  # fmt: skip
     live = None
     if not args.skip_realtime:
         live = engine_cli("--model", str(model_dir), "--input", str(clip), "--output", str(args.work / "live.mp4"),
-                          "--realtime")  # fmt: skip
-    stream_pred, ratios = streaming(model_dir, test, args.predictions)
+                          "--realtime", *hop_args)  # fmt: skip
+    by_hop, first = {}, None
+    for hop in hops:
+        pred, hop_ratios = streaming(model_dir, test, args.predictions, hop)
+        by_hop[str(hop or fast["hop"])] = fr_corr(pred[..., FACE_DIM:], test["listener"], test["neighbours"])
+        if first is None:
+            first, ratios = pred, hop_ratios
+    assert first is not None
     offline_pred = offline(model_dir, test, args.predictions)
-    fr_stream = fr_corr(stream_pred, test["listener"], test["neighbours"])
+    fr_stream = by_hop[str(hops[0] or fast["hop"])]
     fr_offline = fr_corr(offline_pred, test["listener"], test["neighbours"])
     latency = (live or fast)["latency_ms"]
     result = {
         "rtf": fast["rtf"],
         "latency_ms": {"p50": latency["p50_ms"], "p95": latency["p95_ms"], "max": latency["max_ms"]},
         "latency_mode": "realtime" if live else "fast (simulated)",
-        "seam_jerk_ratio": float(np.mean(ratios)),
+        "seam_jerk_ratio": float(np.mean(ratios)) if ratios else None,
         "frcorr_streaming_over_offline": fr_stream / fr_offline if fr_offline else None,
-        "frcorr": {"streaming": fr_stream, "offline": fr_offline},
+        "frcorr": {"streaming": fr_stream, "offline": fr_offline, "streaming_by_hop": by_hop},
+        "behavioural_lag_ms": behavioural_lag_ms(test, first),
         "fast_run": {k: fast[k] for k in ("media_s", "wall_s", "inference_rtf", "windows", "frames", "tracker")},
         "realtime_run": None if live is None else {k: live[k] for k in ("media_s", "windows", "frames", "latency_ms")},
         "setup": {
@@ -226,7 +281,7 @@ def main() -> None:
             "steps": fast["steps"],
             "sampler": fast["sampler"],
             "backend": fast["backend"],
-            "playout_delay_ms": fast["playout_delay_ms"],
+            "speaker_faces": args.speaker_faces,
         },
     }
     print(json.dumps(result))

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="process a file as fast as possible (default for files)")
     run.add_argument(
         "--playout-delay-ms", type=float, metavar="MS", help="fixed input-to-display delay in real time "
-        "(default: (hop + 1) frames + 150 ms)",
+        "(default: adaptive, the least that had 99 %% of recent listener frames ready in time, 600 ms at most)",
     )  # fmt: skip
     sizes = ", ".join(f"{w}x{h} {what}" for what, (w, h) in default_sizes().items())
     run.add_argument("--size", metavar="WxH", help=f"avatar size in pixels, even (default: {sizes})")
@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--background", metavar="COLOR|IMAGE", help="avatar background: R,G,B (e.g. 230,236,242), #rrggbb or an "
         "image file (default: the style's colour, or the photo's own background)",
+    )  # fmt: skip
+    run.add_argument(
+        "--delay-probe", action="store_true", help="diagnostic: read the frame index barcode in each speaker video "
+        "frame and draw, on each avatar frame, the index of the newest speaker frame it depended on, so the room "
+        "page measures the delay from the camera to the screen (engine/runtime/probe.py has the barcode)",
     )  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no status line on stderr")
     run.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
@@ -333,6 +338,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             hop=args.hop, seed=args.seed, realtime=realtime, size=size, avatar=args.avatar, background=background,
             side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
+            probe=args.delay_probe,
         )  # fmt: skip
         try:
             # the engine feeds a file's audio track whenever the speaker has audio (in a room too: the player places
@@ -354,16 +360,13 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         finally:
             status.update(engine.stats.status(), force=True)
             status.close()
-        delay_s, interrupted = config.delay_s(engine.hop), stop.requested.is_set()
-        report = run_report(args, backend, engine.stats, engine.hop, delay_s, interrupted)
+        report = run_report(args, backend, engine.stats, engine.hop, stop.requested.is_set())
         if room is not None:
             report["room"] = room.counters()
         write_stats(args.stats, report)
         if not args.quiet:
-            lat = report["latency_ms"]
-            p95 = "-" if lat["p95_ms"] is None else f"{lat['p95_ms']:.0f} ms"
             print(f"{report['media_s']:.1f} s of speaker in {report['wall_s']:.1f} s (rtf {report['rtf']:.2f}), "
-                  f"latency p95 {p95}, {report['windows']['dropped']} windows dropped, "
+                  f"{delay_text(report)}, {report['windows']['dropped']} windows dropped, "
                   f"{report['frames']['filled']} frames filled -> {args.output or 'the room'}",
                   file=sys.stderr)  # fmt: skip
         if room is not None and not stop.requested.is_set():  # only a stop ends a room run well
@@ -372,7 +375,7 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     except KeyboardInterrupt:  # stopped while starting (joining, loading the tracker): the stats say so too
         if backend is not None:  # (a second Ctrl-C inside the model's loading leaves no backend to name)
             write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
-                                               args.hop, None, interrupted=True))  # fmt: skip
+                                               args.hop, interrupted=True))  # fmt: skip
         raise
     finally:
         for part in (source, tracker, backend, room, local_room, avatar):
@@ -380,13 +383,22 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
                 part.close()
 
 
+def delay_text(report: dict[str, Any]) -> str:
+    """The run's delay for the last line: live, the engine's part of what a viewer sees; a file, compute latency."""
+    delay, latency = report["engine_delay_ms"], report["latency_ms"]
+    if delay["frames"]:
+        return f"delay p50 {delay['p50_ms']:.0f} ms"
+    return "latency p95 -" if latency["p95_ms"] is None else f"latency p95 {latency['p95_ms']:.0f} ms"
+
+
 def run_report(
-    args: argparse.Namespace, backend: Any, stats: Any, hop: int | None, delay_s: float | None, interrupted: bool
+    args: argparse.Namespace, backend: Any, stats: Any, hop: int | None, interrupted: bool
 ) -> dict[str, Any]:
-    """The --stats report: the run's engine.stats.StreamStats, the model and settings it ran with, how it ended."""
+    """The --stats report: the run's engine.stats.StreamStats (its playout delay included), the model and settings
+    it ran with, how it ended."""
     return stats.to_json() | {
         "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
-        "hop": hop, "playout_delay_ms": None if delay_s is None else delay_s * 1000, "interrupted": interrupted,
+        "hop": hop, "interrupted": interrupted,
     }  # fmt: skip
 
 

@@ -36,6 +36,15 @@ def latency_summary(latencies_s: ArrayLike) -> dict[str, float | int | None]:
     return {"frames": int(values.size), "p50_ms": float(p50), "p95_ms": float(p95), "max_ms": float(values.max())}
 
 
+def delay_summary(delays_s: ArrayLike) -> dict[str, float] | None:
+    """{"first_ms", "p50_ms", "min_ms", "max_ms", "last_ms"} of the playout delays in use (None: none was)."""
+    values = np.asarray(delays_s, dtype=np.float64) * 1000.0
+    if values.size == 0:
+        return None
+    return {"first_ms": float(values[0]), "p50_ms": float(np.median(values)), "min_ms": float(values.min()),
+            "max_ms": float(values.max()), "last_ms": float(values[-1])}  # fmt: skip
+
+
 @dataclass
 class StreamStats:
     """Counters of one streaming run; the engine's threads write them under `lock`, anyone may read them."""
@@ -71,6 +80,8 @@ class StreamStats:
     """Speaker audio chunks dropped before the output file's audio track got them (their queue was full)."""
     latencies_s: array[float] = field(default_factory=lambda: array("d"))
     """Per listener frame: input arrival to frame ready (8 bytes each: 0.7 MB for an hour of call)."""
+    playout_delays_s: array[float] = field(default_factory=lambda: array("d"))
+    """The live playout delay at every output tick (engine.runtime.timing.AdaptiveDelay)."""
     delays_s: array[float] = field(default_factory=lambda: array("d"))
     """Per avatar frame shown by the live playout: the arrival of the newest speaker input it depended on to the
     frame written to the sink (the engine's part of the delay a viewer sees; 0.9 MB for an hour at 30 fps)."""
@@ -83,7 +94,7 @@ class StreamStats:
     def to_json(self) -> dict[str, Any]:
         """The stats file: latency percentiles, drops, tracker fps and real-time factors."""
         with self.lock:
-            latencies, delays = list(self.latencies_s), list(self.delays_s)
+            latencies, delays, playout = list(self.latencies_s), list(self.delays_s), list(self.playout_delays_s)
             media = max(self.media_s, 1e-9)
             return {
                 "mode": self.mode,
@@ -93,6 +104,7 @@ class StreamStats:
                 "inference_rtf": self.inference_s / media,
                 "latency_ms": latency_summary(latencies),
                 "engine_delay_ms": latency_summary(delays),
+                "playout_delay_ms": delay_summary(playout),
                 "windows": {
                     "run": self.windows_run,
                     "dropped": self.windows_dropped,
@@ -116,13 +128,17 @@ class StreamStats:
             }
 
     def status(self) -> str:
-        """One short line for the terminal: media time, output fps, latency, drops and fills."""
+        """One short line for the terminal: media time, output fps, the delay (live: the engine's part of what a
+        viewer sees, the median of the last 3 s of frames; files: the compute latency p95), drops and fills."""
         with self.lock:
-            recent = self.latencies_s[-50:]
+            delays, recent = self.delays_s[-90:], self.latencies_s[-50:]
             fps = self.output_frames / self.wall_s if self.wall_s > 0 else 0.0
             media, drops, fills = self.media_s, self.windows_dropped, self.frames_filled
-        p95 = f"{np.percentile(recent, 95) * 1000:5.0f} ms" if recent else "    - ms"
-        return f"media {media:7.1f} s | out {fps:5.1f} fps | latency p95 {p95} | dropped {drops} | filled {fills}"
+        if delays:
+            shown = f"delay {np.median(delays) * 1000:5.0f} ms"
+        else:
+            shown = f"latency p95 {np.percentile(recent, 95) * 1000:5.0f} ms" if recent else "latency p95     - ms"
+        return f"media {media:7.1f} s | out {fps:5.1f} fps | {shown} | dropped {drops} | filled {fills}"
 
 
 class StatusLine:

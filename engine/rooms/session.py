@@ -47,14 +47,26 @@ def make_client(url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = N
     return BuiltinRoomClient(url, avatar, reconnect=reconnect)
 
 
+RECENT_FRAMES = 90  # avatar frames the page's figures cover (3 s at 30 fps)
+
+
 def stats_summary(stats: Any) -> dict[str, float | str | None]:
-    """What the room page shows beside the avatar, from engine.stats.StreamStats."""
+    """What the room page shows beside the avatar, from engine.stats.StreamStats: the engine's part of the delay a
+    viewer sees (`engine_delay_ms`: the median, over the last 3 s of avatar frames, from the newest speaker input
+    each depended on reaching the engine to the frame going to the encoder; the page adds the network and its own
+    encoding and decoding to it), the playout delay in it, the window's compute time, fps and what went missing."""
     with stats.lock:
         fps = stats.output_frames / stats.wall_s if stats.wall_s > 0 else 0.0
-        recent = list(stats.latencies_s[-50:])
+        delays = list(stats.delays_s[-RECENT_FRAMES:])
+        compute = list(stats.latencies_s[-RECENT_FRAMES:])
+        playout = stats.playout_delays_s[-1] if stats.playout_delays_s else None
         dropped, filled = stats.windows_dropped, stats.frames_filled
-    p95 = float(np.percentile(recent, 95) * 1000) if recent else None
-    return {"fps": round(fps, 1), "latency_p95_ms": p95, "windows_dropped": dropped, "frames_filled": filled}
+    ms = lambda x: None if x is None else round(float(x) * 1000, 1)  # noqa: E731
+    return {
+        "engine_delay_ms": ms(np.median(delays)) if delays else None, "playout_delay_ms": ms(playout),
+        "compute_p95_ms": ms(np.percentile(compute, 95)) if compute else None, "fps": round(fps, 1),
+        "windows_dropped": dropped, "frames_filled": filled,
+    }  # fmt: skip
 
 
 def reaction_frames(emitted: Emitted, sent_s: float) -> list[ReactionFrame]:

@@ -57,7 +57,7 @@ from engine.runtime.timelines import (
     TrackedFace,
     WindowInputs,
 )
-from engine.runtime.timing import PlayerParts, TimingKind, create_timing
+from engine.runtime.timing import PlayerParts, PlayoutDelay, TimingKind, create_timing
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
@@ -118,9 +118,14 @@ class StreamConfig:
     realtime: bool = False
     """True: live policies (drop stale/late work, clock-driven 30 fps playout). False: lossless, as fast as possible."""
     latency_budget_s: float = 0.15
-    """Time allowed from a window's newest input to its frames being ready, on top of the hop (realtime)."""
+    """The live playout delay's first guess, on top of (hop + 1) frames: the time from a window's newest input
+    to its frames being ready. The delay then follows what the windows really need (playout_floor/ceiling)."""
     playout_delay_s: float | None = None
-    """Fixed delay from input to display (realtime); None: (hop + 1) frames + latency_budget_s."""
+    """A fixed delay from input to display (realtime) instead of the adaptive one."""
+    playout_floor_s: float | None = None
+    """The adaptive delay's least (None: (hop + 1) frames, a window's own span and the frame after it)."""
+    playout_ceiling_s: float = 0.6
+    """The adaptive delay's most: past it, late windows are skipped and their frames filled."""
     output_fps: float = 30.0
     """Rendered frame rate (listener frames, 25 fps, are interpolated)."""
     size: tuple[int, int] = (256, 256)
@@ -150,9 +155,13 @@ class StreamConfig:
         """The timing policy of the run (engine.runtime.timing)."""
         return TimingKind.REALTIME if self.realtime else TimingKind.FAST
 
-    def delay_s(self, hop: int) -> float:
-        """Playout delay (seconds) for windows `hop` frames apart."""
-        return self.playout_delay_s if self.playout_delay_s is not None else (hop + 1) / FPS + self.latency_budget_s
+    def playout(self, hop: int) -> PlayoutDelay:
+        """The live playout delay's policy for windows `hop` frames apart."""
+        if self.playout_delay_s is not None:
+            return PlayoutDelay.fixed(self.playout_delay_s)
+        floor = self.playout_floor_s if self.playout_floor_s is not None else (hop + 1) / FPS
+        ceiling = max(self.playout_ceiling_s, floor)
+        return PlayoutDelay(min(max((hop + 1) / FPS + self.latency_budget_s, floor), ceiling), floor, ceiling)
 
 
 class StreamEngine:
@@ -178,7 +187,7 @@ class StreamEngine:
         self.avatar = avatar
         self.hop = config.hop or model.hop
         check_hop(self.hop, model.window)
-        self.timing = timing = create_timing(config.timing, delay_s=config.delay_s(self.hop))
+        self.timing = timing = create_timing(config.timing, delay=config.playout(self.hop))
         self.stats = StreamStats(mode=timing.kind.value)
         self.has_audio = source.has_audio
         self.has_video = source.has_video and tracker is not None
@@ -448,7 +457,7 @@ class StreamEngine:
 
     def _run_window(self, job: WindowInputs) -> None:
         plan = self.listener.plan(job.end)
-        if plan is None or self.timing.skip(job.end, time.monotonic()):
+        if plan is None or self.timing.skip(plan, time.monotonic()):
             with self.stats.lock:
                 self.stats.windows_dropped_late += 1
             return
@@ -457,7 +466,7 @@ class StreamEngine:
         start = time.monotonic()
         frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise)
         finished = time.monotonic()
-        ready = self.timing.ran(job.newest_arrival_s, start, finished)
+        ready = self.timing.ran(plan, job.newest_arrival_s, start, finished)
         depends = dependency_horizon(plan, self.model.downsample, self.model.reach) - plan.start  # (W,) window rows
         sources = FrameSources(job.arrivals_s[depends], job.tags[depends], job.k)
         emitted = self.listener.commit(plan, np.asarray(frames_w, np.float32), sources)

@@ -208,26 +208,30 @@ class FilePlayout:
 
 
 class LivePlayout:
-    """A 30 fps clock. At wall time `now` it shows media time m = now - origin - delay (None origin: not yet).
+    """A 30 fps clock. At wall time `now` it shows media time m = now - origin - delay(now) (None origin: not yet;
+    the delay changes slowly, so m never runs backwards).
 
     Listener frame f is needed once m passes (f - 1) / 25 (it is the right end of the interpolation); frames
     still missing then are filled. Before the first input a live sink shows the neutral face; the loop ends
     once the source and the worker are finished and the last frame was shown. A live sink is stamped on the
     clock (seconds since its first tick), so media time m is at origin + delay + m - (wall time of that tick).
+    A file gets a frame for every 1/fps of media time once m has passed it, stamped with that media time.
     """
 
     def __init__(
         self, frames: StageQueue[Emitted], renderer: Renderer, listener: ListenerTimeline, stop: threading.Event,
-        *, fps: float, delay_s: float, origin: Callable[[], float | None], speaker_frames: Callable[[], int],
+        *, fps: float, delay: Callable[[float], float], origin: Callable[[], float | None],
+        speaker_frames: Callable[[], int],
         finished: threading.Event, live_sink: bool, stats: StreamStats, probe: DelayProbe | None = None,
     ) -> None:  # fmt: skip
         self.frames, self.renderer, self.listener, self.stop = frames, renderer, listener, stop
-        self.fps, self.delay_s, self.origin, self.finished = fps, delay_s, origin, finished
+        self.fps, self.delay, self.origin, self.finished = fps, delay, origin, finished
         self.speaker_frames = speaker_frames
         self.live_sink, self.stats, self.probe = live_sink, stats, probe
         self.pacer = FacePacer(capacity=256)
         self._sources: deque[tuple[int, float, int, int]] = deque(maxlen=256)  # (frame, arrival, tag, window)
         self._ticks = 0  # frames rendered
+        self._grid = 0  # a file's next frame: media time _grid / fps
         self._last = -1
         self._neutral = listener.neutral[:FACE_DIM]
         if live_sink:
@@ -240,14 +244,17 @@ class LivePlayout:
             tick = clock.wait()
             with self.stats.lock:
                 self.stats.output_skipped = clock.skipped
-            origin = self.origin()
-            if origin is not None and self.renderer.audio_offset_s is None:
-                self.renderer.audio_offset_s = origin + self.delay_s - clock_start
+            origin, now = self.origin(), time.monotonic()
             if origin is None:
                 if self.live_sink:
                     self.renderer.render(self._neutral, 0.0, tick)
                 continue
-            media_t = time.monotonic() - origin - self.delay_s
+            delay = self.delay(now)
+            if self.renderer.audio_offset_s is None:  # (a live recording's audio stays where the first delay put it)
+                self.renderer.audio_offset_s = origin + delay - clock_start
+            with self.stats.lock:
+                self.stats.playout_delays_s.append(delay)
+            media_t = now - origin - delay
             if self._done(media_t):
                 return
             self._show(media_t, tick)
@@ -264,10 +271,19 @@ class LivePlayout:
             if self.live_sink:
                 self.renderer.render(self._neutral, 0.0, tick)
             return
+        if self.live_sink:
+            self._render(media_t, tick)
+            return
+        while self._grid / self.fps <= media_t:  # a file: a frame for each 1/fps of media time, stamped with it
+            self._render(self._grid / self.fps, self._grid / self.fps)  # (the delay's changes make media time
+            self._grid += 1  # run a little faster or slower than the clock)
+
+    def _render(self, media_t: float, stamp: float) -> None:
+        """Draw the face at `media_t`, stamped `stamp`; count its delay, mark and log it for the probe."""
         _, arrival, tag, window = self._source_at(media_t)
         mark = ProbeCode(max(tag, 0), self._ticks) if self.probe is not None and tag >= 0 else None
         started = time.monotonic()
-        self.renderer.render(self.pacer.face_at(media_t), media_t, tick if self.live_sink else media_t, mark)
+        self.renderer.render(self.pacer.face_at(media_t), media_t, stamp, mark)
         written = time.monotonic()
         if np.isfinite(arrival):
             with self.stats.lock:

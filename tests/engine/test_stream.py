@@ -566,3 +566,18 @@ def test_probe_marks_every_live_avatar_frame_and_logs_each_stage():
     # media time m is shown at origin + 0.3 s + m and depends on input up to a latent token (4 frames) past it,
     # which arrived at origin + (frame + 1) / 25: between 0.3 - 0.2 s and 0.3 s (scheduling adds a little)
     assert delays.min() > 0.09 and delays.max() < 0.35
+
+
+def test_the_live_playout_delay_falls_to_what_the_windows_need_and_fills_almost_nothing():
+    # windows take ~10 ms and are cut as their audio arrives: they need about (hop + 1) frames + a chunk + that;
+    # the delay starts at (hop + 1) frames + 0.1 s and comes down to it without a frame left unmade
+    source = FakeSource(speech(4.0), chunk=320, realtime=True)
+    config = StreamConfig(realtime=True, live_sink=True, size=(32, 24), latency_budget_s=0.1)
+    engine = StreamEngine(window_model(FakeModel(delay_s=0.01)), source, make_sink=sinks_into([]), config=config)
+    stats = engine.run()
+    delays = np.asarray(stats.playout_delays_s)
+    assert delays[0] == pytest.approx((HOP + 1) / 25 + 0.1)
+    assert delays.min() >= (HOP + 1) / 25 - 1e-9  # never below the floor
+    assert delays[-1] < (HOP + 1) / 25 + 0.05  # came down (measured here: 0.216 s)
+    assert stats.frames_filled <= 0.01 * (stats.frames_generated + stats.frames_filled) + 1
+    assert stats.to_json()["playout_delay_ms"]["last_ms"] == pytest.approx(delays[-1] * 1000)

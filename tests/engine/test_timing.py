@@ -15,8 +15,10 @@ from engine.runtime.timelines import Emitted, ListenerTimeline
 from engine.runtime.timing import (
     FAST_FRAMES_AHEAD,
     TIMINGS,
+    AdaptiveDelay,
     FastTiming,
     PlayerParts,
+    PlayoutDelay,
     RealtimeTiming,
     Timing,
     TimingKind,
@@ -24,15 +26,22 @@ from engine.runtime.timing import (
 )
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.stats import StreamStats
+from engine.windows import WindowPlan
 from renderer.face import FACE_DIM, FRAME_SECONDS
 
 DIM, W = 83, 16
+FIXED = PlayoutDelay.fixed(0.05)
+
+
+def window(end: int, hop: int = 4) -> WindowPlan:
+    """A window of W frames ending at listener frame `end`, `hop` of them new."""
+    return WindowPlan(end=end, window=W, hop=hop)
 
 
 @pytest.fixture(params=list(TimingKind), ids=lambda kind: kind.value)
 def timing(request: pytest.FixtureRequest) -> Timing:
     """Every registered policy, started at wall time 100 s, with media time 0 arriving at 100.5 s."""
-    policy = create_timing(request.param, delay_s=0.05)
+    policy = create_timing(request.param, delay=PlayoutDelay.fixed(0.05))
     policy.start(100.0)
     policy.observe(100.5, 0.0)
     return policy
@@ -72,7 +81,7 @@ def queue_of(runs: int) -> StageQueue[Emitted]:
 def test_every_kind_has_a_policy_that_says_its_kind():
     assert set(TIMINGS) == set(TimingKind)
     for kind in TimingKind:
-        assert create_timing(kind, delay_s=0.1).kind is kind
+        assert create_timing(kind, delay=PlayoutDelay.fixed(0.1)).kind is kind
 
 
 def test_the_origin_is_fixed_once_and_never_moves(timing: Timing):
@@ -105,14 +114,14 @@ def test_the_tracker_is_never_waited_for_before_the_video_has_arrived(timing: Ti
 
 
 def test_a_window_with_time_to_spare_is_never_skipped(timing: Timing):
-    timing.ran(100.5, 100.6, 100.7)
-    assert timing.skip(10_000, 101.0) is False  # needed some 400 s from now
+    timing.ran(window(24), 100.5, 100.6, 100.7)
+    assert timing.skip(window(10_000), 101.0) is False  # needed some 400 s from now
 
 
 def test_a_frame_is_never_ready_before_its_inference_is_done(timing: Timing):
     # three windows, each input arriving before it runs; latency can only add to the inference time
     runs = [(100.6, 100.61, 100.71), (100.76, 100.77, 100.80), (100.92, 100.95, 101.05)]
-    readies = [timing.ran(arrival, start, end) for arrival, start, end in runs]
+    readies = [timing.ran(window(4 * k + 3), arrival, start, end) for k, (arrival, start, end) in enumerate(runs)]
     for (arrival, start, end), ready in zip(runs, readies, strict=True):
         assert ready - arrival >= end - start - 1e-9
     assert readies == sorted(readies)
@@ -166,7 +175,7 @@ def test_the_player_shows_every_frame_once_the_windows_are_done_then_ends(timing
 
 
 def test_fast_arrivals_are_media_time_from_the_run_start_whatever_the_source_says():
-    fast = FastTiming(delay_s=0.05)
+    fast = FastTiming(delay=FIXED)
     fast.start(100.0)
     fast.observe(300.0, 0.0)  # the origin stays at the run's start
     media = np.array([0.04, 0.08])
@@ -174,23 +183,23 @@ def test_fast_arrivals_are_media_time_from_the_run_start_whatever_the_source_say
 
 
 def test_fast_waits_for_every_tracked_face_of_the_window():
-    fast, wait = FastTiming(delay_s=0.05), WaitRecorder()
+    fast, wait = FastTiming(delay=FIXED), WaitRecorder()
     assert fast.faces_ready(1.0, 0.96, wait) is False  # the frame at 0.96 s may be followed by one before 1.0 s
     assert fast.faces_ready(1.0, 1.0, wait) is True and wait.calls == 1
 
 
 def test_fast_never_skips_and_its_latency_is_a_simulated_single_worker():
-    fast = FastTiming(delay_s=0.05)
+    fast = FastTiming(delay=FIXED)
     fast.start(0.0)
-    assert fast.skip(0, now_s=1e6) is False  # however far behind the wall clock
+    assert fast.skip(window(3), now_s=1e6) is False  # however far behind the wall clock
     # inputs at 0.1 s and 0.2 s, 0.15 s of inference each (run back to back much later): the second waits
-    assert fast.ran(0.1, 50.0, 50.15) == pytest.approx(0.25)
-    assert fast.ran(0.2, 50.15, 50.30) == pytest.approx(0.40)
-    assert fast.ran(1.0, 50.30, 50.45) == pytest.approx(1.15)  # idle in between: starts when its input came
+    assert fast.ran(window(3), 0.1, 50.0, 50.15) == pytest.approx(0.25)
+    assert fast.ran(window(7), 0.2, 50.15, 50.30) == pytest.approx(0.40)
+    assert fast.ran(window(11), 1.0, 50.30, 50.45) == pytest.approx(1.15)  # idle in between: starts when input came
 
 
 def test_fast_holds_the_worker_while_the_player_has_runs_queued_and_closes_the_queue_at_the_end():
-    fast, frames = FastTiming(delay_s=0.05), queue_of(FAST_FRAMES_AHEAD)
+    fast, frames = FastTiming(delay=FIXED), queue_of(FAST_FRAMES_AHEAD)
     worker = threading.Thread(target=fast.after_window, args=(frames,))
     worker.start()
     worker.join(0.2)
@@ -208,7 +217,7 @@ def test_fast_holds_the_worker_while_the_player_has_runs_queued_and_closes_the_q
 
 
 def test_realtime_arrivals_are_measured_and_faces_never_awaited():
-    live, wait = RealtimeTiming(delay_s=0.2), WaitRecorder()
+    live, wait = RealtimeTiming(delay=PlayoutDelay.fixed(0.2)), WaitRecorder()
     live.start(100.0)
     assert live.origin is None  # placed by the first input, not the start
     live.observe(100.5, 0.04)
@@ -218,18 +227,70 @@ def test_realtime_arrivals_are_measured_and_faces_never_awaited():
 
 
 def test_realtime_skips_a_window_that_its_expected_inference_time_makes_late():
-    live = RealtimeTiming(delay_s=0.2)
+    live = RealtimeTiming(delay=PlayoutDelay.fixed(0.2))
     live.observe(10.0, 0.0)  # origin 10 s: listener frame 25 is needed at 10 + 0.2 + 24 * 0.04 = 11.16 s
-    assert live.deadline(25) == pytest.approx(11.16)
-    assert live.ran(10.0, 10.0, 10.1) == 10.1  # ready when it finished; it took 0.1 s
-    assert live.skip(25, now_s=11.05) is False  # 11.05 + 0.1 < 11.16
-    assert live.skip(25, now_s=11.07) is True
-    live.ran(10.0, 10.0, 10.6)  # a slow window raises the estimate (running mean: 0.8 * 0.1 + 0.2 * 0.6 = 0.2)
-    assert live.skip(25, now_s=10.97) is True and live.skip(25, now_s=10.95) is False
+    assert live.deadline(25, 11.0) == pytest.approx(11.16)
+    assert live.ran(window(3), 10.0, 10.0, 10.1) == 10.1  # ready when it finished; it took 0.1 s
+    assert live.skip(window(25), now_s=11.05) is False  # 11.05 + 0.1 < 11.16
+    assert live.skip(window(25), now_s=11.07) is True
+    live.ran(window(29), 10.0, 10.0, 10.6)  # a slow window raises the estimate (running mean: 0.8*0.1 + 0.2*0.6 = 0.2)
+    assert live.skip(window(25), now_s=10.97) is True and live.skip(window(25), now_s=10.95) is False
 
 
 def test_realtime_never_holds_the_worker_and_keeps_the_queue_open_for_fills():
-    live, frames = RealtimeTiming(delay_s=0.2), queue_of(100)
+    live, frames = RealtimeTiming(delay=PlayoutDelay.fixed(0.2)), queue_of(100)
     live.after_window(frames)  # returns at once with 100 runs queued
     live.windows_done(frames)
     assert frames.put(Emitted(100, np.zeros((1, DIM), np.float32), np.zeros((1, DIM), np.float32), True))
+
+
+# --- the adaptive playout delay ----------------------------------------------------------------------------------
+
+
+def test_the_adaptive_delay_settles_on_what_all_but_one_percent_of_the_frames_needed():
+    delay = AdaptiveDelay(PlayoutDelay(start_s=0.3, floor_s=0.08, ceiling_s=0.6))
+    rng = np.random.default_rng(0)
+    needs = [*rng.uniform(0.10, 0.14, 495), *([0.5] * 5)]  # 1 % of the frames far later (a stall)
+    for need in rng.permutation(needs):
+        delay.need(float(need), 1)
+    assert delay.target() == pytest.approx(np.quantile(needs, 0.99) + 0.005)
+    assert 0.14 < delay.target() < 0.16  # the stall's frames are left to be filled
+    delay.need(0.5, 2)  # one more window that late: more than 1 % of the frames now
+    assert delay.target() == pytest.approx(0.505)
+
+
+def test_a_window_needs_one_frame_less_for_each_later_frame_of_it():
+    delay = AdaptiveDelay(PlayoutDelay(start_s=0.3, floor_s=0.01, ceiling_s=0.6, fill_fraction=0.0, margin_s=0.0))
+    delay.need(0.3, 4)
+    assert list(delay._needed) == pytest.approx([0.3, 0.26, 0.22, 0.18])
+    assert delay.target() == pytest.approx(0.3)
+
+
+def test_the_adaptive_delay_moves_at_its_rates_and_stays_between_floor_and_ceiling():
+    delay = AdaptiveDelay(PlayoutDelay(start_s=0.3, floor_s=0.1, ceiling_s=0.5))
+    assert delay.at(0.0) == 0.3  # nothing needed yet: the start
+    delay.need(0.02, 4)  # far less than the floor
+    assert delay.at(1.0) == pytest.approx(0.25)  # falls 0.05 s per s (the avatar at 1.05x)
+    assert delay.at(10.0) == pytest.approx(0.1)  # down to the floor, no further
+    delay.need(2.0, 100)  # a long stall: far more than the ceiling
+    assert delay.at(11.0) == pytest.approx(0.35)  # rises 0.25 s per s (the avatar at 0.75x)
+    assert delay.at(12.0) == pytest.approx(0.5)  # up to the ceiling, no further
+    assert delay.at(11.5) == pytest.approx(0.5)  # an earlier time changes nothing
+
+
+def test_a_fixed_delay_stays_fixed_and_a_policy_out_of_order_is_refused():
+    delay = AdaptiveDelay(PlayoutDelay.fixed(0.2))
+    delay.need(1.0, 10)
+    assert delay.at(0.0) == delay.at(100.0) == 0.2
+    with pytest.raises(ValueError, match="floor"):
+        PlayoutDelay(start_s=0.1, floor_s=0.2, ceiling_s=0.5)
+
+
+def test_realtime_tells_the_delay_what_each_window_needed_and_a_skipped_one_would_have():
+    live = RealtimeTiming(delay=PlayoutDelay(start_s=0.2, floor_s=0.01, ceiling_s=0.6, fill_fraction=0.0))
+    live.observe(10.0, 0.0)
+    # window of frames 4..7, done at 10.35 s: frame 4 is needed 0.35 - 3 * 0.04 = 0.23 s after its media time
+    live.ran(window(7), 10.3, 10.3, 10.35)
+    assert live.delay.target() == pytest.approx(0.23 + 0.005)
+    assert live.skip(window(9, hop=2), now_s=10.5)  # frame 8 needed at 10 + 0.2 + 7 * 0.04 = 10.48 s: too late
+    assert live.delay.target() == pytest.approx(10.5 + 0.05 - 10.0 - 7 * 0.04 + 0.005)  # now + expected

@@ -4,7 +4,7 @@
 "use strict";
 
 const state = { id: null, peers: {}, reactions: { count: 0, last: null, errors: 0 }, stats: {}, closed: null,
-  delay: { captured: {}, samples: [], timeOrigin: performance.timeOrigin } };
+  delay: { captured: {}, samples: [], estimates: [], timeOrigin: performance.timeOrigin } };
 window.reactdiffRoom = state;
 const params = new URLSearchParams(location.search);
 const roomId = location.pathname.split("/").filter(Boolean)[1];
@@ -119,9 +119,11 @@ function probeAvatar(video) {
   });
 }
 
-// The median delay of the last PROBE_RECENT avatar frames measured (ms), or null.
+// The median delay of the avatar frames measured in the last 3 s (ms), or null.
 function measuredDelay() {
-  const recent = state.delay.samples.slice(-PROBE_RECENT).map((s) => s.delay).sort((a, b) => a - b);
+  const since = performance.now() - 3000;
+  const recent = state.delay.samples.slice(-PROBE_RECENT).filter((s) => s.display > since).map((s) => s.delay);
+  recent.sort((a, b) => a - b);
   return recent.length ? recent[Math.floor(recent.length / 2)] : null;
 }
 
@@ -204,12 +206,53 @@ async function answer(from, sdp) {
   send({ type: "answer", to: from, sdp: peer.pc.localDescription.sdp });
 }
 
-function showStats(from, stats) {
+// The delay this browser sees, estimated without the probe: the engine's part (its stats: from the speaker's input
+// reaching it to the avatar frame going to its encoder) plus what this browser's WebRTC stats say about the rest:
+// its camera's encoder and pacer, the network both ways (the round trip), the avatar's jitter buffer and decoder
+// here, each as the mean since the last estimate, and a fixed PACING_MS: on average half an avatar frame
+// (the engine's encoder takes frames on its own 30 fps clock) and half a 60 Hz screen refresh.
+const PACING_MS = 1000 / 30 / 2 + 1000 / 60 / 2;
+const RTP_TOTALS = { outbound: ["totalEncodeTime", "framesEncoded", "totalPacketSendDelay", "packetsSent"],
+  inbound: ["jitterBufferDelay", "jitterBufferEmittedCount", "totalDecodeTime", "framesDecoded"] };
+
+async function estimateDelay(peer, engineMs) {
+  const now = { outbound: {}, inbound: {}, rtt: 0 };
+  (await peer.pc.getStats()).forEach((s) => {
+    const side = s.type === "outbound-rtp" ? "outbound" : s.type === "inbound-rtp" ? "inbound" : null;
+    if (side && s.kind === "video") for (const k of RTP_TOTALS[side]) now[side][k] = s[k] || 0;
+    if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) now.rtt = s.currentRoundTripTime;
+  });
+  const before = peer.rtpTotals || { outbound: {}, inbound: {} };
+  peer.rtpTotals = now;
+  const mean = (side, total, count) => {
+    const n = now[side][count] - (before[side][count] || 0);
+    return n > 0 ? (1000 * (now[side][total] - (before[side][total] || 0))) / n : 0;
+  };
+  return engineMs + mean("outbound", "totalEncodeTime", "framesEncoded") + mean("outbound", "totalPacketSendDelay", "packetsSent")
+    + 1000 * now.rtt + mean("inbound", "jitterBufferDelay", "jitterBufferEmittedCount")
+    + mean("inbound", "totalDecodeTime", "framesDecoded") + PACING_MS;
+}
+
+// "delay: 172 ms (measured)" while the probe's barcodes are read, else "delay: ~190 ms (estimated)".
+async function delayLine(peer, stats) {
+  const measured = measuredDelay();
+  if (measured !== null && peer.role === "engine") return "delay: " + Math.round(measured) + " ms (measured)";
+  if (peer.role !== "engine" || typeof stats.engine_delay_ms !== "number") return null;
+  const estimate = await estimateDelay(peer, stats.engine_delay_ms);
+  state.delay.estimates.push({ at: performance.now(), ms: estimate });
+  if (state.delay.estimates.length > PROBE_KEEP) state.delay.estimates.shift();
+  return "delay: ~" + Math.round(estimate) + " ms (estimated)";
+}
+
+async function showStats(from, stats) {
   state.stats[from] = stats;
   const el = document.getElementById("tile-" + from);
+  const peer = state.peers[from];
   if (!el) return;
+  const lines = Object.entries(stats).map(([k, v]) => k + ": " + (typeof v === "number" ? +v.toFixed(1) : v));
+  const delay = peer ? await delayLine(peer, stats) : null;
   const box = el.querySelector(".stats");
-  box.textContent = Object.entries(stats).map(([k, v]) => k + ": " + (typeof v === "number" ? +v.toFixed(1) : v)).join("\n");
+  box.textContent = (delay ? [delay, ...lines] : lines).join("\n");
   box.hidden = false;
 }
 
@@ -225,7 +268,7 @@ async function onMessage(event) {
     case "peer-left": removePeer(msg.id); break;
     case "offer": await answer(msg.from, msg.sdp); break;
     case "answer": if (state.peers[msg.from]) await state.peers[msg.from].pc.setRemoteDescription({ type: "answer", sdp: msg.sdp }); break;
-    case "stats": showStats(msg.from, msg.stats); break;
+    case "stats": showStats(msg.from, msg.stats).catch((err) => showBanner(String(err))); break;
     case "room-closed": state.closed = msg.reason; showBanner("The room was closed (" + msg.reason + ")."); break;
     case "error": showBanner("Server: " + msg.message); break;
   }
