@@ -9,12 +9,15 @@ frames carry their index in a barcode (engine.runtime.probe); the engine runs in
 `reactdiff-engine --room` does (the shipped model, MediaPipe tracking, the avatar at the room's size) with the
 delay probe on, so every avatar frame carries the index of the newest speaker frame it depended on. The room page
 reads both barcodes from decoded pixels (room.js) and times them on its own clock: capture (the camera frame's
-captureTime) to display (the avatar frame's expectedDisplayTime). That is `delay_ms`. The engine's own log of
-each speaker frame, window and avatar frame gives the stages in between (`stages_ms`), joined by index and tick,
-on one clock (the page's performance.now() is mapped to time.monotonic() by the smallest-round-trip reading):
+captureTime) to display (the avatar frame's expectedDisplayTime). That is `delay_ms`; `page_estimate_ms` is what
+the page estimates without the barcodes (room.js: the engine's part plus its own WebRTC stats), once a second.
+The engine's own log of each speaker frame, window and avatar frame gives the stages in between (`stages_ms`),
+joined by index and tick, on one clock (the page's performance.now() is mapped to time.monotonic() by the
+smallest-round-trip reading):
 
-    in           capture -> the engine's source hands the frame out (Chromium's capture, encode and pacing,
-                 the network, aiortc's jitter buffer and decoder, the room's relay)
+    in           capture -> the engine's source hands the frame out: `in_network` (Chromium's capture, encode and
+                 pacing, the network, up to the frame leaving the engine's jitter buffer complete) and `in_receive`
+                 (aiortc's decoder, the room's relay, the source's queue)
     tracking     -> its face is in the speaker timeline (the tracker's queue and MediaPipe)
     window_wait  -> the window that reads it is cut (its last audio frame arrives)
     queue        -> the inference worker starts it
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import os
 import sys
@@ -40,17 +44,22 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aioice.ice
+import av
 import numpy as np
+from aiortc.jitterbuffer import JitterFrame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package (browser harness)
 
 from engine.backends import create_backend
 from engine.models import DEFAULT_MODEL_DIR
+from engine.rooms.jitter import LowDelayJitterBuffer
 from engine.rooms.session import RoomSession, stats_summary
+from engine.rooms.switch import RelayVideoTrack
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.runtime.probe import TICK_MOD, DelayProbe, FrameRecord
 from engine.tracker import FaceTracker
@@ -58,7 +67,8 @@ from tests.e2e.harness import INBOUND_FPS, chromium, missing_tools, room_server,
 
 CLIP_S = 24.0  # the speaker clip Chromium loops (indices repeat every 600 frames; joins take the latest)
 WARMUP_S = 4.0  # after the avatar's first frame, before measuring
-STAGES = ("in", "tracking", "window_wait", "queue", "inference", "playout", "render", "out", "send", "browser")
+STAGES = ("in", "tracking", "window_wait", "queue", "inference", "playout", "render", "out")
+PARTS = ("in_network", "in_receive", "send", "browser")  # in and out, each in two
 
 # The page's RTP counters: Chromium's encoder and pacer for its camera, its jitter buffer and decoder for the avatar.
 PAGE_RTP = """
@@ -94,7 +104,50 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "mean": round(float(np.mean(values)), 1)}
 
 
-def stage_table(samples: list[dict[str, Any]], probe: DelayProbe, offset_ms: float) -> dict[str, Any]:
+class ReceiveLog:
+    """When each speaker video frame left the engine's jitter buffer complete, and when the room's relay had it
+    decoded: hooks on engine.rooms.jitter.LowDelayJitterBuffer and engine.rooms.switch.RelayVideoTrack for the
+    run. aiortc hands the decoder a frame's RTP timestamp less the first frame's (its TimestampMapper), which is
+    the decoded frame's pts until the relay restamps it."""
+
+    def __init__(self) -> None:
+        self.released: dict[int, float] = {}  # raw RTP timestamp -> time.monotonic()
+        self.first_raw: int | None = None
+        self.relayed: list[tuple[float, int]] = []  # (time.monotonic(), raw RTP timestamp), in order
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[ReceiveLog]:
+        release, put = LowDelayJitterBuffer._remove_frame, RelayVideoTrack.put
+
+        def logged_release(buffer: LowDelayJitterBuffer, sequence_number: int) -> JitterFrame | None:
+            frame = release(buffer, sequence_number)
+            if frame is not None and buffer._is_video:
+                self.first_raw = frame.timestamp if self.first_raw is None else self.first_raw
+                self.released[frame.timestamp] = time.monotonic()
+            return frame
+
+        def logged_put(relay: RelayVideoTrack, frame: Any) -> None:
+            if isinstance(frame, av.VideoFrame) and frame.pts is not None and self.first_raw is not None:
+                self.relayed.append((time.monotonic(), (int(frame.pts) + self.first_raw) % (1 << 32)))
+            put(relay, frame)
+
+        LowDelayJitterBuffer._remove_frame = logged_release  # type: ignore[method-assign]
+        RelayVideoTrack.put = logged_put  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            LowDelayJitterBuffer._remove_frame = release  # type: ignore[method-assign]
+            RelayVideoTrack.put = put  # type: ignore[method-assign]
+
+    def released_before(self, arrival_s: float) -> float | None:
+        """When the frame the engine's source handed out at `arrival_s` left the jitter buffer (None: unknown)."""
+        i = bisect.bisect_right(self.relayed, (arrival_s, 1 << 33)) - 1
+        return self.released.get(self.relayed[i][1]) if i >= 0 else None
+
+
+def stage_table(
+    samples: list[dict[str, Any]], probe: DelayProbe, received: ReceiveLog, offset_ms: float
+) -> dict[str, Any]:
     """Each avatar frame the page measured, joined to the engine's records of it: per-stage durations (ms)."""
     speaker, windows, frames = probe.snapshot()
     ms = lambda s: s * 1000 + offset_ms  # noqa: E731  (time.monotonic() -> the page's clock)
@@ -105,7 +158,7 @@ def stage_table(samples: list[dict[str, Any]], probe: DelayProbe, offset_ms: flo
     arrivals: dict[int, list[tuple[float, float]]] = defaultdict(list)  # tag -> [(tracked, arrival)] in order
     for s in speaker:
         arrivals[s.tag].append((s.tracked_s, s.arrival_s))
-    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    stages: dict[str, list[float]] = {k: [] for k in (*STAGES, *PARTS)}
     joined = 0
     for sample in samples:
         candidates = [
@@ -126,6 +179,10 @@ def stage_table(samples: list[dict[str, Any]], probe: DelayProbe, offset_ms: flo
         if sample["received"] is not None:
             stages["send"].append(sample["received"] - ms(frame.written_s))
             stages["browser"].append(sample["display"] - sample["received"])
+        released = received.released_before(arrival)
+        if released is not None:
+            stages["in_network"].append(ms(released) - sample["capture"])
+            stages["in_receive"].append(ms(arrival) - ms(released))
         joined += 1
     return {"frames_joined": joined, **{k: percentiles(v) for k, v in stages.items()}}
 
@@ -159,7 +216,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     backend = create_backend(args.backend, args.model)
     tracker = FaceTracker()
     try:
-        with room_server() as url, chromium(y4m, wav) as driver:
+        with ReceiveLog().installed() as received, room_server() as url, chromium(y4m, wav) as driver:
             driver.set_script_timeout(args.seconds + 60)
             driver.get(url + "&name=speaker")
             wait_for(driver, "return window.reactdiffRoom && window.reactdiffRoom.id")
@@ -188,6 +245,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 after, load_end = window_counts(engine), os.getloadavg()
                 drift_ms = page_clock(driver) - offset_ms
                 samples = driver.execute_script("return window.reactdiffRoom.delay.samples")
+                estimates = driver.execute_script("return window.reactdiffRoom.delay.estimates")
                 rtp = page_rtp(driver)
                 page_stats = driver.execute_script("return Object.values(window.reactdiffRoom.stats)[0] || null")
             finally:
@@ -204,7 +262,8 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "join_s": round(join_s, 3), "signaling_join_s": round(signaling_s, 3), "fps_received": round(float(fps), 1),
         "delay_ms": percentiles(delays) | {"frames": len(delays), "seconds": round((span[1] - span[0]) / 1000, 1)}
         if delays else None,
-        "stages_ms": stage_table(measured, engine.probe, offset_ms),
+        "stages_ms": stage_table(measured, engine.probe, received, offset_ms),
+        "page_estimate_ms": percentiles([e["ms"] for e in estimates if span[0] <= e["at"] <= span[1]]),
         "windows": {k: after[k] - before[k] for k in after if k != "ticks"},
         "playout_delay_ms": {"first": round(float(playout[0]), 1), "p50": round(float(np.median(playout)), 1),
                              "min": round(float(playout.min()), 1), "max": round(float(playout.max()), 1)},

@@ -233,14 +233,15 @@ async function estimateDelay(peer, engineMs) {
     + mean("inbound", "totalDecodeTime", "framesDecoded") + PACING_MS;
 }
 
-// "delay: 172 ms (measured)" while the probe's barcodes are read, else "delay: ~190 ms (estimated)".
+// "delay: 172 ms (measured)" while the probe's barcodes are read, else "delay: ~190 ms (estimated)" (the estimate
+// is kept in state.delay.estimates either way, to be checked against what was measured).
 async function delayLine(peer, stats) {
-  const measured = measuredDelay();
-  if (measured !== null && peer.role === "engine") return "delay: " + Math.round(measured) + " ms (measured)";
   if (peer.role !== "engine" || typeof stats.engine_delay_ms !== "number") return null;
   const estimate = await estimateDelay(peer, stats.engine_delay_ms);
   state.delay.estimates.push({ at: performance.now(), ms: estimate });
   if (state.delay.estimates.length > PROBE_KEEP) state.delay.estimates.shift();
+  const measured = measuredDelay();
+  if (measured !== null) return "delay: " + Math.round(measured) + " ms (measured)";
   return "delay: ~" + Math.round(estimate) + " ms (estimated)";
 }
 
