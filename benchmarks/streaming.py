@@ -140,7 +140,7 @@ def load_test(data: Path, speaker_faces: str) -> dict[str, Any]:
 
 
 def streaming(
-    model_dir: Path, test: dict[str, Any], predictions: int, hop: int | None
+    model_dir: Path, test: dict[str, Any], predictions: int, hop: int | None, first_seed: int = 0
 ) -> tuple[NDArray[np.float32], list[float]]:
     """(N, P, T, 83) listener frames from StreamEngine (fast mode, `hop`) and the seam jerk ratio of every run."""
     n, t = len(test["audio"]), test["frames"]
@@ -152,7 +152,7 @@ def streaming(
         for i, p in tqdm(runs, desc=f"streaming hop={hop or model.hop}", leave=False):
             source = ArraySource(test["audio"][i], t)
             engine = StreamEngine(model, source, tracker=ArrayTracker(test["face"][i]),
-                                  config=StreamConfig(seed=p, record=True, hop=hop))  # fmt: skip
+                                  config=StreamConfig(seed=first_seed + p, record=True, hop=hop))  # fmt: skip
             engine.run()
             smoothed = engine.recorded()[1][:t]
             out[i, p, : len(smoothed)] = smoothed
@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="corpus in the REACT layout (default: synthesised under --work)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-streaming", help="cache folder")
     parser.add_argument("--predictions", type=int, default=10, help="seeds per speaker for FRCorr (REACT: 10)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the streaming runs' seeds start here (default 0)")
     parser.add_argument("--skip-realtime", action="store_true", help="skip the real-time latency run")
     parser.add_argument(
         "--hops", type=lambda s: [int(h) for h in s.split(",")],
@@ -252,7 +253,7 @@ def main() -> None:
                           "--realtime", *hop_args)  # fmt: skip
     by_hop, first = {}, None
     for hop in hops:
-        pred, hop_ratios = streaming(model_dir, test, args.predictions, hop)
+        pred, hop_ratios = streaming(model_dir, test, args.predictions, hop, args.first_seed)
         by_hop[str(hop or fast["hop"])] = fr_corr(pred[..., FACE_DIM:], test["listener"], test["neighbours"])
         if first is None:
             first, ratios = pred, hop_ratios

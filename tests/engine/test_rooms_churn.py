@@ -126,8 +126,9 @@ def test_a_hundred_participants_come_and_go_and_the_engine_keeps_nothing_of_them
                 tasks_after, pcs_after = session.call(loop_tasks(), 5), live(RTCPeerConnection)
                 subscribers_after = live(SubscribedVideoTrack)
             finally:
-                await loop.run_in_executor(None, session.close)
+                session.source.close()  # the reader ends before the sink closes, as the engine's player does
                 reader.join(10)
+                await loop.run_in_executor(None, session.close)
         return {
             "participants": CHURN, "churn_s": round(churn_s, 1), "grown": left,
             "before": {"fds": before.fds, "threads": before.threads, "os_threads": before.tasks,
