@@ -4,7 +4,9 @@ render thread, so the event loop does no pixel work however many peers watch."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 
 import av
 import numpy as np
@@ -56,7 +58,9 @@ def test_subscribers_get_their_own_frames_and_the_loop_makes_none(monkeypatch):
         assert len({frame_id for frame_id, _, _ in frames}) == 3  # no two peers' encoders share a frame
     values = [value for _, _, value in got[0]]
     assert values == sorted(values) and values[-1] == 29  # in order, up to the last frame put
-    assert [pts for _, pts, _ in got[0]] == [k * 900 for k in range(20)]  # 100 fps on the 90 kHz clock
+    pts = [pts for _, pts, _ in got[0]]
+    assert pts[0] == 0 and all(b > a for a, b in itertools.pairwise(pts))
+    assert all(b - a >= 450 for a, b in itertools.pairwise(pts))  # never closer than half a frame (100 fps, 90 kHz)
     assert not track._subscribers  # stop() unsubscribed them
 
 
@@ -92,3 +96,40 @@ def test_a_subscriber_that_fell_behind_gets_the_newest_frame_not_its_backlog():
 
     assert asyncio.run(first_two()) == [3, 3]  # the newest, then it again (nothing newer came)
     assert peer.outlet.dropped == 3  # the black frame it started from, 1 and 2
+
+
+def test_a_frame_goes_out_as_soon_as_it_is_written_and_a_stall_repeats_the_last_one():
+    # a pacing grid of the track's own, started at the first recv(), held each frame until its next slot: 0-33 ms
+    # at 30 fps, fixed for the call by the phase between the renderer's clock and the grid
+    track = AvatarVideoTrack(width=W, height=H, fps=30.0)
+    peer = track.subscribe()
+
+    async def watch() -> tuple[list[float], list[tuple[float, int, int]]]:
+        await peer.recv()  # the newest frame at subscription (black)
+        written: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        def render() -> None:
+            for value, gap_s in ((1, 0.03), (2, 0.04), (3, 0.045)):  # at any phase against a 30 fps grid
+                time.sleep(gap_s)
+                written.append(time.monotonic())
+                track.put(np.full((H, W, 3), value, np.uint8))
+
+        renderer = loop.run_in_executor(None, render)
+        got = []
+        for _ in range(6):  # the renderer stops after 3: then the last frame again, 30 fps
+            frame = await peer.recv()
+            got.append((time.monotonic(), frame.pts, int(frame.to_ndarray(format="rgb24")[0, 0, 0])))
+        await renderer
+        return written, got
+
+    written, got = asyncio.run(watch())
+    peer.stop()
+    assert [value for _, _, value in got] == [1, 2, 3, 3, 3, 3]
+    waits = [taken - put for (taken, _, _), put in zip(got, written, strict=False)]
+    assert max(waits) < 0.012, waits  # out within a few ms of the write, never held for a slot
+    repeats = [b - a for (a, _, _), (b, _, _) in itertools.pairwise(got[2:])]
+    assert all(0.025 < gap < 0.06 for gap in repeats), repeats  # 1.5 frames after the last new one, then 1
+    pts = [p for _, p, _ in got]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    assert abs((pts[-1] - pts[0]) / 90_000 - (got[-1][0] - got[0][0])) < 0.002  # pts follow the wall clock
