@@ -7,11 +7,16 @@ import asyncio
 import itertools
 import threading
 import time
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
+from aiortc.codecs import get_encoder
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from av.video.frame import PictureType
 
 from renderer.track import AvatarVideoTrack
 
@@ -133,3 +138,49 @@ def test_a_frame_goes_out_as_soon_as_it_is_written_and_a_stall_repeats_the_last_
     pts = [p for _, p, _ in got]
     assert all(b > a for a, b in itertools.pairwise(pts))
     assert abs((pts[-1] - pts[0]) / 90_000 - (got[-1][0] - got[0][0])) < 0.002  # pts follow the wall clock
+
+
+def moving_frames(count: int) -> list[av.VideoFrame]:
+    """yuv420p frames of a pattern that moves every frame (so no frame can be skipped as a repeat)."""
+    y, x = np.mgrid[0:H, 0:W]
+    out = []
+    for k in range(count):
+        rgb = np.stack([(2 * x + 5 * k) % 256, (3 * y + 7 * k) % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = k * 3000, Fraction(1, 90_000)
+        out.append(frame)
+    return out
+
+
+def h264_pictures(count: int, keyframe_at: int) -> list[tuple[int, str]]:
+    """(encode call, picture type) of every picture decoded from aiortc's H.264 encoder, fed one frame a call."""
+    encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/H264", clockRate=90_000, payloadType=96))
+    decoder = av.CodecContext.create("h264", "r")
+    out = []
+    for k, frame in enumerate(moving_frames(count)):
+        units = encoder._encode_frame(frame, force_keyframe=k == keyframe_at)  # NAL units of this call
+        stream = b"".join(b"\x00\x00\x00\x01" + unit for unit in units)
+        out += [(k, PictureType(picture.pict_type).name) for picture in decoder.decode(av.Packet(stream))]
+    return out
+
+
+def vp8_keyframes(count: int, keyframe_at: int) -> list[bool]:
+    """Per encode call of aiortc's VP8 encoder (one frame each): whether its picture is a keyframe."""
+    encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96))
+    out = []
+    for k, frame in enumerate(moving_frames(count)):
+        payloads, _ = encoder.encode(frame, force_keyframe=k == keyframe_at)
+        assert payloads, f"frame {k} gave no packets in its own encode() call"
+        picture = vp8_depayload(payloads[0])
+        out.append(picture[0] & 1 == 0)  # the VP8 frame tag's bit 0 is 0 on a keyframe (RFC 6386, 9.1)
+    return out
+
+
+def test_the_avatar_encoders_add_no_delay_and_make_keyframes_when_a_receiver_asks():
+    # what keeps encoding out of the delay: each frame's picture leaves in its own encode() call (no look-ahead,
+    # no B-frames to wait for), and keyframes come at the start and on a receiver's request (PLI), not on a timer
+    # whose big frames would queue behind each other in the pacer
+    pictures = h264_pictures(40, keyframe_at=25)
+    assert [k for k, _ in pictures] == list(range(40))
+    assert {k for k, kind in pictures if kind == "I"} == {0, 25} and "B" not in {kind for _, kind in pictures}
+    assert [k for k, key in enumerate(vp8_keyframes(40, keyframe_at=25)) if key] == [0, 25]
