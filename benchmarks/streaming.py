@@ -48,8 +48,9 @@ from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.smoothing import seam_jerk_ratio
 from engine.sources.base import AudioChunk, Media, Source, SourceKind, VideoFrame
 from engine.windows import generate_windows
-from renderer.face import FACE_DIM, FACE_INDEX, FPS, clip_face
+from renderer.face import FACE_DIM, FPS, clip_face
 from renderer.video import write_face_media
+from trainer.behaviour import median_reaction_lag_ms
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 320  # 20 ms audio chunks, like a live device
@@ -161,26 +162,12 @@ def streaming(
     return out, ratios
 
 
-def smile(frames: NDArray[np.floating]) -> NDArray[np.float64]:
-    """(..., T) mean of mouthSmileLeft/Right from (..., T, >=58) face frames."""
-    return frames[..., [FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]].astype(np.float64).mean(-1)
-
-
-def reaction_lag_frames(speaker: NDArray[np.floating], listener: NDArray[np.floating], max_lag: int = 50) -> int:
-    """The lag (frames, 0..max_lag) at which listener(t + lag) correlates best with speaker(t) (T,) each."""
-    scores = []
-    for lag in range(max_lag + 1):
-        a, b = speaker[: len(speaker) - lag], listener[lag:]
-        scores.append(0.0 if a.std() < 1e-6 or b.std() < 1e-6 else float(np.corrcoef(a, b)[0, 1]))
-    return int(np.argmax(scores))
-
-
 def behavioural_lag_ms(test: dict[str, Any], generated: NDArray[np.float32]) -> dict[str, float]:
     """Median over test speakers of the speaker-smile-to-listener-smile lag, generated (first prediction) and true."""
-    speaker = smile(test["face"])
-    model = [reaction_lag_frames(speaker[i], smile(generated[i, 0])) for i in range(len(speaker))]
-    truth = [reaction_lag_frames(speaker[i], smile(test["listener_face"][i])) for i in range(len(speaker))]
-    return {"model": float(np.median(model)) / FPS * 1000, "corpus": float(np.median(truth)) / FPS * 1000}
+    return {
+        "model": median_reaction_lag_ms(test["face"], generated[:, 0]),
+        "corpus": median_reaction_lag_ms(test["face"], test["listener_face"]),
+    }
 
 
 def offline(model_dir: Path, test: dict[str, Any], predictions: int) -> NDArray[np.float32]:

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from renderer.face import EMOTION_NAMES, FACE_DIM
+from trainer.behaviour import median_reaction_lag_ms
 from trainer.data import ReactDataset
 from trainer.data.react import SPEAKER_FACES, SpeakerFaces
 from trainer.model import LISTENER_DIM, ReactDiff
@@ -105,7 +106,8 @@ def evaluate(
     train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool only
     neighbours = ReactDataset(data, split).neighbours()
     audio, face, found = _stack(test.audio), _stack(test.face), _stack(test.face_found).astype(np.bool_)
-    listener, speaker = _stack(test.listener)[..., FACE_DIM:], _stack(test.speaker_emotion)
+    listeners = _stack(test.listener)
+    listener, speaker = listeners[..., FACE_DIM:], _stack(test.speaker_emotion)
     results: dict[str, Any] = {"model": {}, "baselines": {}}
     outputs: dict[str, NDArray] = {}
     for name, setting in settings_for(model).items():
@@ -117,6 +119,12 @@ def evaluate(
     for name, baseline in BASELINES.items():
         pred = baseline(speaker, train_listeners, samples=predictions, rng=rng)
         results["baselines"][name] = compute_all(pred, listener, speaker, neighbours, workers=2)
+    results["behaviour"] = {  # learned, not the pipeline's delay: the first prediction of each speaker
+        "reaction_lag_ms": {
+            "model": median_reaction_lag_ms(face, outputs["streaming"][:, 0]),
+            "corpus": median_reaction_lag_ms(face, listeners),
+        }
+    }
     results["settings"] = {k: vars(v) for k, v in settings_for(model).items()}
     results["data"] = {
         "split": split, "samples": len(audio), "frames": int(audio.shape[1]), "speaker_faces": speaker_faces,
@@ -143,6 +151,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows]
     lines += ["", "FRCorr is summed over the 10 predictions per speaker, as the official code does.", ""]
+    lag = results["behaviour"]["reaction_lag_ms"]
+    lines += [
+        f"Behavioural lag (median over speakers of the lag at which the listener's smile best follows the speaker's, "
+        f"0-2 s): model (streaming) {lag['model']:.0f} ms, the corpus's own listeners {lag['corpus']:.0f} ms. "
+        "It is learned, and not part of the pipeline's delay.",
+        "",
+    ]
     lines += ["![generated vs appropriate reactions](reactions.png)", ""]
     out.write_text("\n".join(lines))
 

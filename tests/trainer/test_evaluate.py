@@ -19,8 +19,11 @@ def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
         assert set(metrics) == KEYS and all(np.isfinite(v) for v in metrics.values())
     assert result["model"]["streaming"]["FRDiv"] > 0  # ten different samples per speaker
     assert result["baselines"]["meanfr"]["FRDiv"] == 0
+    lag = result["behaviour"]["reaction_lag_ms"]  # learned, reported apart from the pipeline's delay
+    assert all(0 <= lag[who] <= 2000 for who in ("model", "corpus"))
     report = out.with_suffix(".md").read_text()
-    assert "| model (streaming) |" in report and (tmp_path / "reactions.png").stat().st_size > 1000
+    assert "Behavioural lag" in report and "| model (streaming) |" in report
+    assert (tmp_path / "reactions.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
