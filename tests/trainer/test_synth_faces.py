@@ -9,8 +9,9 @@ import pytest
 
 from renderer.face import FACE_INDEX, validate_face
 from trainer.synth.listener import (
-    Persona,
+    PERSONA_NAMES,
     SpeakerCues,
+    draw_persona,
     listener_face,
     pauses,
     plan_backchannels,
@@ -34,15 +35,16 @@ def syllable_cues(frames: int = FRAMES) -> tuple[AudioCues, list[Utterance]]:
     starts = np.arange(0.0, t[-1] - 2.0, 3.0)
     kinds = [SentenceKind.QUESTION if i % 2 else SentenceKind.STATEMENT for i in range(len(starts))]
     utterances = [Utterance("x", kind, float(s), float(s) + 2.0) for s, kind in zip(starts, kinds, strict=True)]
-    return AudioCues(loudness=loudness, active=on, rounding=rounding), utterances
+    pitch = (on * (120 + 30 * (np.sin(2 * np.pi * 0.5 * t) > 0.9))).astype(np.float32)  # a pitch accent now and then
+    return AudioCues(loudness=loudness, active=on, rounding=rounding, pitch=pitch), utterances
 
 
 STYLE = SpeakerStyle(
     expressiveness=1.0, jaw_gain=1.0, smiles_per_min=4.0, blinks_per_min=18.0, gaze_shifts_per_min=12.0, sway=0.05
 )
-PERSONA = Persona(
-    name="warm", expressiveness=1.0, lag_s=0.4, nod_rate=1.0, mimicry_gain=0.8, vocal_rate=0.5,
-    blinks_per_min=16.0, gaze_shifts_per_min=6.0, sway=0.02, voice=VoiceStyle("en-us+f2", 170, 50),
+PERSONA = replace(
+    draw_persona("nodder", np.random.default_rng(0), VoiceStyle("en-us+f2", 170, 50)),
+    expressiveness=1.0, lag_s=0.4, nod_rate=1.0, mimicry_gain=0.8, vocal_rate=0.5, brow_raise=0.4,
 )  # fmt: skip
 
 
@@ -92,11 +94,12 @@ def speaker_cues(seed: int = 0) -> SpeakerCues:
     cues, utterances = syllable_cues()
     face = speaker_face(cues, utterances, STYLE, np.random.default_rng(seed))
     ends = [round(u.end_s * 25) for u in utterances if u.kind is SentenceKind.QUESTION]
-    return SpeakerCues(cues.active, smile_of(face), ends, [])
+    return SpeakerCues(cues.active, smile_of(face), ends, [], [])
 
 
 def quiet(frames: int = FRAMES) -> AudioCues:
-    return AudioCues(np.zeros(frames, np.float32), np.zeros(frames, bool), np.zeros(frames, np.float32))
+    zeros = np.zeros(frames, np.float32)
+    return AudioCues(zeros, np.zeros(frames, bool), zeros, zeros)
 
 
 def test_backchannel_nods_fall_in_the_pauses_after_the_lag() -> None:
@@ -132,8 +135,46 @@ def test_listener_brows_rise_after_questions() -> None:
     assert brows[after].mean() > 0.15 and brows[after].mean() > 2 * brows.mean()
 
 
-def test_personas_come_from_different_archetypes() -> None:
-    voices = [VoiceStyle("en-us", 170, 50)] * 5
-    personas = sample_personas(np.random.default_rng(0), 5, voices)
-    assert len({p.name for p in personas}) == 5
-    assert all(0.2 <= p.lag_s <= 0.8 for p in personas)
+def test_listeners_are_drawn_from_different_personas() -> None:
+    voices = [VoiceStyle("en-us", 170, 50)] * 6
+    personas = sample_personas(np.random.default_rng(0), 6, voices)
+    assert {p.name for p in personas} == set(PERSONA_NAMES) and len(PERSONA_NAMES) == 6
+    assert all(0.2 <= p.lag_s <= 0.9 for p in personas)
+
+
+def persona_face(name: str, seed: int = 0) -> tuple[np.ndarray, SpeakerCues]:
+    """A 60 s reaction of one individual of persona `name` to the syllable speaker, who also laughs now and then."""
+    seen = speaker_cues()
+    seen = SpeakerCues(seen.active, seen.smile, seen.question_ends, seen.emphasis, laughs=list(range(100, FRAMES, 300)))
+    rng = np.random.default_rng(seed)
+    persona = draw_persona(name, rng, VoiceStyle("en-us", 170, 50))
+    return listener_face(seen, persona, plan_backchannels(seen, persona, rng), quiet(), rng), seen
+
+
+def after(events: list[int], frames: range) -> np.ndarray:
+    """The frames `frames` after each event, within the clip."""
+    index = np.concatenate([np.arange(e + frames.start, e + frames.stop) for e in events])
+    return index[index < FRAMES]
+
+
+def test_each_persona_shows_its_signature() -> None:
+    faces = {name: persona_face(name) for name in PERSONA_NAMES}
+    for face, _ in faces.values():
+        validate_face(face, "listener", check_range=True)
+    smile = {name: smile_of(face).mean() for name, (face, _) in faces.items()}
+    assert max(smile, key=smile.__getitem__) == "enthusiast" and min(smile, key=smile.__getitem__) == "reserved"
+    thinker, seen = faces["thinker"]
+    furrow = col(thinker, "browDownLeft")
+    assert (
+        furrow[after(seen.question_ends, range(20, 40))].mean()
+        > 0.3
+        > faces["mirror"][0][:, FACE_INDEX["browDownLeft"]].max()
+    )
+    assert col(thinker, "eyeLookUpLeft").max() > 0.2  # looks away to think
+    sceptic = faces["sceptic"][0]
+    assert col(sceptic, "mouthSmileLeft").mean() > 3 * col(sceptic, "mouthSmileRight").mean()  # a one-sided smirk
+    assert col(sceptic, "browOuterUpRight").max() > 2 * col(sceptic, "browOuterUpLeft").max() + 0.1
+    enthusiast, seen = faces["enthusiast"]
+    assert col(enthusiast, "jawOpen")[after(seen.laughs, range(5, 25))].mean() > 0.1  # laughs along
+    nods = {name: np.abs(np.diff(col(face, "pitch"))).sum() for name, (face, _) in faces.items()}
+    assert nods["nodder"] > 2 * max(nods["reserved"], nods["sceptic"], nods["thinker"])

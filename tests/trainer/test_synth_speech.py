@@ -28,7 +28,7 @@ def test_the_grammar_gives_many_distinct_well_formed_sentences_of_every_kind() -
     rng = np.random.default_rng(0)
     sentences = [make_sentence(rng) for _ in range(400)]
     assert len({s.text for s in sentences}) > 380
-    assert {s.kind for s in sentences} == set(SentenceKind)
+    assert {s.kind for s in sentences} == set(END)  # laughs are not sentences
     for s in sentences:
         assert s.text[0].isupper() and s.text.endswith(END[s.kind]) and "  " not in s.text and " ," not in s.text
 
@@ -56,6 +56,24 @@ def test_audio_cues_find_speech_and_rounding() -> None:
     assert not cues.active[:23].any() and cues.active[27:73].all() and not cues.active[78:].any()
     assert np.allclose(cues.loudness[30:70], 1.0, atol=0.1)
     assert cues.rounding[30:45].mean() > 0.8 and cues.rounding[55:70].mean() < 0.1
+
+
+def test_pitch_is_found_in_voiced_frames_only() -> None:
+    # 1 s of a 110 Hz voice, 1 s of 180 Hz (a pitch accent), 1 s of noise (unvoiced), 1 s of silence
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
+    parts = [set_level(tone(1.0, [f0 * k for k in (1, 2, 3, 4)]), SPEECH_RMS) for f0 in (110, 180)]
+    audio = np.concatenate([*parts, set_level(noise, SPEECH_RMS), np.zeros(SAMPLE_RATE, np.float32)])
+    cues = audio_cues(audio, frame_count(4))
+    assert np.allclose(cues.pitch[3:22], 110, rtol=0.03) and np.allclose(cues.pitch[28:47], 180, rtol=0.03)
+    assert (cues.pitch[53:72] == 0).mean() > 0.9 and not cues.pitch[78:].any()
+
+
+def test_monologues_laugh_after_some_exclamations(binary: str) -> None:
+    style = VoiceStyle("en-us+f3", 170, 50)
+    kinds = [u.kind for seed in range(6) for u in speak_monologue(binary, np.random.default_rng(seed), style, 30.0)[1]]
+    assert SentenceKind.LAUGH in kinds and kinds[0] is not SentenceKind.LAUGH
+    follows = [kinds[i - 1] for i, k in enumerate(kinds) if k is SentenceKind.LAUGH]
+    assert SentenceKind.LAUGH not in follows and SentenceKind.QUESTION not in follows
 
 
 def test_trim_and_level() -> None:
@@ -92,7 +110,8 @@ def test_monologue_places_sentences_with_pauses(binary: str) -> None:
     assert audio.shape == (8 * SAMPLE_RATE,) and audio.dtype == np.float32 and np.abs(audio).max() <= 1.0
     assert len(utterances) >= 2
     for first, second in itertools.pairwise(utterances):
-        assert first.start_s < first.end_s and second.start_s - first.end_s >= 0.25 - 1e-6  # a pause between
+        gap = 0.1 if second.kind is SentenceKind.LAUGH else 0.25  # a laugh follows its sentence closely
+        assert first.start_s < first.end_s and second.start_s - first.end_s >= gap - 1e-6  # a pause between
     cues = audio_cues(audio, frame_count(8.0))
     u = utterances[0]
     assert cues.active[round(u.start_s * 25) + 3 : round(u.end_s * 25) - 3].mean() > 0.8  # speech where placed

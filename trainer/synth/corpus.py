@@ -62,7 +62,7 @@ from trainer.synth.listener import (
     sample_personas,
     smile_of,
 )
-from trainer.synth.speaker import emphasis_frames, question_ends, sample_speaker_style, speaker_face
+from trainer.synth.speaker import emphasis_frames, laughs, question_ends, sample_speaker_style, speaker_face
 from trainer.synth.speech import (
     DEFAULT_VOICES,
     SAMPLE_RATE,
@@ -233,7 +233,9 @@ def generate_script(binary: str, config: SynthConfig, index: int) -> tuple[Perfo
     style = sample_speaker_style(face_rng)
     face = speaker_face(cues, utterances, style, face_rng)
     speaker = Performance(audio, face, {"voice": asdict(voice), "utterances": [u.text for u in utterances]})
-    seen = SpeakerCues(cues.active, smile_of(face), question_ends(utterances), emphasis_frames(cues))
+    seen = SpeakerCues(
+        cues.active, smile_of(face), question_ends(utterances), emphasis_frames(cues), laughs(utterances)
+    )
     voices = [sample_voice_style(persona_rng, config.voices) for _ in listener_rngs]
     listeners = []
     for persona, rng in zip(sample_personas(persona_rng, len(listener_rngs), voices), listener_rngs, strict=True):

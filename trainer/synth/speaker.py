@@ -4,7 +4,8 @@
   from the spectrum, mouthClose and a light mouthPress in silence (`mouth_tracks`, also used for listeners'
   backchannel vocalisations);
 - emphasis (loud stretches well above the local level): brow raises and small nods;
-- question ends: brows up and chin up; exclamations and random moments: smiles;
+- question ends: brows up and chin up; exclamations and random moments: smiles; laughs (their own utterances):
+  a broad smile, squinting eyes, the head back;
 - blinks (15-20 per minute), gaze shifts and a slow head sway that is livelier while talking.
 """
 
@@ -90,16 +91,23 @@ def write_mouth(face: NDArray[np.float32], tracks: dict[str, NDArray[np.float32]
 
 
 def emphasis_frames(cues: AudioCues, min_gap: int = 25) -> list[int]:
-    """Onsets of stressed stretches: loudness 50% above its 2 s average over speech, at least `min_gap` frames apart."""
+    """Onsets of stressed stretches, at least `min_gap` frames apart: loudness 50% above its 2 s average over
+    speech, or voiced pitch 15% above the clip's median (a pitch accent)."""
     level = smooth(cues.loudness, 2.0)
     speech = cues.active.astype(np.float32)
     local = smooth(cues.loudness * speech, 2.0 * FPS) / np.maximum(smooth(speech, 2.0 * FPS), 1e-3)
-    hot = (level > 1.5 * local) & (level > 0.8) & cues.active
+    loud = (level > 1.5 * local) & (level > 0.8) & cues.active
+    voiced = cues.pitch > 0
+    median = float(np.median(cues.pitch[voiced])) if voiced.sum() >= 10 else np.inf
+    high = voiced & (cues.pitch > 1.15 * median)
     onsets: list[int] = []
-    for t in np.flatnonzero(hot[1:] & ~hot[:-1]) + 1:
-        if not onsets or t - onsets[-1] >= min_gap:
-            onsets.append(int(t))
-    return onsets
+    for hot in (loud, high):
+        onsets += (np.flatnonzero(hot[1:] & ~hot[:-1]) + 1).tolist()
+    spaced: list[int] = []
+    for t in sorted(onsets):
+        if not spaced or t - spaced[-1] >= min_gap:
+            spaced.append(int(t))
+    return spaced
 
 
 def smile_track(
@@ -120,6 +128,32 @@ def question_ends(utterances: list[Utterance]) -> list[int]:
     return [round(u.end_s * FPS) for u in utterances if u.kind is SentenceKind.QUESTION]
 
 
+def laugh_spans(utterances: list[Utterance]) -> list[tuple[int, int]]:
+    """[start, end) frames of the speaker's laughs."""
+    return [(round(u.start_s * FPS), round(u.end_s * FPS)) for u in utterances if u.kind is SentenceKind.LAUGH]
+
+
+def laughs(utterances: list[Utterance]) -> list[int]:
+    """Frames at which the speaker starts laughing."""
+    return [start for start, _ in laugh_spans(utterances)]
+
+
+def laugh_face(face: NDArray[np.float32], spans: list[tuple[int, int]], rng: np.random.Generator, gain: float) -> None:
+    """Add laughs to (T, 58) faces over `spans`: a broad smile with squinting eyes and the head thrown back a
+    little, shaking with the bursts (the jaw already follows the laugh's sound). `gain` scales it."""
+    frames = len(face)
+    smile, pitch = np.zeros(frames, np.float32), np.zeros(frames, np.float32)
+    for start, end in spans:
+        max_at(smile, envelope(4, max(end - start, 1), 15) * rng.uniform(0.55, 0.8) * gain, start - 2)
+        back = envelope(5, max(end - start, 1), 12) * rng.uniform(0.04, 0.08) * gain  # + pitch: chin up
+        shake = 0.015 * gain * np.sin(2 * np.pi * np.arange(len(back)) / 5.0) * (back > 0)
+        add_at(pitch, back + shake, start)
+    set_pair(face, "mouthSmile", smile)
+    set_pair(face, "cheekSquint", 0.6 * smile)
+    set_pair(face, "eyeSquint", 0.5 * smile)
+    add_to(face, "pitch", pitch)
+
+
 def speaker_face(
     cues: AudioCues, utterances: list[Utterance], style: SpeakerStyle, rng: np.random.Generator
 ) -> NDArray[np.float32]:
@@ -132,6 +166,7 @@ def speaker_face(
     set_pair(face, "mouthSmile", smile, asym)
     set_pair(face, "cheekSquint", 0.45 * smile, asym)
     set_pair(face, "eyeSquint", 0.2 * smile)
+    laugh_face(face, laugh_spans(utterances), rng, style.expressiveness)
 
     brows, pitch = np.zeros(frames, np.float32), np.zeros(frames, np.float32)
     for at in emphasis_frames(cues):

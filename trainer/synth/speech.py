@@ -19,7 +19,7 @@ from scipy.signal import lfilter, resample_poly
 
 from renderer.face import FPS
 from trainer.synth import espeak
-from trainer.synth.text import SentenceKind, make_sentence
+from trainer.synth.text import LAUGHS, SentenceKind, make_sentence
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640 samples = 40 ms
@@ -68,6 +68,8 @@ class AudioCues:
     """(T,) speech present (short gaps between syllables filled)."""
     rounding: NDArray[np.float32]
     """(T,) lip rounding in [0, 1]: low spectral centroid in voiced frames (u, o, w)."""
+    pitch: NDArray[np.float32]
+    """(T,) fundamental frequency in Hz of voiced frames, 0 elsewhere."""
 
 
 def frame_count(seconds: float) -> int:
@@ -139,13 +141,18 @@ def speak(binary: str, text: str, style: VoiceStyle, *, rate_scale: float = 1.0,
     return trim_silence(to_sample_rate(speech.samples, speech.rate))
 
 
+PITCH_SHIFT = {SentenceKind.STATEMENT: 0, SentenceKind.QUESTION: 4, SentenceKind.EXCLAMATION: 9, SentenceKind.LAUGH: 14}
+LAUGH_AFTER = {SentenceKind.EXCLAMATION: 0.45, SentenceKind.STATEMENT: 0.06}  # P(a laugh follows the sentence)
+
+
 def speak_monologue(
     binary: str, rng: np.random.Generator, style: VoiceStyle, seconds: float
 ) -> tuple[NDArray[np.float32], list[Utterance]]:
     """A speaker's track: sentences with pauses between them over room tone, and where each sentence sits.
 
     Returns (seconds * 16000,) float32 audio and the utterances in order. Questions are spoken a little higher,
-    exclamations higher and louder; the last sentence may be cut by the end of the clip.
+    exclamations higher and louder; a laugh ("ha ha ha", high and quick) may follow an exclamation (or, rarely, a
+    statement) after a short gap, as an utterance of its own. The last one may be cut by the end of the clip.
     """
     n = round(seconds * SAMPLE_RATE)
     audio = room_tone(rng, n)
@@ -153,20 +160,29 @@ def speak_monologue(
     t = float(rng.uniform(0.2, 0.8))
     while t < seconds - 0.3:
         sentence = make_sentence(rng)
-        shift = {SentenceKind.STATEMENT: 0, SentenceKind.QUESTION: 4, SentenceKind.EXCLAMATION: 9}[sentence.kind]
-        samples = speak(
-            binary,
-            sentence.text,
-            style,
-            rate_scale=float(rng.uniform(0.92, 1.08)),
-            pitch_shift=shift + int(rng.integers(-5, 6)),
-        )
-        gain = float(rng.uniform(0.8, 1.15)) * (1.3 if sentence.kind is SentenceKind.EXCLAMATION else 1.0)
-        start = round(t * SAMPLE_RATE)
-        placed = mix_at(audio, set_level(samples, SPEECH_RMS * gain), start)
-        utterances.append(Utterance(sentence.text, sentence.kind, t, (start + placed) / SAMPLE_RATE))
-        t += len(samples) / SAMPLE_RATE + pause_seconds(rng)
+        t = _say(binary, rng, style, audio, utterances, sentence.text, sentence.kind, t)
+        if rng.random() < LAUGH_AFTER.get(sentence.kind, 0.0) and t < seconds - 0.5:
+            laugh = LAUGHS[int(rng.integers(len(LAUGHS)))]
+            t = _say(binary, rng, style, audio, utterances, laugh, SentenceKind.LAUGH, t + float(rng.uniform(0.1, 0.3)))
+        t += pause_seconds(rng)
     return np.clip(audio, -1.0, 1.0), utterances
+
+
+def _say(
+    binary: str, rng: np.random.Generator, style: VoiceStyle, audio: NDArray[np.float32],
+    utterances: list[Utterance], text: str, kind: SentenceKind, t: float,
+) -> float:  # fmt: skip
+    """Speak `text` into `audio` from `t` seconds, note it in `utterances`; returns where it ends (seconds)."""
+    quick = kind is SentenceKind.LAUGH
+    samples = speak(
+        binary, text, style, rate_scale=float(rng.uniform(1.25, 1.5) if quick else rng.uniform(0.92, 1.08)),
+        pitch_shift=PITCH_SHIFT[kind] + int(rng.integers(-5, 6)),
+    )  # fmt: skip
+    loud = {SentenceKind.EXCLAMATION: 1.3, SentenceKind.LAUGH: 0.9}.get(kind, 1.0)
+    start = round(t * SAMPLE_RATE)
+    placed = mix_at(audio, set_level(samples, SPEECH_RMS * float(rng.uniform(0.8, 1.15)) * loud), start)
+    utterances.append(Utterance(text, kind, t, (start + placed) / SAMPLE_RATE))
+    return t + len(samples) / SAMPLE_RATE
 
 
 # --- what a face reads from audio --------------------------------------------------------------------------
@@ -214,9 +230,23 @@ def frame_rounding(audio: NDArray[np.float32], active: NDArray[np.bool_]) -> NDA
     return rounding.astype(np.float32)
 
 
+def frame_pitch(audio: NDArray[np.float32], active: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """(T,) fundamental frequency (Hz, 70-400) of each active 40 ms frame from its autocorrelation; 0 where the
+    frame is silent or not voiced (the best normalised autocorrelation peak under 0.5)."""
+    windows = _frames(audio, len(active)).astype(np.float64)
+    windows -= windows.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(windows, n=2 * SAMPLES_PER_FRAME, axis=1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :SAMPLES_PER_FRAME]
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 70  # lags of 400 Hz and 70 Hz
+    lag = lo + np.argmax(acf[:, lo:hi], axis=1)
+    strength = acf[np.arange(len(acf)), lag] / np.maximum(acf[:, 0], 1e-12)
+    voiced = active & (strength > 0.5)
+    return np.where(voiced, SAMPLE_RATE / lag, 0.0).astype(np.float32)
+
+
 def audio_cues(audio: NDArray[np.float32], frames: int) -> AudioCues:
-    """Per-frame loudness, speech activity and lip rounding of a 16 kHz track."""
+    """Per-frame loudness, speech activity, lip rounding and pitch of a 16 kHz track."""
     loudness = frame_loudness(audio, frames)
     active = fill_gaps(loudness > ACTIVE_LOUDNESS, max_gap=3)
     rounding = gaussian_filter1d(frame_rounding(audio, active), 0.8).astype(np.float32)
-    return AudioCues(loudness=loudness, active=active, rounding=rounding)
+    return AudioCues(loudness=loudness, active=active, rounding=rounding, pitch=frame_pitch(audio, active))

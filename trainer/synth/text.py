@@ -17,6 +17,7 @@ class SentenceKind(enum.Enum):
     STATEMENT = "statement"
     QUESTION = "question"
     EXCLAMATION = "exclamation"
+    LAUGH = "laugh"  # not a sentence: the speaker laughs (after an exclamation, sometimes after a statement)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Sentence:
 
 
 BACKCHANNELS: tuple[str, ...] = ("mm-hm", "yeah", "right", "uh-huh", "okay", "I see", "mm", "sure", "oh really")
+LAUGHS: tuple[str, ...] = ("ha ha ha", "ha ha", "hah ha ha ha", "he he he")
 
 SUBJECTS = (
     "my sister", "the teacher", "our neighbour", "my brother", "the old man", "a friend of mine", "the manager",
