@@ -15,6 +15,13 @@ Layout: `manifest.json` plus, per graph, an ONNX file (ONNX Runtime, TensorRT) a
 - `window_<sampler>_k<K>` (optional, ONNX only): the fused window: condition, K sampler steps and the decoder;
   inputs as `condition` plus noise (B,N,C) and guidance (1,) -> frames (B,W,83).
 
+Format version 2 adds who listens. The `denoiser` and window graphs take two more inputs: style (B,D), a
+listener's style, and expressiveness (B,2) = [log(motion energy / the corpus mean), 1], or [0, 0] to move as the
+style does. The `style` graph turns reference (B,R,83), R frames of a listener's own motion, into a style (B,D).
+The manifest's `style` section holds R, the null style (no one in particular: D floats), the corpus's mean
+motion energy and the named personas (a style and a mean motion energy each). Version 1 directories (no style)
+still load; asking them for a persona is an error.
+
 The manifest records shapes with the dynamic batch axis written as "batch" (or "2*batch"), the normalisation
 statistics, the schedule, default sampling settings, a summary of the training data and sha256/size of each file.
 The engine never imports trainer code: this module is the whole contract between the two.
@@ -42,7 +49,8 @@ from renderer.face import FACE_DIM
 log = logging.getLogger(__name__)
 
 FORMAT = "reactdiff-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: who listens (style, expressiveness, personas); 1 is still read
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 BATCH = "batch"  # the dynamic axis of graph inputs/outputs, in manifest shapes
 PAIR_BATCH = "2*batch"  # the classifier-free-guidance pair (conditional rows, then unconditional)
@@ -133,6 +141,12 @@ class ModelDir:
         return CosineSchedule(int(s["timesteps"]), float(s["offset"]), float(s["min_alpha_bar"]))
 
     @property
+    def style(self) -> ListenerStyles | None:
+        """Who can listen (format version 2), or None for a model without a style input."""
+        section = self.manifest.get("style")
+        return None if section is None else msgspec.convert(section, ListenerStyles)
+
+    @property
     def neutral_listener(self) -> NDArray[np.float32]:
         """(83,) the average listener frame: what stands in for frames before the stream starts."""
         return np.asarray(self.manifest["normalisation"]["listener"]["mean"], dtype=np.float32)
@@ -189,11 +203,14 @@ def _check_version(manifest: dict[str, Any], path: Path) -> None:
     if manifest.get("format") != FORMAT:
         raise ModelDirError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}; {REEXPORT}")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise ModelDirError(
-            f"{path}: format_version {version!r}, this engine reads version {FORMAT_VERSION}; "
+            f"{path}: format_version {version!r}, this engine reads versions {list(READ_VERSIONS)}; "
             f"{REEXPORT} with the trainer that matches this engine"
         )
+    if (version == 2) != ("style" in manifest):
+        what = "without" if version == 2 else "with"
+        raise ModelDirError(f"{path}: format_version {version} {what} a style section; {REEXPORT}")
 
 
 # --- the manifest's schema (msgspec checks types and ranges; keys not named here are kept but not checked) ---
@@ -243,6 +260,29 @@ class _Normalisation(msgspec.Struct, frozen=True):
     listener: _Normaliser
 
 
+Finite = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]  # msgspec refuses NaN and inf for a bounded float
+Energy = Annotated[float, msgspec.Meta(gt=0, le=1e3)]
+
+
+class Persona(msgspec.Struct, frozen=True):
+    """A named listener: their style (D floats) and their mean motion energy."""
+
+    style: tuple[Finite, ...]
+    energy: Energy
+
+
+class ListenerStyles(msgspec.Struct, frozen=True):
+    """The manifest's `style` section (format version 2)."""
+
+    reference_frames: PositiveInt
+    """R: frames of a listener's motion the style graph reads."""
+    null: tuple[Finite, ...]
+    """The style of no one in particular."""
+    energy_mean: Energy
+    """The training listeners' mean motion energy: expressiveness 1 of the null style."""
+    personas: dict[str, Persona]
+
+
 class _Manifest(msgspec.Struct, frozen=True):
     """What the engine reads from a manifest, typed; `graphs` and `files` are checked further below."""
 
@@ -261,6 +301,7 @@ class _Manifest(msgspec.Struct, frozen=True):
     data: dict[str, Any]
     graphs: dict[str, _Graph]
     files: dict[str, _File]
+    style: ListenerStyles | None = None
 
 
 def _typed(manifest: dict[str, Any], path: Path) -> _Manifest:
@@ -277,6 +318,12 @@ def _typed(manifest: dict[str, Any], path: Path) -> _Manifest:
             f"{path}: normalisation.listener.mean holds {len(typed.normalisation.listener.mean)} values, "
             f"listener_dim is {typed.listener_dim}; {REEXPORT}"
         )
+    style = typed.style
+    if style is not None:
+        lengths = {"null": len(style.null)} | {f"personas.{k}": len(p.style) for k, p in style.personas.items()}
+        wrong = {k: n for k, n in lengths.items() if n != typed.d_model}
+        if wrong:
+            raise ModelDirError(f"{path}: style {wrong} must hold d_model = {typed.d_model} values; {REEXPORT}")
     return typed
 
 
@@ -284,10 +331,10 @@ def _typed(manifest: dict[str, Any], path: Path) -> _Manifest:
 
 
 def window_io(
-    window: int, latent_shape: tuple[int, int], listener_dim: int, d_model: int
+    window: int, latent_shape: tuple[int, int], listener_dim: int, d_model: int, reference_frames: int | None = None
 ) -> dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]]:
     """(inputs, outputs) the engine feeds and reads for each graph kind (see the module docstring);
-    "window" is every fused window graph."""
+    "window" is every fused window graph. `reference_frames` (R) for a model with a style input (version 2)."""
     w, (n, c) = window, latent_shape
 
     def spec(name: str, *shape: int | str) -> TensorSpec:
@@ -298,12 +345,20 @@ def window_io(
         spec("known", BATCH, w, listener_dim), spec("known_mask", BATCH, w),
     )  # fmt: skip
     memory, frames = spec("memory", PAIR_BATCH, 2 * w, d_model), spec("frames", BATCH, w, listener_dim)
-    return {
+    style = spec("style", BATCH, d_model)
+    who = () if reference_frames is None else (style, spec("expressiveness", BATCH, 2))
+    io: dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]] = {
         "condition": (condition, (memory,)),
-        "denoiser": ((spec("x", BATCH, n, c), spec("t", BATCH), memory, spec("coef", 3)), (spec("x0", BATCH, n, c),)),
+        "denoiser": (
+            (spec("x", BATCH, n, c), spec("t", BATCH), memory, spec("coef", 3), *who),
+            (spec("x0", BATCH, n, c),),
+        ),
         "decoder": ((spec("latents", BATCH, n, c),), (frames,)),
-        "window": ((*condition, spec("noise", BATCH, n, c), spec("guidance", 1)), (frames,)),
+        "window": ((*condition, spec("noise", BATCH, n, c), spec("guidance", 1), *who), (frames,)),
     }
+    if reference_frames is not None:
+        io["style"] = ((spec("reference", BATCH, reference_frames, listener_dim),), (style,))
+    return io
 
 
 def _first_difference(declared: tuple[TensorSpec, ...], expected: tuple[TensorSpec, ...]) -> str | None:
@@ -323,10 +378,12 @@ def _graph_spec(name: str, g: _Graph) -> GraphSpec:
 
 
 def _parse_graphs(m: _Manifest, path: Path) -> dict[str, GraphSpec]:
-    missing = [g for g in REQUIRED_GRAPHS if g not in m.graphs]
+    required = (*REQUIRED_GRAPHS, *(["style"] if m.style is not None else []))
+    missing = [g for g in required if g not in m.graphs]
     if missing:
         raise ModelDirError(f"{path}: no graph(s) {missing} in the manifest; {REEXPORT}")
-    expected = window_io(m.window, m.latent_shape, m.listener_dim, m.d_model)
+    reference = None if m.style is None else m.style.reference_frames
+    expected = window_io(m.window, m.latent_shape, m.listener_dim, m.d_model, reference)
     graphs = {name: _graph_spec(name, g) for name, g in m.graphs.items()}
     for name, graph in graphs.items():
         kind = "window" if name.startswith("window_") else name

@@ -20,7 +20,8 @@ from engine.features import audio_features
 from renderer.face import FACE_DIM
 
 S = TypeVar("S", bound=np.generic)
-# (audio (B,W,57), face (B,W,58), present (B,2), known (B,W,83), known_mask (B,W), noise (B,N,C)) -> (B,W,83)
+# (audio (B,W,57), face (B,W,58), present (B,2), known (B,W,83), known_mask (B,W), noise (B,N,C)
+#  [, style=(B,D), expressiveness=(B,2)]) -> (B,W,83)
 WindowFn = Callable[..., NDArray[np.float32]]
 
 SILENCE_FEATURES = audio_features(np.zeros(640 * 2, dtype=np.float32))[-1]  # (57,) what silence looks like
@@ -160,11 +161,14 @@ def generate_windows(
     seed: int,
     neutral_listener: NDArray[np.float32],
     face_found: NDArray[np.bool_] | None = None,
+    style: NDArray[np.float32] | None = None,
+    expressiveness: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and faces (B,T,58), window by window.
 
     `face_found` (B, T): whether the tracker found the face in each frame; a window without one has its face
-    marked absent (`window_present`), as live. None: `present` holds for every window.
+    marked absent (`window_present`), as live. None: `present` holds for every window. `style` (B,D) and
+    `expressiveness` (B,2), when given, go to every window (who listens; engine.model_dir).
 
     Noise for window k comes from `window_noise(seed, k)`: the same seed gives the same frames on every backend.
     Before the first frame, speaker audio is silence and the face neutral; listener frames the model does not
@@ -175,6 +179,7 @@ def generate_windows(
         raise ValueError(f"neutral_listener has shape {neutral_listener.shape}, expected ({listener_dim},)")
     b, frames = audio.shape[:2]
     out = np.zeros((b, frames, listener_dim), dtype=np.float32)
+    who = {k: v for k, v in (("style", style), ("expressiveness", expressiveness)) if v is not None}
     for k, plan in enumerate(plan_windows(frames, window, hop)):
         known, known_mask = window_conditioning(out, plan)
         frames_w = run_window(
@@ -184,6 +189,7 @@ def generate_windows(
             known,
             known_mask,
             window_noise(seed, k, b, latent_shape),
+            **who,
         )
         previous = out[:, plan.first_new - 1] if plan.first_new > 0 else None
         out[:, plan.first_new : plan.end + 1] = join_new_frames(frames_w, plan, previous)

@@ -59,6 +59,8 @@ class ModelConfig:
     """Classifier-free guidance scale at sampling (1.0 = no guidance)."""
     dropout: float = 0.1
     """Dropout inside transformer blocks during training."""
+    style_frames: int = 100
+    """R: frames of a listener's own motion that give their style (100 = 4 s)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class TrainConfig:
     """Probability of dropping the whole speaker condition (classifier-free guidance)."""
     modality_drop: float = 0.15
     """Probability of dropping audio, and separately the speaker face (audio-only / face-only input)."""
+    style_drop: float = 0.3
+    """Probability of training a window without its listener's style (the null style: anyone in the corpus)."""
+    expressiveness_drop: float = 0.3
+    """Probability of training a window without its listener's motion energy (move as the style does)."""
     checkpoint_every: int = 200
     """Steps between checkpoints (a run resumes from the last one)."""
     seed: int = 0

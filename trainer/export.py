@@ -75,20 +75,39 @@ class ConditionPair(nn.Module):
 
 
 class GuidedDenoiser(nn.Module):
-    """One sampler step: the denoiser on [x; x] against the CFG memory pair, then guided x0 (B,N,C)."""
+    """One sampler step: the denoiser on [x; x] against the CFG memory pair (the same listener on both rows),
+    then guided x0 (B,N,C)."""
 
     def __init__(self, model: ReactDiff) -> None:
         super().__init__()
         self.model = only(model, "denoiser")
 
-    def step(self, x: Tensor, t: Tensor, memory: Tensor, alpha: Any, sigma: Any, guidance: Any) -> Tensor:
+    def step(
+        self, x: Tensor, t: Tensor, memory: Tensor, alpha: Any, sigma: Any, guidance: Any, style: Tensor,
+        expressiveness: Tensor,
+    ) -> Tensor:  # fmt: skip
         b = x.shape[0]
-        v = self.model.denoiser(torch.cat([x, x]), torch.cat([t, t]), memory)  # (2B, N, C)
+        two = lambda a: torch.cat([a, a])  # noqa: E731
+        v = self.model.denoiser(two(x), two(t), memory, two(style), two(expressiveness))  # (2B, N, C)
         return guided_x0(v[:b], v[b:], x, alpha, sigma, guidance)
 
-    def forward(self, x: Tensor, t: Tensor, memory: Tensor, coef: Tensor) -> Tensor:
-        """x (B,N,C), t (B,) float timestep index, memory (2B,2W,D), coef (3,) = [alpha, sigma, guidance]."""
-        return self.step(x, t, memory, coef[0], coef[1], coef[2])
+    def forward(
+        self, x: Tensor, t: Tensor, memory: Tensor, coef: Tensor, style: Tensor, expressiveness: Tensor
+    ) -> Tensor:
+        """x (B,N,C), t (B,) float timestep index, memory (2B,2W,D), coef (3,) = [alpha, sigma, guidance],
+        style (B,D), expressiveness (B,2)."""
+        return self.step(x, t, memory, coef[0], coef[1], coef[2], style, expressiveness)
+
+
+class StyleGraph(nn.Module):
+    """A listener's reference frames (B,R,83), raw units -> their style (B,D)."""
+
+    def __init__(self, model: ReactDiff) -> None:
+        super().__init__()
+        self.model = only(model, "listener_norm", "style")
+
+    def forward(self, reference: Tensor) -> Tensor:
+        return self.model.style_of(reference)
 
 
 class Decoder(nn.Module):
@@ -113,14 +132,14 @@ class FusedWindow(nn.Module):
 
     def forward(
         self, audio: Tensor, face: Tensor, present: Tensor, known: Tensor, known_mask: Tensor, noise: Tensor,
-        guidance: Tensor,
+        guidance: Tensor, style: Tensor, expressiveness: Tensor,
     ) -> Tensor:  # fmt: skip
         memory = self.condition(audio, face, present, known, known_mask)
 
         def predict_x0(x: Tensor, t: int) -> Tensor:
             alpha, sigma = self.schedule.alpha_sigma(t)
             t_batch = torch.full_like(x[:, 0, 0], float(t))  # (B,)
-            return self.denoise.step(x, t_batch, memory, alpha, sigma, guidance[0])
+            return self.denoise.step(x, t_batch, memory, alpha, sigma, guidance[0], style, expressiveness)
 
         return self.decode(self.sample(predict_x0, noise, self.schedule, self.steps))
 
@@ -128,7 +147,8 @@ class FusedWindow(nn.Module):
 def graph_io(cfg: ModelConfig) -> dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]]:
     """Inputs and outputs of the three step graphs and the fused window graph: the engine's window contract
     (engine.model_dir.window_io), which the engine checks every model directory against."""
-    return window_io(cfg.window, (cfg.window // cfg.downsample, cfg.latent_channels), LISTENER_DIM, cfg.d_model)
+    n, c = cfg.window // cfg.downsample, cfg.latent_channels
+    return window_io(cfg.window, (n, c), LISTENER_DIM, cfg.d_model, cfg.style_frames)
 
 
 def example_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> tuple[Tensor, ...]:
@@ -139,6 +159,9 @@ def example_inputs(specs: Sequence[TensorSpec], batch: int, seed: int = 0) -> tu
         shape = s.concrete(batch)
         if s.name in ("present", "known_mask"):
             x = (torch.rand(shape, generator=g) > 0.3).float()
+        elif s.name == "expressiveness":  # [log energy ratio, given]: some rows given, some not
+            given = (torch.rand(shape[0], generator=g) > 0.3).float()
+            x = torch.stack([torch.randn(shape[0], generator=g) * 0.5 * given, given], dim=1)
         elif s.name == "t":
             x = torch.randint(0, 1000, shape, generator=g).float()
         elif s.name == "coef":
@@ -197,6 +220,7 @@ def _graph_modules(model: ReactDiff, fused: Sequence[tuple[str, int]]) -> dict[s
         "condition": (ConditionPair(model), True),
         "denoiser": (GuidedDenoiser(model), True),
         "decoder": (Decoder(model), True),
+        "style": (StyleGraph(model), True),
     }
     for sampler, steps in fused:
         modules[fused_graph_name(sampler, steps)] = (FusedWindow(model, sampler, steps), False)
@@ -229,6 +253,10 @@ def build_manifest(model: ReactDiff, state: dict[str, Any], model_id: str) -> di
         "sampling": {"sampler": cfg.default_sampler, "steps": cfg.default_steps, "guidance": cfg.guidance},
         "data": state.get("data", {}),
         "config": state["config"]["model"],
+        "style": {
+            "reference_frames": cfg.style_frames, "null": model.style.null.tolist(),
+            "energy_mean": float(model.energy_mean), "personas": state.get("personas", {}),
+        },
     }  # fmt: skip
 
 

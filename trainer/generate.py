@@ -22,17 +22,20 @@ def torch_window_fn(model: ReactDiff, *, steps: int, sampler: str, guidance: flo
 
     @torch.no_grad()
     def run(
-        audio: Array, face: Array, present: Array, known: Array, known_mask: Array, noise: Array
-    ) -> NDArray[np.float32]:
+        audio: Array, face: Array, present: Array, known: Array, known_mask: Array, noise: Array,
+        style: Array | None = None, expressiveness: Array | None = None,
+    ) -> NDArray[np.float32]:  # fmt: skip
         b = audio.shape[0]
         to = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)  # noqa: E731
         two = lambda a: torch.cat([to(a), to(a)])  # noqa: E731  (conditional branch, then unconditional)
         both_present = torch.cat([to(present), torch.zeros_like(to(present))])
         memory = model.condition(two(audio), two(face), both_present, two(known), two(known_mask))
+        who = model.null_style(b) if style is None else to(style)
+        how = torch.zeros(b, 2, device=device) if expressiveness is None else to(expressiveness)
 
         def predict_x0(x: torch.Tensor, t: int) -> torch.Tensor:
             alpha, sigma = schedule.alpha_sigma(t)
-            v = model.denoiser(torch.cat([x, x]), torch.full((2 * b,), t, device=device), memory)
+            v = model.denoiser(two(x), torch.full((2 * b,), t, device=device), memory, two(who), two(how))
             return guided_x0(v[:b], v[b:], x, alpha, sigma, guidance)
 
         latents = sample(predict_x0, to(noise), schedule, steps)
@@ -53,10 +56,13 @@ def generate(
     guidance: float | None = None,
     seed: int = 0,
     face_found: NDArray[np.bool_] | None = None,
+    style: NDArray[np.float32] | None = None,
+    expressiveness: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Listener frames (B,T,83) for speaker audio features (B,T,57) and faces (B,T,58); defaults from the config.
 
     `face_found` (B,T): tracked faces' found flags; windows without a found face see the face as absent, as live.
+    `style` (B,D) and `expressiveness` (B,2): who listens, in every window (None: no one in particular).
     """
     cfg = model.cfg
     was_training = model.training
@@ -83,6 +89,8 @@ def generate(
             seed=seed,
             neutral_listener=neutral,
             face_found=face_found,
+            style=style,
+            expressiveness=expressiveness,
         )
     finally:
         model.train(was_training)

@@ -1,12 +1,13 @@
-"""The ReactDiff network, made to stream: condition encoder, listener-motion autoencoder, latent denoiser.
+"""The ReactDiff network, made to stream: condition encoder, listener-motion autoencoder, style encoder, denoiser.
 
 Bottom-up: attention and blocks, then the Multi-Modality Transformer (`ConditionEncoder`), the listener motion
-autoencoder (`MotionAutoencoder`), the latent `Denoiser`, and `ReactDiff`, which holds the three and the
-normalisation statistics. Shapes: B batch, W window frames, N = W / downsample latent tokens, C latent channels,
-D model width. A listener frame is 83 floats: the 58-float face then the 25 emotion values (renderer.face).
+autoencoder (`MotionAutoencoder`), the listener's `StyleEncoder`, the latent `Denoiser`, and `ReactDiff`, which
+holds them and the normalisation statistics. Shapes: B batch, W window frames, N = W / downsample latent tokens,
+C latent channels, D model width, R reference frames. A listener frame is 83 floats: the 58-float face then the
+25 emotion values (renderer.face).
 
-The three parts are exported as separate graphs (condition encoder once per window, denoiser once per sampler
-step, decoder once per window), so every `forward` takes and returns plain tensors.
+The parts are exported as separate graphs (condition encoder once per window, denoiser once per sampler step,
+decoder once per window, style encoder once per reference), so every `forward` takes and returns plain tensors.
 """
 
 from __future__ import annotations
@@ -170,12 +171,36 @@ class MotionAutoencoder(nn.Module):
         return self.head(h)
 
 
+class StyleEncoder(nn.Module):
+    """A listener's style from a few seconds of their own frames: reference (B,R,83), normalised, -> style (B,D).
+
+    Each frame and its change from the frame before go through an MLP; their mean and spread over time (what the
+    listener's face holds and how much each part of it moves) are projected to D. The style of "no one in
+    particular" is the learned `null` vector (a listener drawn from the whole corpus)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.frame = nn.Sequential(nn.Linear(2 * LISTENER_DIM, d), nn.GELU(), nn.Linear(d, d))
+        self.out = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, d))
+        self.null = nn.Parameter(torch.zeros(d))
+
+    def forward(self, reference: Tensor) -> Tensor:
+        change = torch.cat([torch.zeros_like(reference[:, :1]), reference[:, 1:] - reference[:, :-1]], dim=1)
+        h = self.frame(torch.cat([reference, change], dim=-1))  # (B, R, D)
+        spread = (h.var(dim=1, unbiased=False) + 1e-6).sqrt()
+        return self.out(torch.cat([h.mean(dim=1), spread], dim=-1))
+
+
 class Denoiser(nn.Module):
     """Transformer over noisy latent tokens: adaLN timestep conditioning, cross-attention to the encoder memory.
 
     Predicts v = alpha·eps - sigma·x0 (Salimans & Ho 2022). Latent token i attends to earlier latent tokens, to
     speaker frames up to the end of its own span (+ lookahead) and to every known listener frame, so no output
-    frame depends on speaker input more than `lookahead` frames after it.
+    frame depends on speaker input more than `lookahead` frames after it. Who listens also conditions every block
+    through adaLN, added to the timestep embedding: the listener's style (B,D) (`StyleEncoder`) and how much they
+    move, `expressiveness` (B,2) = [log of their motion energy over the corpus mean, 1], or [0, 0] for "as the
+    style moves" (a learned null embedding).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -184,15 +209,20 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         self.inp = nn.Linear(cfg.latent_channels, d)
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.expressiveness = nn.Sequential(nn.Linear(1, d), nn.SiLU(), nn.Linear(d, d))
+        self.expressiveness_null = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(
             Block(d, cfg.heads, cfg.dropout, cross=True, modulated=True) for _ in range(cfg.denoiser_layers)
         )
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.latent_channels))
 
-    def forward(self, x: Tensor, t: Tensor, memory: Tensor) -> Tensor:
-        """x (B,N,C) noisy latents, t (B,) timestep indices, memory (B,2W,D) -> v (B,N,C)."""
+    def forward(self, x: Tensor, t: Tensor, memory: Tensor, style: Tensor, expressiveness: Tensor) -> Tensor:
+        """x (B,N,C) noisy latents, t (B,) timestep indices, memory (B,2W,D), style (B,D), expressiveness (B,2)
+        -> v (B,N,C)."""
         n, w = x.shape[1], memory.shape[1] // 2
-        emb = self.time(sinusoidal(t, self.cfg.d_model))
+        given = expressiveness[:, 1:] > 0.5
+        how_much = torch.where(given, self.expressiveness(expressiveness[:, :1]), self.expressiveness_null)
+        emb = self.time(sinusoidal(t, self.cfg.d_model)) + style + how_much
         pos = sinusoidal(torch.arange(n, device=x.device) * self.cfg.downsample, self.cfg.d_model)[None]
         h = self.inp(x) + pos
         speaker = causal_mask(n, w, self.cfg.downsample, self.cfg.lookahead, x.device)
@@ -227,7 +257,11 @@ class Normalizer(nn.Module):
 
 
 class ReactDiff(nn.Module):
-    """The whole model: normalisers, condition encoder, listener-motion autoencoder and latent denoiser."""
+    """The whole model: normalisers, condition encoder, listener-motion autoencoder, style encoder and latent
+    denoiser. `energy_mean` is the training listeners' mean motion energy (trainer.behaviour.motion_energy over a
+    whole clip): expressiveness is measured against it."""
+
+    energy_mean: Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -236,8 +270,10 @@ class ReactDiff(nn.Module):
         self.face_norm = Normalizer(FACE_DIM)
         self.listener_norm = Normalizer(LISTENER_DIM)
         self.latent_norm = Normalizer(cfg.latent_channels)
+        self.register_buffer("energy_mean", torch.ones(()))
         self.encoder = ConditionEncoder(cfg)
         self.autoencoder = MotionAutoencoder(cfg)
+        self.style = StyleEncoder(cfg)
         self.denoiser = Denoiser(cfg)
 
     @property
@@ -248,6 +284,14 @@ class ReactDiff(nn.Module):
         """Raw speaker features and raw known listener frames -> memory (B, 2W, D)."""
         known = self.listener_norm(known) * known_mask[..., None]
         return self.encoder(self.audio_norm(audio), self.face_norm(face), present, known, known_mask)
+
+    def style_of(self, reference: Tensor) -> Tensor:
+        """Raw reference listener frames (B,R,83) -> style (B,D)."""
+        return self.style(self.listener_norm(reference))
+
+    def null_style(self, batch: int) -> Tensor:
+        """(B,D) the style of no one in particular."""
+        return self.style.null.expand(batch, -1)
 
     def encode_listener(self, frames: Tensor) -> Tensor:
         """Raw listener frames (B,W,83) -> normalised latents (B,N,C)."""

@@ -37,11 +37,14 @@ from engine.diffusion import CosineSchedule
 from engine.features import N_MELS, SUBFRAMES, audio_features
 from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, window_present
 from renderer.face import FACE_DIM, mirror_face
+from trainer.behaviour import motion_energy
 from trainer.config import ConfigError, RunConfig, config_to_dict
 from trainer.data import ReactDataset
 from trainer.model import LISTENER_DIM, ReactDiff
 
 log = logging.getLogger(__name__)
+
+MIN_ENERGY = 1e-5  # a listener who never moves still gets a finite expressiveness
 
 
 @dataclass
@@ -54,6 +57,8 @@ class ClipArrays:
     speaker_emotion: list[NDArray[np.float32]]  # (T, 25)
     ids: list[tuple[str, str]]  # (speaker id, listener id)
     face_found: list[NDArray[np.bool_]] = field(default_factory=list)  # (T,) the speaker face was found
+    energy: list[float] = field(default_factory=list)  # the listener's motion energy over the whole clip
+    persona: list[str | None] = field(default_factory=list)  # the listener's persona, where the corpus names it
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -73,24 +78,42 @@ def prepare_arrays(dataset: ReactDataset, *, progress: bool = True) -> ClipArray
         arrays.ids.append((str(s.speaker_id), str(s.listener_id)))
         found = s.speaker_face_found if s.speaker_face_found is not None else np.ones(t, np.bool_)
         arrays.face_found.append(found[:t])
+        arrays.energy.append(max(motion_energy(s.listener_face[:t]), MIN_ENERGY))
+        arrays.persona.append(dataset.persona(i))
     return arrays
 
 
+def reference_segment(listener: NDArray[np.float32], frames: int, rng: np.random.Generator) -> NDArray[np.float32]:
+    """(frames, 83) a random stretch of a listener clip (T, 83): their style reference (a clip shorter than
+    `frames` is repeated)."""
+    if len(listener) < frames:
+        return np.resize(listener, (frames, listener.shape[1]))
+    start = int(rng.integers(len(listener) - frames + 1))
+    return listener[start : start + frames]
+
+
 def sample_batch(
-    arrays: ClipArrays, window: int, batch: int, rng: np.random.Generator, *, augment: bool = True
-) -> dict[str, NDArray[np.float32]]:
+    arrays: ClipArrays, window: int, batch: int, rng: np.random.Generator, *, augment: bool = True,
+    reference: int = 100,
+) -> dict[str, NDArray[np.float32]]:  # fmt: skip
     """Random training windows; a window may start before frame 0 (the stream's first windows), padded as live.
 
     "face_found" (B,) is 1 where the speaker face was found in some frame of the window: the face counts as
-    present only then, by the rule the live engine applies (engine.windows.window_present).
+    present only then, by the rule the live engine applies (engine.windows.window_present). "reference" (B,R,83)
+    is another stretch of `reference` frames of the same listener clip (their style), "energy" (B,) that clip's
+    motion energy.
     """
     audio = np.empty((batch, window, SILENCE_FEATURES.shape[0]), np.float32)
     face = np.empty((batch, window, FACE_DIM), np.float32)
     listener = np.empty((batch, window, LISTENER_DIM), np.float32)
+    styles = np.empty((batch, reference, LISTENER_DIM), np.float32)
+    energy = np.empty(batch, np.float32)
     valid = np.ones((batch, window), np.float32)
     face_found = np.ones((batch, 2), np.float32)
     for b in range(batch):
         i = int(rng.integers(len(arrays)))
+        styles[b] = reference_segment(arrays.listener[i], reference, rng)
+        energy[b] = arrays.energy[i] if arrays.energy else 1.0
         frames = len(arrays.audio[i])
         end = int(rng.integers(window // 4, frames)) if rng.random() < 0.1 else int(rng.integers(window - 1, frames))
         plan = WindowPlan(end=end, window=window, hop=1)
@@ -105,7 +128,29 @@ def sample_batch(
         flip = rng.random(batch) < 0.5
         face[flip] = mirror_face(face[flip])
         listener[flip, :, :FACE_DIM] = mirror_face(listener[flip, :, :FACE_DIM])
-    return {"audio": audio, "face": face, "listener": listener, "valid": valid, "face_found": face_found[:, 1]}
+        styles[flip, :, :FACE_DIM] = mirror_face(styles[flip, :, :FACE_DIM])  # the same person, mirrored
+    return {
+        "audio": audio, "face": face, "listener": listener, "valid": valid, "face_found": face_found[:, 1],
+        "reference": styles, "energy": energy,
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def persona_styles(
+    model: ReactDiff, arrays: ClipArrays, rng: np.random.Generator, per_clip: int = 4
+) -> dict[str, dict[str, Any]]:
+    """name -> {"style": D floats, "energy": float} for every persona the training listeners are labelled with:
+    the mean style of `per_clip` reference stretches of each of its listeners' clips, and their mean energy."""
+    device = next(model.parameters()).device
+    r = model.cfg.style_frames
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted({p for p in arrays.persona if p is not None}):
+        clips = [i for i, p in enumerate(arrays.persona) if p == name]
+        stretches = np.stack([reference_segment(arrays.listener[i], r, rng) for i in clips for _ in range(per_clip)])
+        style = model.style_of(torch.from_numpy(stretches).to(device)).mean(dim=0)
+        energy = float(np.mean([arrays.energy[i] for i in clips]))
+        out[name] = {"style": style.cpu().tolist(), "energy": energy}
+    return out
 
 
 def listener_recon_loss(pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -154,16 +199,28 @@ class DiffusionObjective(nn.Module):
         present = present * (torch.rand(b, 1, device=device) > tc.cond_drop).float()
         present[:, 1] *= batch["face_found"]  # a window whose face the tracker never found: face absent, as live
         memory = m.condition(batch["audio"], batch["face"], present, batch["listener"], known_mask)
+        style, expressiveness = self.listener_condition(batch, b, device)
         # Several noise levels per window share one condition encoding: more denoiser signal per encoder pass.
         r = tc.noise_levels
         z0, memory = z0.repeat(r, 1, 1), memory.repeat(r, 1, 1)
+        style, expressiveness = style.repeat(r, 1), expressiveness.repeat(r, 1)
         t = torch.randint(0, self.cfg.model.train_timesteps, (b * r,), device=device)
         alpha, sigma = self.alpha_sigma[t].unbind(-1)
         alpha, sigma = alpha[:, None, None], sigma[:, None, None]
         eps = torch.randn_like(z0)
-        v = m.denoiser(alpha * z0 + sigma * eps, t, memory)
+        v = m.denoiser(alpha * z0 + sigma * eps, t, memory, style, expressiveness)
         loss = F.mse_loss(v, alpha * eps - sigma * z0)
         return loss, {"v_mse": loss.item()}
+
+    def listener_condition(self, batch: dict[str, Tensor], b: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """style (B,D) from the window's reference stretch (or the null style, p = style_drop), expressiveness
+        (B,2): [log(clip energy / energy_mean), 1] (or [0, 0], p = expressiveness_drop)."""
+        m, tc = self.model, self.cfg.train
+        keep = torch.rand(b, 1, device=device) > tc.style_drop
+        style = torch.where(keep, m.style_of(batch["reference"]), m.null_style(b))
+        given = (torch.rand(b, 1, device=device) > tc.expressiveness_drop).float()
+        level = torch.log(batch["energy"] / m.energy_mean)[:, None]
+        return style, torch.cat([level * given, given], dim=1)
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -211,6 +268,7 @@ class Trainer:
         m.audio_norm.fit(torch.from_numpy(np.concatenate(self.data.audio)))
         m.face_norm.fit(torch.from_numpy(np.concatenate(self.data.face)))
         m.listener_norm.fit(torch.from_numpy(np.concatenate(self.data.listener)))
+        m.energy_mean.fill_(float(np.mean(self.data.energy)))
         m.to(self.device)
 
     def _resume(self) -> bool:
@@ -259,7 +317,7 @@ class Trainer:
         m = self.model
         if self.stage == "autoencoder":
             return list(m.autoencoder.parameters())
-        return list(m.encoder.parameters()) + list(m.denoiser.parameters())
+        return [*m.encoder.parameters(), *m.style.parameters(), *m.denoiser.parameters()]
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         tc = self.cfg.train
@@ -278,8 +336,9 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------------------
 
     def _batches(self) -> Iterator[dict[str, Tensor]]:
+        m = self.cfg.model
         while True:
-            batch = sample_batch(self.data, self.cfg.model.window, self.cfg.train.batch_size, self.rng)
+            batch = sample_batch(self.data, m.window, self.cfg.train.batch_size, self.rng, reference=m.style_frames)
             yield {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     def _lr_scale(self, total: int) -> float:
@@ -414,13 +473,18 @@ class Trainer:
     def _save_final(self) -> Path:
         path = self.out / "model.pt"
         if self.rank == 0:
-            weights = (self.ema or self.model).state_dict()
+            final = (self.ema or self.model).eval()
             summary = {
                 "samples": len(self.data),
                 "frames": int(sum(len(a) for a in self.data.audio)),
                 "speaker_faces": self.cfg.train.speaker_faces,
             }
-            torch.save({"config": config_to_dict(self.cfg), "state_dict": weights, "data": summary}, path)
+            personas = persona_styles(final, self.data, np.random.default_rng([self.cfg.train.seed, 7]))
+            torch.save(
+                {"config": config_to_dict(self.cfg), "state_dict": final.state_dict(), "data": summary,
+                 "personas": personas},
+                path,
+            )  # fmt: skip
             (self.out / "config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2))
         return path
 

@@ -76,18 +76,25 @@ class Backend(ABC):
     def run_window(
         self, audio: NDArray[np.float32], face: NDArray[np.float32], present: NDArray[np.float32],
         known: NDArray[np.float32], known_mask: NDArray[np.float32], noise: NDArray[np.float32],
+        style: NDArray[np.float32] | None = None, expressiveness: NDArray[np.float32] | None = None,
     ) -> NDArray[np.float32]:  # fmt: skip
-        """Listener frames (B,W,83) for one window; the argument shapes are those of engine.windows.WindowFn."""
+        """Listener frames (B,W,83) for one window; the argument shapes are those of engine.windows.WindowFn.
+
+        `style` (B,D) and `expressiveness` (B,2) say who listens (see engine.model_dir); None: no one in
+        particular, moving as such (the null style, [0, 0]). A model without a style input refuses them."""
         if self.closed:
             raise RuntimeError(f"{self.name} backend is closed; create a new one")
+        who = listener_inputs(self.model, np.shape(audio)[0] if np.ndim(audio) == 3 else 1, style, expressiveness)
         arrays = check_window_inputs(
-            self.model, audio=audio, face=face, present=present, known=known, known_mask=known_mask, noise=noise
-        )
+            self.model, audio=audio, face=face, present=present, known=known, known_mask=known_mask, noise=noise,
+            **who,
+        )  # fmt: skip
         return self._run(*arrays)
 
     @abstractmethod
     def _run(self, *arrays: NDArray[np.float32]) -> NDArray[np.float32]:
-        """The window on checked, contiguous float32 arrays (audio, face, present, known, known_mask, noise)."""
+        """The window on checked, contiguous float32 arrays (audio, face, present, known, known_mask, noise, and
+        for a model with a style input, style and expressiveness)."""
 
     def close(self) -> None:
         self.closed = True
@@ -104,7 +111,30 @@ class Backend(ABC):
 def window_shapes(model: ModelDir, batch: int) -> dict[str, tuple[int, ...]]:
     """The shape each run_window argument must have for a speaker batch of `batch`."""
     shapes = {s.name: s.concrete(batch) for s in model.graphs["condition"].inputs}
-    return {**shapes, "noise": (batch, *model.latent_shape)}
+    shapes["noise"] = (batch, *model.latent_shape)
+    if model.style is not None:
+        shapes |= {"style": (batch, int(model.manifest["d_model"])), "expressiveness": (batch, 2)}
+    return shapes
+
+
+def listener_inputs(
+    model: ModelDir, batch: int, style: NDArray[np.float32] | None, expressiveness: NDArray[np.float32] | None
+) -> dict[str, NDArray[np.float32]]:
+    """The style and expressiveness arguments of a window: as given, or the null style and [0, 0] for a model that
+    takes them; none for a model without a style input (which refuses any given)."""
+    styles = model.style
+    if styles is None:
+        if style is not None or expressiveness is not None:
+            raise ValueError(
+                f"{model.path} has no listener style input (a model directory of format version 1): it cannot take "
+                "a persona or an expressiveness; export a model trained with personas"
+            )
+        return {}
+    null = np.tile(np.asarray(styles.null, np.float32), (batch, 1))
+    return {
+        "style": null if style is None else style,
+        "expressiveness": np.zeros((batch, 2), np.float32) if expressiveness is None else expressiveness,
+    }
 
 
 def check_window_inputs(model: ModelDir, **arrays: NDArray[np.float32]) -> list[NDArray[np.float32]]:

@@ -88,11 +88,12 @@ class OnnxRuntimeBackend(Backend):
         return self._device
 
     def _run(self, *arrays: NDArray[np.float32]) -> NDArray[np.float32]:
-        audio, face, present, known, known_mask, noise = arrays
+        audio, face, present, known, known_mask, noise, *listener = arrays
         feeds = {"audio": audio, "face": face, "present": present, "known": known, "known_mask": known_mask}
+        who = dict(zip(("style", "expressiveness"), listener, strict=False))  # none for a model without style
         if self.fused:
             (session,) = self._sessions.values()
-            return session.run(None, {**feeds, "noise": noise, "guidance": self._guidance})[0]
+            return session.run(None, {**feeds, "noise": noise, "guidance": self._guidance, **who})[0]
         memory = self._sessions["condition"].run(None, feeds)[0]
         denoiser, b = self._sessions["denoiser"], noise.shape[0]
 
@@ -101,7 +102,7 @@ class OnnxRuntimeBackend(Backend):
             coef = np.array([alpha, sigma, self.guidance], dtype=np.float32)
             t_batch = np.full((b,), t, dtype=np.float32)
             feed = {"x": np.ascontiguousarray(x, dtype=np.float32), "t": t_batch, "memory": memory, "coef": coef}
-            return denoiser.run(None, feed)[0]
+            return denoiser.run(None, feed | who)[0]
 
         latents = self.sampler(predict_x0, noise, self.schedule, self.steps)
         return self._sessions["decoder"].run(None, {"latents": np.asarray(latents, dtype=np.float32)})[0]

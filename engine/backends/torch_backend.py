@@ -66,8 +66,11 @@ class _TorchBackend(Backend):
     def device(self) -> str:
         return self._device
 
-    def _window(self, audio: Any, face: Any, present: Any, known: Any, known_mask: Any, noise: Any) -> Any:
-        """The window on torch tensors (no numpy, no host syncs: capturable in a CUDA graph)."""
+    def _window(
+        self, audio: Any, face: Any, present: Any, known: Any, known_mask: Any, noise: Any, *listener: Any
+    ) -> Any:
+        """The window on torch tensors (no numpy, no host syncs: capturable in a CUDA graph); `listener` is
+        (style, expressiveness) for a model with a style input."""
         import torch
 
         p = self._programs
@@ -75,7 +78,7 @@ class _TorchBackend(Backend):
         b = noise.shape[0]
 
         def predict_x0(x: Any, t: int) -> Any:
-            return p["denoiser"](x, torch.full((b,), float(t), device=x.device), memory, self._coef[t])
+            return p["denoiser"](x, torch.full((b,), float(t), device=x.device), memory, self._coef[t], *listener)
 
         return p["decoder"](self.sampler(predict_x0, noise, self.schedule, self.steps))
 

@@ -181,3 +181,29 @@ def test_a_graph_onnx_runtime_cannot_load_is_a_model_dir_error_naming_it(tiny_mo
     graph.write_bytes(bytes(data))
     with pytest.raises(ModelDirError, match=rf"{graph.name}: ONNX Runtime cannot load this graph .*re-export"):
         create_backend("onnxruntime", load_model_dir(model, verify_hashes=False))
+
+
+def test_no_style_given_is_no_one_in_particular_and_a_style_changes_the_listener(exported, kind):
+    model, _ = exported
+    arrays = window_arrays(model, batch=2, seed=7)[:6]  # without style and expressiveness
+    assert model.style is not None
+    null = np.tile(np.asarray(model.style.null, np.float32), (2, 1))
+    with create_backend(kind, model) as backend:
+        default = backend.run_window(*arrays)
+        explicit = backend.run_window(*arrays, style=null, expressiveness=np.zeros((2, 2), np.float32))
+        styled = backend.run_window(*arrays, style=null + 0.5, expressiveness=np.array([[0.7, 1.0]] * 2, np.float32))
+        with pytest.raises(ValueError, match=r"style has shape \(2, 3\), expected \(2, 32\)"):
+            backend.run_window(*arrays, style=null[:, :3])
+    np.testing.assert_array_equal(default, explicit)
+    assert np.abs(styled - default).max() > 1e-3
+
+
+def test_a_model_without_a_style_input_refuses_a_persona():
+    from engine.models import DEFAULT_MODEL_DIR
+
+    with create_backend("onnxruntime", DEFAULT_MODEL_DIR) as backend:  # the shipped base model: format version 1
+        assert backend.model.style is None
+        arrays = window_arrays(backend.model)
+        assert backend.run_window(*arrays).shape == (1, backend.model.window, 83)
+        with pytest.raises(ValueError, match="has no listener style input"):
+            backend.run_window(*arrays, style=np.zeros((1, 96), np.float32))

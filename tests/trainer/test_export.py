@@ -42,7 +42,11 @@ def test_manifest_records_what_the_engine_needs(exported):
     np.testing.assert_allclose(table, CosineSchedule(TINY.train_timesteps).alpha_sigma_table(), atol=1e-7)
     model = load_model(weights)
     np.testing.assert_allclose(manifest["normalisation"]["listener"]["std"], model.listener_norm.std.numpy())
-    assert set(manifest["graphs"]) == {"condition", "denoiser", "decoder", "window_dpmpp2m_k1", "window_ddim_k2"}
+    assert set(manifest["graphs"]) == {
+        "condition", "denoiser", "decoder", "style", "window_dpmpp2m_k1", "window_ddim_k2"
+    }  # fmt: skip
+    style = manifest["style"]
+    assert style["reference_frames"] == TINY.style_frames and len(style["null"]) == TINY.d_model
     memory = manifest["graphs"]["condition"]["outputs"][0]
     assert memory == {"name": "memory", "dtype": "float32", "shape": ["2*batch", 32, 32]}
     for name, entry in manifest["files"].items():
@@ -62,9 +66,13 @@ def test_onnx_graphs_match_the_model_at_batch_one(exported):
     memory = rng.standard_normal((2, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out / "denoiser.onnx"), providers=["CPUExecutionProvider"])
     coef = np.array([0.6, 0.8, 2.0], np.float32)
-    got = session.run(None, {"x": x, "t": np.array([500.0], np.float32), "memory": memory, "coef": coef})[0]
+    style = rng.standard_normal((1, 32)).astype(np.float32)
+    level = np.array([[0.4, 1.0]], np.float32)
+    feeds = {"x": x, "t": np.array([500.0], np.float32), "memory": memory, "coef": coef}
+    got = session.run(None, feeds | {"style": style, "expressiveness": level})[0]
+    two = lambda a: torch.from_numpy(np.concatenate([a, a]))  # noqa: E731
     with torch.no_grad():
-        v = model.denoiser(torch.from_numpy(np.concatenate([x, x])), torch.tensor([500, 500]), torch.from_numpy(memory))
+        v = model.denoiser(two(x), torch.tensor([500, 500]), torch.from_numpy(memory), two(style), two(level))
     x0_c, x0_u = 0.6 * x - 0.8 * v[:1].numpy(), 0.6 * x - 0.8 * v[1:].numpy()
     np.testing.assert_allclose(got, x0_u + 2.0 * (x0_c - x0_u), atol=1e-4)
 

@@ -34,7 +34,9 @@ def test_shapes(model):
     assert memory.shape == (2, 32, 32)
     z = model.encode_listener(torch.randn(2, 16, LISTENER_DIM))
     assert z.shape == (2, 4, 8)
-    assert model.denoiser(z, torch.tensor([0, 999]), memory).shape == z.shape
+    style = model.style_of(torch.randn(2, CFG.style_frames, LISTENER_DIM))
+    assert style.shape == (2, 32)
+    assert model.denoiser(z, torch.tensor([0, 999]), memory, style, torch.zeros(2, 2)).shape == z.shape
     assert model.decode_listener(z).shape == (2, 16, LISTENER_DIM)
 
 
@@ -49,7 +51,8 @@ def test_condition_is_causal(model):
         assert not torch.allclose(m1[:, 10:16], m2[:, 10:16])
         # latent token 1 covers frames 4..7: its prediction must not see frames >= 8
         z, t = torch.randn(2, 4, 8), torch.tensor([500, 500])
-        v1, v2 = model.denoiser(z, t, m1), model.denoiser(z, t, m2)
+        who = (model.null_style(2), torch.zeros(2, 2))
+        v1, v2 = model.denoiser(z, t, m1, *who), model.denoiser(z, t, m2, *who)
         assert torch.allclose(v1[:, :2], v2[:, :2], atol=1e-5)
         assert not torch.allclose(v1[:, 3], v2[:, 3])
         # decoded frames 0..7 come from latent tokens 0 and 1 only
@@ -86,3 +89,21 @@ def test_normalisers_round_trip(model):
     data = torch.randn(100, LISTENER_DIM) * 3 + 1
     model.listener_norm.fit(data)
     assert np.allclose(model.listener_norm.inverse(model.listener_norm(data)).numpy(), data.numpy(), atol=1e-4)
+
+
+def test_who_listens_reaches_every_latent_token(model):
+    memory = model.condition(*inputs())
+    z, t = torch.randn(2, 4, 8), torch.tensor([500, 500])
+    reference = torch.randn(2, CFG.style_frames, LISTENER_DIM)
+    with torch.no_grad():
+        null, styled = model.null_style(2), model.style_of(reference)
+        base = model.denoiser(z, t, memory, null, torch.zeros(2, 2))
+        assert not torch.allclose(base, model.denoiser(z, t, memory, styled, torch.zeros(2, 2)))
+        livelier = torch.tensor([[0.5, 1.0], [0.5, 1.0]])
+        assert (base - model.denoiser(z, t, memory, null, livelier)).abs().amax(dim=(0, 2)).min() > 1e-4
+        ignored = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])  # not given: its value is ignored
+        assert torch.equal(base, model.denoiser(z, t, memory, null, ignored))
+        # a style is a summary over time: the order of the reference frames' stretches does not matter much,
+        # but the motion inside them does (a still reference differs from a moving one)
+        still = reference[:, :1].expand_as(reference)
+        assert not torch.allclose(model.style_of(still), styled)

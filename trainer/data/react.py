@@ -15,6 +15,7 @@ Construction only stats files; a sample's files are read, checked and cached on 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -41,6 +42,8 @@ from trainer.data.loaders import (
     load_video,
 )
 from trainer.data.tracked import CACHE_DIR, TrackCache, track_videos
+
+SYNTH_MANIFEST = "synth_manifest.json"  # written by `reactdiff-trainer synth` (trainer.synth.corpus.MANIFEST)
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +227,7 @@ class ReactDataset:
         self._cache = _LruCache(cache_clips)
         self._frames: dict[int, int] = {}
         self.tracked: TrackCache | None = None
+        self._persona_names: dict[str, str] | None = None
         if speaker_faces == "tracked":
             self.tracked = TrackCache(track_cache or self.root / CACHE_DIR, face_model)
 
@@ -435,3 +439,27 @@ class ReactDataset:
         rows = np.array([pair.row for pair in self._pairs])
         keep = rows if self.directions == "forward" else np.concatenate([rows, rows + self._csv_rows])
         return matrix[np.ix_(keep, keep)] != 0
+
+    # --- who listens ----------------------------------------------------------------------------------
+
+    def persona(self, index: int) -> str | None:
+        """The persona of sample `index`'s listener, where the corpus names one (the synthetic corpus's
+        synth_manifest.json names each listener's persona; the original speaker of a reversed sample, and the
+        official data, have none)."""
+        _, listener = self.clips(index)
+        return self._personas().get(listener.clip_id)
+
+    def _personas(self) -> dict[str, str]:
+        """listener clip id -> persona, from `<root>/synth_manifest.json` (empty where there is none)."""
+        if self._persona_names is None:
+            path = self.root / SYNTH_MANIFEST
+            self._persona_names = {}
+            if path.is_file():
+                try:
+                    scripts = json.loads(path.read_text())["scripts"]
+                    for script, entry in scripts.items():
+                        for k, listener in enumerate(entry["listeners"]):
+                            self._persona_names[f"Synth/{script}l{k}/Novice_video/1"] = str(listener["name"])
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    raise DatasetError(f"{path}: cannot read the listeners' personas ({exc!r})") from None
+        return self._persona_names
