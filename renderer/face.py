@@ -176,6 +176,14 @@ def mirror_face(face: NDArray[np.floating]) -> NDArray[np.float32]:
 # --- head pose ------------------------------------------------------------------------------------------
 
 
+def motion_energy(frames: ArrayLike) -> float:
+    """How much a face moves: the mean per-frame speed of the 58 face numbers of (..., T, >=58) frames (mean
+    |x(t+1) - x(t)| over time, dimensions and everything else). One definition for the trainer's scores and the
+    engine's expressiveness."""
+    face = np.asarray(frames, np.float64)[..., :FACE_DIM]
+    return float(np.abs(np.diff(face, axis=-2)).mean())
+
+
 def rotation_matrix(pitch: float, yaw: float, roll: float) -> NDArray[np.float64]:
     """3x3 head rotation in a camera frame with x right, y up, z towards the viewer; the face looks along +z.
 

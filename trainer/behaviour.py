@@ -1,9 +1,8 @@
-"""How listeners behave, measured on 58-float face frames: the lag of a smile returned, and how much a face moves.
+"""How listeners behave, measured on 58-float face frames: the lag of a smile returned.
 
     lag, r = reaction_lag(smile(speaker), smile(listener))   # frames (0..50) and the correlation there
-    energy = motion_energy(frames)                           # mean per-frame speed of the 58 numbers
 
-The REACT metrics (`trainer.metrics`) score emotions against appropriate listeners; these read the face itself.
+How much a face moves is `renderer.face.motion_energy`. The REACT metrics (`trainer.metrics`) score emotions against appropriate listeners; these read the face itself.
 The lag is behavioural (the listener smiles back a little after the speaker, as the corpus's listeners do), learned
 by the model, and is kept apart from the pipeline's delay (`benchmarks/room.py` measures that).
 """
@@ -13,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from renderer.face import FACE_DIM, FACE_INDEX, FPS
+from renderer.face import FACE_INDEX, FPS
 
 MAX_LAG = 2 * FPS  # frames: a smile returned more than 2 s later is not a reaction to it
 SMILE = [FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]
@@ -50,10 +49,3 @@ def median_reaction_lag_ms(speaker_faces: NDArray[np.floating], listener_faces: 
         reaction_lag(smile(s), smile(listener))[0] for s, listener in zip(speaker_faces, listener_faces, strict=True)
     ]
     return float(np.median(lags)) * 1000 / FPS
-
-
-def motion_energy(frames: NDArray[np.floating]) -> float:
-    """The mean per-frame speed of the 58 face numbers of (..., T, >=58) frames: mean |x(t+1) - x(t)| over time,
-    dimensions and everything else."""
-    face = np.asarray(frames, np.float64)[..., :FACE_DIM]
-    return float(np.abs(np.diff(face, axis=-2)).mean())

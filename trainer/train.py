@@ -36,8 +36,7 @@ from tqdm import tqdm
 from engine.diffusion import CosineSchedule
 from engine.features import N_MELS, SUBFRAMES, audio_features
 from engine.windows import SILENCE_FEATURES, WindowPlan, cut_window, window_present
-from renderer.face import FACE_DIM, mirror_face
-from trainer.behaviour import motion_energy
+from renderer.face import FACE_DIM, mirror_face, motion_energy
 from trainer.config import ConfigError, RunConfig, config_to_dict
 from trainer.data import ReactDataset
 from trainer.model import LISTENER_DIM, ReactDiff

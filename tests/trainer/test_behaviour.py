@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from renderer.face import FACE_DIM, FACE_INDEX
-from trainer.behaviour import lagged_correlation, median_reaction_lag_ms, motion_energy, reaction_lag, smile
+from renderer.face import FACE_DIM, FACE_INDEX, motion_energy
+from trainer.behaviour import lagged_correlation, median_reaction_lag_ms, reaction_lag, smile
 
 
 def faces_smiling(smiles: np.ndarray) -> np.ndarray:
