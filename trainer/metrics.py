@@ -464,6 +464,44 @@ def _require_frames_for_lags(pred: NDArray, max_lag: int) -> None:
         )
 
 
+# --- beyond the challenge: the appropriate reactions' own diversity, and how well samples cover them ------
+
+
+def appropriate_fr_div(listener: ArrayLike, neighbours: ArrayLike) -> float:
+    """FRDiv of the appropriate reactions themselves, the ceiling a model's FRDiv is read against: per sample k,
+    the FRDiv formula (`fr_div`) over the listeners j with neighbours[k, j] = 1, then the mean over samples (a
+    sample with a single appropriate reaction counts 0: one person is not diverse). listener (N, T, D)."""
+    lis = np.asarray(listener, dtype=np.float64)
+    if lis.ndim != 3:
+        raise MetricInputError(f"listener: expected (N, T, D), got shape {lis.shape}")
+    mask = check_neighbours(neighbours, lis.shape[0])
+    n, t, d = lis.shape
+    rows = []
+    for k in range(n):
+        chosen = lis[mask[k]].reshape(int(mask[k].sum()), -1)
+        s = len(chosen)
+        rows.append(0.0 if s < 2 else _pairwise_sq_sum(chosen) / (s * (s - 1) * t * d))
+    return float(np.mean(rows))
+
+
+def coverage(pred: ArrayLike, listener: ArrayLike, neighbours: ArrayLike) -> dict[str, float]:
+    """Do a speaker's S samples cover their appropriate reactions, or crowd around one of them?
+
+    "coverage": for each appropriate reaction of each sample, the best `ccc` over the S predictions, averaged;
+    "precision": for each prediction, the best `ccc` over the appropriate reactions, averaged (FRCorr's figure,
+    averaged instead of summed). Samples that cover the listeners score a coverage near their precision;
+    samples that all imitate one listener score a coverage well below it."""
+    p = check_pred(pred)
+    lis = check_sequences(listener, "listener", p)
+    mask = check_neighbours(neighbours, p.shape[0])
+    covered, precise = [], []
+    for k in range(p.shape[0]):
+        scores = _ccc_matrix(p[k].astype(np.float64), lis[mask[k]].astype(np.float64), corrected=False)  # (S, K)
+        covered.append(scores.max(axis=0).mean())
+        precise.append(scores.max(axis=1).mean())
+    return {"coverage": float(np.mean(covered)), "precision": float(np.mean(precise))}
+
+
 # --- all together ---------------------------------------------------------------------------------------
 
 

@@ -40,3 +40,22 @@ def test_motion_energy_is_the_mean_speed_of_the_58_numbers():
     frames[:, FACE_DIM:] = np.arange(11)[:, None]
     assert motion_energy(frames) == pytest.approx(0.1 / FACE_DIM)
     assert motion_energy(np.stack([frames, 2 * frames])) == pytest.approx(1.5 * 0.1 / FACE_DIM)  # over a batch
+
+
+def test_the_nearest_centroid_names_personas_from_their_motion():
+    from trainer.behaviour import NearestCentroid
+
+    rng = np.random.default_rng(0)
+
+    def people(count, *, nod, smile_level):
+        out = np.zeros((count, 200, FACE_DIM))
+        out[..., FACE_INDEX["pitch"]] = nod * np.sin(np.arange(200) / 3.0) * rng.uniform(0.8, 1.2, (count, 1))
+        out[..., FACE_INDEX["mouthSmileLeft"]] = smile_level + 0.02 * rng.standard_normal((count, 200))
+        return out + 0.005 * rng.standard_normal(out.shape)
+
+    train = {"nodder": people(8, nod=0.1, smile_level=0.05), "smiler": people(8, nod=0.01, smile_level=0.5)}
+    classifier = NearestCentroid(train)
+    test = {"nodder": people(5, nod=0.1, smile_level=0.05), "smiler": people(5, nod=0.01, smile_level=0.5)}
+    assert classifier.accuracy(test) == 1.0
+    swapped = {"nodder": test["smiler"], "smiler": test["nodder"]}
+    assert classifier.accuracy(swapped) == 0.0

@@ -304,3 +304,21 @@ def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     (tmp_path / "speaker.npy").unlink()
     assert cli.main(["metrics", *files, "--json"]) == 2
     assert "--speaker: no such file" in capsys.readouterr().err
+
+
+def test_appropriate_reactions_diversity_and_coverage():
+    from trainer.metrics import appropriate_fr_div, coverage
+
+    rng = np.random.default_rng(0)
+    t = 60
+    a, b = rng.standard_normal((t, 25)), rng.standard_normal((t, 25))
+    listener = np.stack([a, b, a])  # samples 0 and 1 are appropriate for each other; sample 2 alone
+    neighbours = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+    expected = np.mean((a - b) ** 2)  # the FRDiv formula over two reactions: 2·||a-b||² / (2·1·T·D)
+    assert appropriate_fr_div(listener, neighbours) == pytest.approx((2 * expected + 0.0) / 3)
+    pair = listener[:2], neighbours[:2, :2]
+    both = np.stack([np.stack([a + 0.01, b + 0.01])] * 2)  # each speaker's two predictions cover a and b
+    crowded = np.stack([np.stack([a + 0.01, a - 0.01])] * 2)  # both imitate a
+    spread, narrow = coverage(both, *pair), coverage(crowded, *pair)
+    assert spread["coverage"] == pytest.approx(spread["precision"], abs=0.01) and spread["coverage"] > 0.99
+    assert narrow["precision"] > 0.99 and narrow["coverage"] < 0.6  # b is never matched
