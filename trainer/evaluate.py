@@ -21,14 +21,16 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from renderer.face import EMOTION_NAMES, FACE_DIM
-from trainer.behaviour import median_reaction_lag_ms
+from renderer.face import EMOTION_NAMES, FACE_DIM, motion_energy
+from trainer.behaviour import NearestCentroid, median_reaction_lag_ms
 from trainer.data import ReactDataset
 from trainer.data.react import SPEAKER_FACES, SpeakerFaces
 from trainer.model import LISTENER_DIM, ReactDiff
 
 log = logging.getLogger(__name__)
 PREDICTIONS = 10
+SWEEP_PREDICTIONS = 3  # per speaker for the expressiveness sweep and each persona (FRCorr scaled to 10)
+EXPRESSIVENESS = (0.5, 1.0, 1.5)
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,11 @@ def predict(
     predictions: int = PREDICTIONS,
     batch: int = 50,
     face_found: NDArray[np.bool_] | None = None,
+    persona: dict[str, Any] | None = None,
+    expressiveness: float | None = None,
 ) -> NDArray[np.float32]:
-    """(N,T,57), (N,T,58) -> listener frames (N, predictions, T, 83); prediction p of chunk c uses seed (p, c)."""
+    """(N,T,57), (N,T,58) -> listener frames (N, predictions, T, 83); prediction p of chunk c uses seed (p, c).
+    `persona` and `expressiveness` say who listens (`who_listens`)."""
     from trainer.generate import generate
 
     n, t = audio.shape[:2]
@@ -67,18 +72,86 @@ def predict(
     bar = tqdm(total=predictions * len(chunks), desc=f"sampling hop={setting.hop} K={setting.steps}", leave=False)
     for p in range(predictions):
         for c, rows in enumerate(chunks):
+            style, level = who_listens(model, rows.stop - rows.start, persona, expressiveness)
             out[rows, p] = generate(
                 model, audio[rows], face[rows], steps=setting.steps, sampler=setting.sampler, hop=setting.hop,
-                seed=p * 1000 + c, face_found=None if face_found is None else face_found[rows],
+                seed=p * 1000 + c, face_found=None if face_found is None else face_found[rows], style=style,
+                expressiveness=level,
             )  # fmt: skip
             bar.update(1)
     bar.close()
     return out
 
 
+def who_listens(
+    model: ReactDiff, batch: int, persona: dict[str, Any] | None = None, expressiveness: float | None = None
+) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]:
+    """(style (B,D), expressiveness (B,2)) for a named persona ({"style", "energy"}, as fit stores them) or none,
+    moving `expressiveness` times as much as that persona (or the corpus) does; None for what is not given."""
+    style = None if persona is None else np.tile(np.asarray(persona["style"], np.float32), (batch, 1))
+    if expressiveness is None:
+        return style, None
+    base = float(model.energy_mean) if persona is None else float(persona["energy"])
+    level = np.log(expressiveness * base / float(model.energy_mean))
+    return style, np.tile(np.array([level, 1.0], np.float32), (batch, 1))
+
+
 def _stack(arrays: list[NDArray]) -> NDArray[np.float32]:
     t = min(len(a) for a in arrays)
     return np.stack([a[:t] for a in arrays]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's speaker inputs (as the model sees them), targets and appropriateness, stacked to the shortest
+    clip: audio (N,T,57), face (N,T,58), found (N,T), listeners (N,T,83), speaker emotion (N,T,25),
+    neighbours (N,N), and each sample's listener persona where the corpus names one."""
+
+    audio: NDArray[np.float32]
+    face: NDArray[np.float32]
+    found: NDArray[np.bool_]
+    listeners: NDArray[np.float32]
+    speaker: NDArray[np.float32]
+    neighbours: NDArray[np.bool_]
+    persona: list[str | None]
+
+    @property
+    def listener(self) -> NDArray[np.float32]:
+        """(N,T,25) the listeners' emotions: what the REACT metrics score."""
+        return self.listeners[..., FACE_DIM:]
+
+
+def load_split(data: Path, split: str, speaker_faces: SpeakerFaces, track_cache: Path | None) -> Split:
+    """`split` of the corpus at `data`, speaker faces fitted or tracked (tracked first where not cached)."""
+    from trainer.train import prepare_arrays
+
+    dataset = ReactDataset(data, split, speaker_faces=speaker_faces, track_cache=track_cache)
+    if dataset.tracked is not None:
+        dataset.track(workers=2)
+    arrays = prepare_arrays(dataset)
+    return Split(
+        audio=_stack(arrays.audio), face=_stack(arrays.face), found=_stack(arrays.face_found).astype(np.bool_),
+        listeners=_stack(arrays.listener), speaker=_stack(arrays.speaker_emotion),
+        neighbours=ReactDataset(data, split).neighbours(), persona=arrays.persona,
+    )  # fmt: skip
+
+
+def score(frames: NDArray[np.float32], split: Split) -> dict[str, Any]:
+    """The REACT metrics of (N,S,T,83) generated frames, plus the corrected FRSyn, coverage and motion energy."""
+    from trainer.metrics import compute_all, coverage, fr_syn
+
+    emotion = frames[..., FACE_DIM:]
+    scores: dict[str, Any] = compute_all(emotion, split.listener, split.speaker, split.neighbours, workers=2)
+    scores["FRSyn_corrected"] = fr_syn(emotion, split.speaker, corrected=True)
+    return scores | coverage(emotion, split.listener, split.neighbours) | {"motion_energy": motion_energy(frames)}
+
+
+def quick_score(frames: NDArray[np.float32], split: Split) -> dict[str, float]:
+    """FRCorr (scaled to 10 predictions, as the official sum is) and motion energy of (N,S,T,83) frames."""
+    from trainer.metrics import fr_corr
+
+    per_prediction = fr_corr(frames[..., FACE_DIM:], split.listener, split.neighbours) / frames.shape[1]
+    return {"FRCorr": PREDICTIONS * per_prediction, "motion_energy": motion_energy(frames)}
 
 
 def evaluate(
@@ -89,49 +162,102 @@ def evaluate(
     predictions: int = PREDICTIONS,
     speaker_faces: SpeakerFaces = "fitted",
     track_cache: Path | None = None,
+    personas: dict[str, dict[str, Any]] | None = None,
+    unseen: Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics for the model in both settings and for every baseline, on `split` (both directions).
+    """Metrics for the model in both settings and for every baseline, on `split` (both directions); at streaming
+    settings also: the appropriate reactions' own diversity, an expressiveness sweep, each named persona (from
+    `personas`, as fit stores them) and, with `unseen`, the same split of a corpus whose speakers were drawn from
+    portraits training never used.
 
     `speaker_faces="tracked"`: the model sees the speaker faces the engine's tracker finds in the test videos
     (tracked first where not cached), as it would live; the baselines and targets are unchanged.
     """
     from trainer.baselines import BASELINES
-    from trainer.metrics import compute_all
+    from trainer.metrics import appropriate_fr_div, compute_all
     from trainer.train import prepare_arrays
 
-    test_set = ReactDataset(data, split, speaker_faces=speaker_faces, track_cache=track_cache)
-    if test_set.tracked is not None:
-        test_set.track(workers=2)
-    test = prepare_arrays(test_set)
-    train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool only
-    neighbours = ReactDataset(data, split).neighbours()
-    audio, face, found = _stack(test.audio), _stack(test.face), _stack(test.face_found).astype(np.bool_)
-    listeners = _stack(test.listener)
-    listener, speaker = listeners[..., FACE_DIM:], _stack(test.speaker_emotion)
+    test = load_split(data, split, speaker_faces, track_cache)
+    train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool, the personas' centroids
     results: dict[str, Any] = {"model": {}, "baselines": {}}
     outputs: dict[str, NDArray] = {}
     for name, setting in settings_for(model).items():
-        frames = predict(model, audio, face, setting, predictions=predictions, face_found=found)
+        frames = predict(model, test.audio, test.face, setting, predictions=predictions, face_found=test.found)
         outputs[name] = frames
-        results["model"][name] = compute_all(frames[..., FACE_DIM:], listener, speaker, neighbours, workers=2)
-    train_listeners = _stack(train.listener)[..., FACE_DIM:]
+        results["model"][name] = score(frames, test)
+    train_listeners = _stack(train.listener)
     rng = np.random.default_rng(0)
     for name, baseline in BASELINES.items():
-        pred = baseline(speaker, train_listeners, samples=predictions, rng=rng)
-        results["baselines"][name] = compute_all(pred, listener, speaker, neighbours, workers=2)
+        pred = baseline(test.speaker, train_listeners[..., FACE_DIM:], samples=predictions, rng=rng)
+        results["baselines"][name] = compute_all(pred, test.listener, test.speaker, test.neighbours, workers=2)
+    results["appropriate"] = {
+        "FRDiv": appropriate_fr_div(test.listener, test.neighbours), "motion_energy": motion_energy(test.listeners)
+    }  # fmt: skip
+    streaming = settings_for(model)["streaming"]
+    sweep = min(SWEEP_PREDICTIONS, predictions)
+    results["expressiveness"] = expressiveness_sweep(model, test, streaming, sweep)
+    if personas:
+        results["personas"] = persona_scores(model, test, train, personas, streaming, sweep)
+    if unseen is not None:
+        other = load_split(unseen, split, speaker_faces, track_cache=None)
+        frames = predict(model, other.audio, other.face, streaming, predictions=predictions, face_found=other.found)
+        results["unseen"] = {"data": str(unseen), "streaming": score(frames, other)}
     results["behaviour"] = {  # learned, not the pipeline's delay: the first prediction of each speaker
         "reaction_lag_ms": {
-            "model": median_reaction_lag_ms(face, outputs["streaming"][:, 0]),
-            "corpus": median_reaction_lag_ms(face, listeners),
+            "model": median_reaction_lag_ms(test.face, outputs["streaming"][:, 0]),
+            "corpus": median_reaction_lag_ms(test.face, test.listeners),
         }
     }
     results["settings"] = {k: vars(v) for k, v in settings_for(model).items()}
     results["data"] = {
-        "split": split, "samples": len(audio), "frames": int(audio.shape[1]), "speaker_faces": speaker_faces,
+        "split": split, "samples": len(test.audio), "frames": int(test.audio.shape[1]), "speaker_faces": speaker_faces,
     }  # fmt: skip
     results["_outputs"] = outputs
-    results["_targets"] = {"listener": listener, "speaker": speaker, "neighbours": neighbours}
+    results["_targets"] = {"listener": test.listener, "speaker": test.speaker, "neighbours": test.neighbours}
     return results
+
+
+def expressiveness_sweep(
+    model: ReactDiff, test: Split, setting: Setting, predictions: int
+) -> dict[str, dict[str, float]]:
+    """FRCorr and motion energy at each of EXPRESSIVENESS (no persona: relative to the corpus's mean energy)."""
+    sweep = {}
+    for x in EXPRESSIVENESS:
+        frames = predict(
+            model, test.audio, test.face, setting, predictions=predictions, face_found=test.found,
+            expressiveness=x,
+        )  # fmt: skip
+        sweep[f"{x:g}"] = quick_score(frames, test)
+    return sweep
+
+
+def persona_scores(
+    model: ReactDiff, test: Split, train: Any, personas: dict[str, dict[str, Any]], setting: Setting, predictions: int
+) -> dict[str, Any]:
+    """Each named persona's FRCorr and motion energy (against the corpus's listeners of that persona), and how
+    often a nearest-centroid classifier, fitted on the training listeners' reactions, names the persona behind
+    the model's reactions (and behind the test listeners' own, its ceiling)."""
+    by_persona: dict[str, dict[str, float | None]] = {}
+    generated: dict[str, NDArray[np.float32]] = {}
+    for name, persona in personas.items():
+        frames = predict(
+            model, test.audio, test.face, setting, predictions=predictions, face_found=test.found, persona=persona,
+        )  # fmt: skip
+        generated[name] = frames[..., :FACE_DIM].reshape(-1, frames.shape[2], FACE_DIM)
+        theirs = [k for k, p in enumerate(test.persona) if p == name]
+        corpus = motion_energy(test.listeners[theirs]) if theirs else None
+        by_persona[name] = {**quick_score(frames, test), "motion_energy_corpus": corpus}
+    labelled = [(p, listener) for p, listener in zip(train.persona, train.listener, strict=True) if p is not None]
+    trained = {p for p, _ in labelled}
+    references = {name: _stack([x for p, x in labelled if p == name]) for name in personas if name in trained}
+    classifier = NearestCentroid(references)
+    own = {name: test.listeners[[k for k, p in enumerate(test.persona) if p == name]] for name in references}
+    return {
+        "by_persona": by_persona,
+        "classifier_accuracy": classifier.accuracy({n: g for n, g in generated.items() if n in references}),
+        "classifier_accuracy_corpus": classifier.accuracy({n: r for n, r in own.items() if len(r)}),
+        "predictions": predictions,
+    }
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
@@ -141,16 +267,23 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"]
+    keys = ["FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn", "FRSyn_corrected", "motion_energy"]
     rows = [(f"model ({k})", v) for k, v in results["model"].items()]
+    if "unseen" in results:
+        rows.append(("model (streaming, unseen portraits)", results["unseen"]["streaming"]))
     rows += [(f"baseline {k}", v) for k, v in results["baselines"].items()]
     data = results["data"]
     faces = {"tracked": "tracked by the engine's face tracker from the speaker videos", "fitted": "the corpus's arrays"}
     where = f"Split `{data['split']}`, {data['samples']} samples; speaker faces: {faces[data['speaker_faces']]}."
     lines = ["# Evaluation", "", where, ""]
     lines += ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |" for name, m in rows]
-    lines += ["", "FRCorr is summed over the 10 predictions per speaker, as the official code does.", ""]
+    lines += [f"| {name} | " + " | ".join(_cell(m.get(k)) for k in keys) + " |" for name, m in rows]
+    lines += [
+        "", "FRCorr is summed over the 10 predictions per speaker, as the official code does. FRSyn scores the first "
+        "prediction only and any constant column makes it 49 (the official quirk); FRSyn_corrected leaves constant "
+        "columns out. motion_energy: the mean per-frame speed of the 58 face numbers.", "",
+    ]  # fmt: skip
+    lines += _diversity_lines(results) + _persona_lines(results)
     lag = results["behaviour"]["reaction_lag_ms"]
     lines += [
         f"Behavioural lag (median over speakers of the lag at which the listener's smile best follows the speaker's, "
@@ -180,6 +313,43 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def _cell(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _diversity_lines(results: dict[str, Any]) -> list[str]:
+    """The appropriate reactions' own diversity against the model's, coverage, and the expressiveness sweep."""
+    model, ceiling = results["model"]["streaming"], results["appropriate"]
+    lines = [
+        "## Diversity, coverage, expressiveness (streaming)", "",
+        f"The appropriate reactions themselves differ by FRDiv {ceiling['FRDiv']:.4f} (their motion energy "
+        f"{ceiling['motion_energy']:.5f}); the model's 10 samples per speaker by {model['FRDiv']:.4f} "
+        f"({model['FRDiv'] / max(ceiling['FRDiv'], 1e-12):.2f} x; energy {model['motion_energy']:.5f}). Coverage: "
+        f"each appropriate reaction's best CCC over the samples, averaged, is {model['coverage']:.3f}, against "
+        f"{model['precision']:.3f} for each sample's best CCC over the appropriate reactions "
+        f"({model['coverage'] / max(model['precision'], 1e-12):.2f} x).", "",
+        "| expressiveness | FRCorr | motion energy |", "|---|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {x} | {m['FRCorr']:.4f} | {m['motion_energy']:.5f} |" for x, m in results["expressiveness"].items()]
+    return [*lines, f"| (not given) | {model['FRCorr']:.4f} | {model['motion_energy']:.5f} |", ""]
+
+
+def _persona_lines(results: dict[str, Any]) -> list[str]:
+    if "personas" not in results:
+        return []
+    p = results["personas"]
+    lines = [
+        "## Personas (streaming)", "",
+        f"A nearest-centroid classifier on per-dimension mean, spread and speed, fitted on the training listeners, "
+        f"names the persona behind the model's reactions {100 * p['classifier_accuracy']:.0f} % of the time "
+        f"({100 * p['classifier_accuracy_corpus']:.0f} % for the test listeners' own reactions).", "",
+        "| persona | FRCorr | motion energy | corpus's energy |", "|---|---|---|---|",
+    ]  # fmt: skip
+    for name, m in p["by_persona"].items():
+        lines.append(f"| {name} | {m['FRCorr']:.4f} | {m['motion_energy']:.5f} | {_cell(m['motion_energy_corpus'])} |")
+    return [*lines, "", f"{p['predictions']} predictions per speaker; FRCorr scaled to 10.", ""]
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
@@ -193,21 +363,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["val", "test"], help="split to score (default: test)")
     p.add_argument("--report", type=Path, default=None, help="markdown report path (default: beside --json)")
     p.add_argument(
+        "--predictions", type=int, default=PREDICTIONS,
+        help=f"reactions per speaker (default {PREDICTIONS}, as REACT; fewer for a quick look; the expressiveness "
+        f"sweep and each persona take at most {SWEEP_PREDICTIONS})",
+    )  # fmt: skip
+    p.add_argument(
         "--speaker-faces", choices=SPEAKER_FACES, default=None,
         help="speaker faces the model sees: fitted (the corpus's arrays) or tracked (what the engine's tracker finds "
         "in the speaker videos, as live); default: what the model was trained on",
     )  # fmt: skip
     p.add_argument("--track-cache", type=Path, default=None, help="tracked-face folder (default DATA/tracked_faces)")
+    p.add_argument(
+        "--unseen", type=Path, default=None,
+        help="the same corpus rendered from portraits training never used (synth --video with the unseen pool): "
+        "its split is scored too, at streaming settings",
+    )  # fmt: skip
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.train import load_model, trained_speaker_faces
+    from trainer.cli import UserError
+    from trainer.train import load_model, load_personas, trained_speaker_faces
 
     torch.set_num_threads(2)
     model = load_model(args.run)
     faces = cast(SpeakerFaces, args.speaker_faces or trained_speaker_faces(args.run))
-    results = evaluate(model, args.data, split=args.split, speaker_faces=faces, track_cache=args.track_cache)
+    if args.predictions < 2:
+        raise UserError(f"--predictions {args.predictions}: the diversity scores need at least 2")
+    results = evaluate(
+        model, args.data, split=args.split, speaker_faces=faces, track_cache=args.track_cache,
+        personas=load_personas(args.run), unseen=args.unseen, predictions=args.predictions,
+    )  # fmt: skip
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(public, indent=2))

@@ -504,6 +504,13 @@ def load_model(path: str | Path, device: str = "cpu") -> ReactDiff:
     return model.eval()
 
 
+def load_personas(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The named personas `fit` stored in `path` (model.pt or its run folder): name -> {"style", "energy"}."""
+    path = Path(path)
+    state = torch.load(path / "model.pt" if path.is_dir() else path, map_location="cpu", weights_only=False)
+    return dict(state.get("personas", {}))
+
+
 def trained_speaker_faces(path: str | Path) -> str:
     """Which speaker faces the model in `path` (model.pt or its run folder) was trained on: fitted or tracked."""
     path = Path(path)

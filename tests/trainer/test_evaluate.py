@@ -11,18 +11,26 @@ KEYS = {"FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"}
 @pytest.mark.slow
 def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
     out = tmp_path / "eval.json"
-    assert main(["eval", "--run", str(tiny_run), "--data", str(synth_corpus), "--json", str(out)]) == 0
+    args = ["eval", "--run", str(tiny_run), "--data", str(synth_corpus), "--json", str(out), "--predictions", "3"]
+    assert main(args) == 0
     result = json.loads(out.read_text())
     assert set(result["model"]) == {"offline", "streaming"}
     assert set(result["baselines"]) == {"random", "mime", "meanseq", "meanfr"}
-    for metrics in [*result["model"].values(), *result["baselines"].values()]:
+    for metrics in result["baselines"].values():
         assert set(metrics) == KEYS and all(np.isfinite(v) for v in metrics.values())
+    extra = {"FRSyn_corrected", "coverage", "precision", "motion_energy"}
+    for metrics in result["model"].values():
+        assert set(metrics) == KEYS | extra and all(np.isfinite(v) for v in metrics.values())
+    assert result["appropriate"]["FRDiv"] > 0 and result["appropriate"]["motion_energy"] > 0
+    assert set(result["expressiveness"]) == {"0.5", "1", "1.5"}
+    personas = result["personas"]  # the synthetic corpus names its listeners' personas; fit stored their styles
+    assert len(personas["by_persona"]) >= 2 and 0 <= personas["classifier_accuracy"] <= 1
     assert result["model"]["streaming"]["FRDiv"] > 0  # ten different samples per speaker
     assert result["baselines"]["meanfr"]["FRDiv"] == 0
     lag = result["behaviour"]["reaction_lag_ms"]  # learned, reported apart from the pipeline's delay
     assert all(0 <= lag[who] <= 2000 for who in ("model", "corpus"))
     report = out.with_suffix(".md").read_text()
-    assert "Behavioural lag" in report and "| model (streaming) |" in report
+    assert "Behavioural lag" in report and "| model (streaming) |" in report and "## Personas" in report
     assert (tmp_path / "reactions.png").stat().st_size > 1000
 
 
