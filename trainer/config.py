@@ -29,8 +29,8 @@ class ModelConfig:
     """Name of the tier (tiny, base, paper); recorded in exported manifests."""
     window: int = 48
     """W: frames per diffusion window (48 = 1.92 s). Must be a multiple of `downsample`."""
-    hop: int = 8
-    """H: default frames between windows when streaming (8 = 320 ms), 1 to window - 1; the engine may override it."""
+    hop: int = 3
+    """H: default frames between windows when streaming (3 = 120 ms), 1 to window - 1; the engine may override it."""
     lookahead: int = 0
     """Speaker frames beyond a listener frame that the model may see (0 = strictly causal)."""
     d_model: int = 64
