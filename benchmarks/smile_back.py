@@ -73,8 +73,10 @@ def main() -> None:
         clip, params = work / "speaker.mp4", work / "listener.npz"
         run_cli(trainer, ["clip", "--out", str(clip), "--seconds", str(args.seconds), "--seed", str(args.seed),
                           "--portrait", args.portrait])  # fmt: skip
-        run_cli(engine, ["--input", str(clip), "--output", str(work / "listener.mp4"), "--fast", "--quiet",
-                         "--model", str(args.model), "--seed", str(args.seed), "--params-out", str(params)])  # fmt: skip
+        engine_args = ["--input", str(clip), "--output", str(work / "listener.mp4"), "--fast", "--quiet"]
+        run_cli(
+            engine, [*engine_args, "--model", str(args.model), "--seed", str(args.seed), "--params-out", str(params)]
+        )
         speaker = tracked_smile(clip)
         listener = smile(np.load(params)["faces"])
     n = min(len(speaker), len(listener))
