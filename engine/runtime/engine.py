@@ -102,9 +102,13 @@ class WindowModel:
     @classmethod
     def from_backend(cls, backend: Any) -> WindowModel:
         """From an engine.backends.Backend (its run_window and its ModelDir)."""
-        m = backend.model
+        return cls.from_model(backend.model, backend.run_window)
+
+    @classmethod
+    def from_model(cls, m: Any, run_window: WindowFn) -> WindowModel:
+        """From an engine.model_dir.ModelDir and what runs its windows (a backend, the shared scheduler)."""
         reach = int(m.manifest["lookahead"]) * (int(m.manifest["config"].get("encoder_layers", 1)) + 1)
-        return cls(backend.run_window, m.window, m.hop, m.latent_shape, m.listener_dim, m.neutral_listener, reach)
+        return cls(run_window, m.window, m.hop, m.latent_shape, m.listener_dim, m.neutral_listener, reach)
 
 
 @dataclass(frozen=True)
