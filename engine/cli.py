@@ -4,6 +4,7 @@
     reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam [--camera-device /dev/video2]
     reactdiff-engine --room local --avatar me.jpg          # your own portrait, animated, in a call
     reactdiff-engine --list-audio-devices
+    reactdiff-engine serve --port 8090                     # many calls, one process: see engine/serving/cli.py
 
 Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
 files: lossless, every window runs) or paced in real time (`--realtime`: late work is dropped, as live).
@@ -445,6 +446,11 @@ def open_room(args: argparse.Namespace, size: tuple[int, int], stop: StopSignals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # `reactdiff-engine serve ...` is reactdiff-serve: many calls in one process
+        from engine.serving.cli import main as serve
+
+        return serve(argv[1:])
     with StopSignals(PROG) as stop:
         from engine.sources import SourceError
         from renderer.sinks import SinkError

@@ -69,7 +69,7 @@ class RayServeService(InferenceService):
             self._init_ray(address)
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
         self.app_name = f"{DEPLOYMENT}-{secrets.token_hex(4)}"
-        deployment = serve.deployment(
+        deployment: Any = serve.deployment(
             WindowReplica, name=DEPLOYMENT, num_replicas=replicas, ray_actor_options={"num_cpus": cpus_per_replica}
         )
         try:

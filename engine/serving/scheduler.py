@@ -173,7 +173,8 @@ class BatchScheduler:
                 lambda: self._closed or len(self._pending) >= self._clients or self._rows() >= cfg.max_batch,
                 max(0.0, deadline - time.monotonic()),
             )
-            batch, rows = [], 0
+            batch: list[_Request] = []
+            rows = 0
             while self._pending and (not batch or rows + self._pending[0].rows <= cfg.max_batch):
                 request = self._pending.pop(0)
                 batch.append(request)

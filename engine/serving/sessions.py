@@ -1,0 +1,249 @@
+"""Sessions: one call each (a room joined, an avatar, a stream engine), all sharing one inference scheduler.
+
+    manager = SessionManager(model, scheduler, capacity, SessionDefaults(size=(640, 480)))
+    session = manager.create(SessionSpec(room="http://HOST/r/ROOM?token=...", avatar="glasses", video=True))
+    manager.sessions()                      # every session, with live stats (Session.describe)
+    manager.stop(session.id)                # leaves the room; safe twice
+    manager.close()                         # stops them all
+
+`create` and `stop` block (a room join takes up to seconds, a photo avatar is prepared): call them off the event
+loop. Each session is what `reactdiff-engine --room URL` runs, in this process: a RoomSession (its own event-loop
+thread moves the bytes), a StreamEngine (reader, tracker, inference and player threads behind bounded queues), its
+own face tracker when it tracks video, and a client of the shared scheduler in place of a backend of its own, so
+its frames are those it would get alone for the same seed. A session ends by itself when its room is lost or
+closed; it stays listed, with its error, until it is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.model_dir import ModelDir
+from engine.rooms.session import RoomSession, stats_summary
+from engine.runtime import StreamConfig, StreamEngine, WindowModel
+from engine.runtime.timelines import Emitted
+from engine.serving.admission import Capacity
+from engine.serving.metrics import SessionFigures
+from engine.serving.scheduler import BatchScheduler
+from engine.sources.base import Source
+from renderer.avatar import create_avatar
+from renderer.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+JOINING, RUNNING, ENDED, STOPPED = "joining", "running", "ended", "stopped"
+
+
+class Call(Protocol):
+    """Where a session's media come from and go to: engine.rooms.session.RoomSession, or a stand-in (benchmarks)."""
+
+    error: Any
+
+    @property
+    def source(self) -> Source: ...
+
+    def make_sink(self, width: int, height: int) -> Sink: ...
+
+    def publish(self, emitted: Emitted) -> None: ...
+
+    def set_stats_source(self, fn: Callable[[], dict[str, float | str | None]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+CallOpener = Callable[["SessionSpec", tuple[int, int]], Call]
+
+
+def join_room(spec: SessionSpec, size: tuple[int, int]) -> Call:
+    """The default opener: join spec.room (RoomError or RoomURLError, one line, if it cannot be)."""
+    room = RoomSession(spec.room, size=size)
+    room.start()
+    return room
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What a client asks for (the API's POST /v1/sessions body)."""
+
+    room: str
+    """The call to join: http(s)://HOST:PORT/r/ROOM?token=... (reactdiff-room) or janus+ws://HOST:8188/?room=ID."""
+    avatar: str = "default"
+    """A drawn style or a portrait file on the server (as reactdiff-engine --avatar)."""
+    video: bool = True
+    """Track the speaker's face; False: audio only (less CPU: more sessions fit)."""
+    seed: int = 0
+    """Noise seed: the same seed gives the same reactions as reactdiff-engine --seed."""
+
+
+@dataclass(frozen=True)
+class SessionDefaults:
+    """What every session of a server shares."""
+
+    size: tuple[int, int] = (640, 480)
+    """Avatar (width, height) in pixels."""
+    hop: int | None = None
+    """Frames between windows (None: the model's)."""
+    face_model: Path | None = None
+    """MediaPipe face_landmarker.task (None: the installed copy)."""
+    playout_delay_s: float | None = None
+    """A fixed input-to-display delay (None: adaptive)."""
+
+
+class Session:
+    """One call's parts and the thread that runs its engine."""
+
+    def __init__(self, spec: SessionSpec, engine: StreamEngine, call: Call, parts: list[Any]) -> None:
+        self.id = secrets.token_hex(6)
+        self.spec, self.engine, self.call = spec, engine, call
+        self.created = time.time()
+        self.state = RUNNING
+        self.error: str | None = None
+        self._parts = parts  # closed at the end, after the call: tracker, avatar, scheduler client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reactdiff-session-{self.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.engine.run(stop=self._stop)
+        except Exception as exc:  # the session ends with its error; the server and the other sessions go on
+            log.warning("session %s failed: %r", self.id, exc)
+            self.error = str(exc)
+        finally:
+            self.call.close()
+            for part in self._parts:
+                part.close()
+            if self.error is None and not self._stop.is_set():
+                self.error = str(self.call.error or "the call ended")
+            self.state = ENDED
+
+    def stop(self) -> None:
+        """Leave the call and stop every thread of the session; safe twice."""
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> SessionFigures:
+        stats = self.engine.stats
+        with stats.lock:
+            frames, missed, filled = stats.frames_generated, stats.windows_dropped, stats.frames_filled
+        delay = stats_summary(stats)["engine_delay_ms"]
+        return SessionFigures(self.id, self.state, frames, missed, filled,
+                              None if delay is None else float(delay) / 1000)  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """The API's view: the request, the state, the live stats (those the room page shows, and more)."""
+        stats = self.engine.stats.to_json()
+        return {
+            "id": self.id, "room": self.spec.room, "avatar": self.spec.avatar, "video": self.spec.video,
+            "seed": self.spec.seed, "state": self.state, "error": self.error, "created": self.created,
+            "stats": stats_summary(self.engine.stats) | {
+                "media_s": round(stats["media_s"], 2), "windows_run": stats["windows"]["run"],
+                "frames_generated": stats["frames"]["generated"], "latency_p95_ms": stats["latency_ms"]["p95_ms"],
+            },
+        }  # fmt: skip
+
+
+class SessionManager:
+    """Creates, lists and stops sessions; thread-safe."""
+
+    def __init__(
+        self, model: ModelDir, scheduler: BatchScheduler, capacity: Capacity, defaults: SessionDefaults,
+        open_call: CallOpener = join_room,
+    ) -> None:  # fmt: skip
+        self.model, self.scheduler, self.capacity, self.defaults = model, scheduler, capacity, defaults
+        self.open_call = open_call
+        self._stopped = SessionFigures("stopped", STOPPED, 0, 0, 0, None)  # the totals of sessions stopped so far
+        self._sessions: dict[str, Session] = {}
+        self._joining: list[SessionSpec] = []
+        self._lock = threading.Lock()
+
+    def create(self, spec: SessionSpec) -> Session:
+        """Admit, open the call, start the engine. AdmissionError when it does not fit; the call's own errors
+        (RoomError, RoomURLError), a bad avatar (ValueError, OSError) and a missing face model (FaceModelError)
+        leave nothing behind."""
+        self._reserve(spec)
+        try:
+            session = self._open(spec)
+        finally:
+            with self._lock:
+                self._joining.remove(spec)
+        with self._lock:
+            self._sessions[session.id] = session
+        session.start()
+        log.info("session %s: %s (%s)", session.id, spec.room, "video" if spec.video else "audio only")
+        return session
+
+    def _reserve(self, spec: SessionSpec) -> None:
+        with self._lock:
+            active = [s.spec for s in self._sessions.values() if s.state != ENDED] + self._joining
+            video = sum(s.video for s in active)
+            self.capacity.admit(len(active) - video, video, new_video=spec.video)
+            self._joining.append(spec)
+
+    def _open(self, spec: SessionSpec) -> Session:
+        d = self.defaults
+        parts: list[Any] = [create_avatar(spec.avatar, width=d.size[0], height=d.size[1])]
+        try:
+            if spec.video:
+                from engine.tracker import FaceTracker
+
+                parts.append(FaceTracker(d.face_model))
+            call = self.open_call(spec, d.size)
+        except BaseException:
+            for part in parts:
+                part.close()
+            raise
+        client = self.scheduler.client()
+        config = StreamConfig(
+            hop=d.hop, seed=spec.seed, realtime=True, size=d.size, live_sink=True, playout_delay_s=d.playout_delay_s
+        )
+        engine = StreamEngine(
+            WindowModel.from_model(self.model, client.run_window), call.source, make_sink=call.make_sink,
+            tracker=parts[1] if spec.video else None, config=config, on_emitted=call.publish, avatar=parts[0],
+        )  # fmt: skip
+        call.set_stats_source(lambda: stats_summary(engine.stats))
+        return Session(spec, engine, call, [*parts, client])
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def get(self, session_id: str) -> Session:
+        """KeyError (with the id) when there is no such session."""
+        with self._lock:
+            return self._sessions[session_id]
+
+    def stop(self, session_id: str) -> Session:
+        """Stop a session and forget it; returns it (its final stats). KeyError when there is none."""
+        with self._lock:
+            session = self._sessions.pop(session_id)
+        session.stop()
+        last = session.figures()
+        with self._lock:
+            before = self._stopped
+            self._stopped = SessionFigures(
+                before.id, STOPPED, before.frames + last.frames, before.windows_missed + last.windows_missed,
+                before.frames_filled + last.frames_filled, None,
+            )  # fmt: skip
+        log.info("session %s stopped", session_id)
+        return session
+
+    def figures(self) -> list[SessionFigures]:
+        """Every session's figures, and the totals of those stopped (for the metrics: counters never go down)."""
+        with self._lock:
+            joining = [SessionFigures("", JOINING, 0, 0, 0, None) for _ in self._joining]
+        return [*(s.figures() for s in self.sessions()), *joining, self._stopped]
+
+    def close(self) -> None:
+        """Stop every session."""
+        for session in self.sessions():
+            self.stop(session.id)
