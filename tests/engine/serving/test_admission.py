@@ -62,7 +62,7 @@ def test_a_server_without_video_refuses_video_sessions_only():
     cap = capacity(video=False)
     assert cap.limits()["video"] == 0
     cap.admit(0, 0, new_video=False)
-    with pytest.raises(AdmissionError, match='audio-only sessions .*--no-video.*"video": false'):
+    with pytest.raises(AdmissionError, match=r'audio-only sessions .*--no-video.*"video": false'):
         cap.admit(0, 0, new_video=True)
 
 
@@ -73,4 +73,4 @@ def test_costs_are_measured_on_this_machine(tiny_model_dir):
     with InProcessService(tiny_model_dir, BackendSettings("onnxruntime")) as service:
         costs = measure_costs(service, size=(96, 64), video=True, max_batch=4)
     assert sorted(costs.batch_s) == [1, 2, 4] and costs.threads == 1
-    assert 0 < costs.batch_s[1] < costs.batch_s[4] and 0 < costs.video_frame_s < 1 and 0 < costs.avatar_frame_s
+    assert 0 < costs.batch_s[1] < costs.batch_s[4] and 0 < costs.video_frame_s < 1 and costs.avatar_frame_s > 0

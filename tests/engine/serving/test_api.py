@@ -105,34 +105,38 @@ def test_a_session_joins_a_room_reacts_to_its_speaker_shows_its_stats_and_leaves
     before = {t.name for t in threading.enumerate()}
 
     async def test():
-        async with room_server() as (server, room), Participant(ws_of(server, room), "speaker", 0.5) as speaker:
-            async with serving(tiny_model_dir) as (url, _), aiohttp.ClientSession(headers=AUTH) as http:
-                body = {"room": room.url(server.base_url), "video": False, "seed": 7}
-                async with http.post(f"{url}/v1/sessions", json=body) as r:
-                    assert r.status == 201, await r.text()
-                    session = await r.json()
-                assert session["state"] == "running" and session["seed"] == 7
+        async with (
+            room_server() as (server, room),
+            Participant(ws_of(server, room), "speaker", 0.5) as speaker,
+            serving(tiny_model_dir) as (url, _),
+            aiohttp.ClientSession(headers=AUTH) as http,
+        ):
+            body = {"room": room.url(server.base_url), "video": False, "seed": 7}
+            async with http.post(f"{url}/v1/sessions", json=body) as r:
+                assert r.status == 201, await r.text()
+                session = await r.json()
+            assert session["state"] == "running" and session["seed"] == 7
 
-                async def windows_run() -> int:
-                    async with http.get(f"{url}/v1/sessions") as r:
-                        listed = await r.json()
-                    return listed["sessions"][0]["stats"]["windows_run"]
-
-                for _ in range(200):  # 10 s at most
-                    if await windows_run() >= 3:
-                        break
-                    await asyncio.sleep(0.05)
-                await until(lambda: len(speaker.reactions) > 0 and len(speaker.video_frames) > 0)
-                async with http.get(f"{url}/metrics") as r:
-                    text = await r.text()
-                assert metric(text, "reactdiff_windows_total") >= 3
-                assert metric(text, 'reactdiff_sessions{state="running"}') == 1
-                async with http.delete(f"{url}/v1/sessions/{session['id']}") as r:
-                    assert r.status == 200
-                    final = await r.json()
-                assert final["stats"]["windows_run"] >= 3 and final["error"] is None
+            async def windows_run() -> int:
                 async with http.get(f"{url}/v1/sessions") as r:
-                    assert (await r.json())["sessions"] == []
+                    listed = await r.json()
+                return listed["sessions"][0]["stats"]["windows_run"]
+
+            for _ in range(200):  # 10 s at most
+                if await windows_run() >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            await until(lambda: len(speaker.reactions) > 0 and len(speaker.video_frames) > 0)
+            async with http.get(f"{url}/metrics") as r:
+                text = await r.text()
+            assert metric(text, "reactdiff_windows_total") >= 3
+            assert metric(text, 'reactdiff_sessions{state="running"}') == 1
+            async with http.delete(f"{url}/v1/sessions/{session['id']}") as r:
+                assert r.status == 200
+                final = await r.json()
+            assert final["stats"]["windows_run"] >= 3 and final["error"] is None
+            async with http.get(f"{url}/v1/sessions") as r:
+                assert (await r.json())["sessions"] == []
 
     asyncio.run(test())
     leaked = {t.name for t in threading.enumerate()} - before
@@ -177,23 +181,25 @@ def test_admission_refuses_a_session_over_the_limit_and_an_ended_call_stays_list
         return calls[-1]
 
     async def test():
-        async with serving(tiny_model_dir, open_call, max_sessions=1) as (url, api):
-            async with aiohttp.ClientSession(headers=AUTH) as http:
-                room = "http://127.0.0.1:1/r/abcd?token=abcdefghijklmnopqrstuvwx"
-                async with http.post(f"{url}/v1/sessions", json={"room": room, "seed": 1, "video": False}) as r:
-                    assert r.status == 201
-                    first = await r.json()
-                async with http.post(f"{url}/v1/sessions", json={"room": room, "video": False}) as r:
-                    refused = await r.json()
-                    assert r.status == 503 and refused["limits"] == {"audio": 1, "video": 1}
-                    assert "server full: 1 session(s) running" in refused["error"]
-                async with http.get(f"{url}/metrics") as r:
-                    assert metric(await r.text(), "reactdiff_sessions_refused_total") == 1
-                await until(lambda: api.manager.get(first["id"]).state == "ended")  # its 1 s of speech is over
-                async with http.get(f"{url}/v1/sessions/{first['id']}") as r:
-                    ended = await r.json()
-                assert ended["error"] == "the call ended" and ended["stats"]["windows_run"] > 0 and calls[0].closed
-                async with http.post(f"{url}/v1/sessions", json={"room": room, "video": False}) as r:
-                    assert r.status == 201  # an ended session no longer counts
+        async with (
+            serving(tiny_model_dir, open_call, max_sessions=1) as (url, api),
+            aiohttp.ClientSession(headers=AUTH) as http,
+        ):
+            room = "http://127.0.0.1:1/r/abcd?token=abcdefghijklmnopqrstuvwx"
+            async with http.post(f"{url}/v1/sessions", json={"room": room, "seed": 1, "video": False}) as r:
+                assert r.status == 201
+                first = await r.json()
+            async with http.post(f"{url}/v1/sessions", json={"room": room, "video": False}) as r:
+                refused = await r.json()
+                assert r.status == 503 and refused["limits"] == {"audio": 1, "video": 1}
+                assert "server full: 1 session(s) running" in refused["error"]
+            async with http.get(f"{url}/metrics") as r:
+                assert metric(await r.text(), "reactdiff_sessions_refused_total") == 1
+            await until(lambda: api.manager.get(first["id"]).state == "ended")  # its 1 s of speech is over
+            async with http.get(f"{url}/v1/sessions/{first['id']}") as r:
+                ended = await r.json()
+            assert ended["error"] == "the call ended" and ended["stats"]["windows_run"] > 0 and calls[0].closed
+            async with http.post(f"{url}/v1/sessions", json={"room": room, "video": False}) as r:
+                assert r.status == 201  # an ended session no longer counts
 
     asyncio.run(test())
