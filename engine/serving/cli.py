@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--cores", type=float, help="CPU cores the sessions may use (default: all)")
     sessions.add_argument("--no-video", action="store_true", help="audio-only sessions only (no face tracker)")
     sessions.add_argument("--face-model", type=Path, metavar="PATH", help="MediaPipe face_landmarker.task")
+    sessions.add_argument("--playout-delay-ms", type=float, metavar="MS", help="every session's fixed input-to-"
+                          "display delay (default: adaptive, as reactdiff-engine: it lets 1 %% of frames be filled "
+                          "to keep the delay low)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log what the server does")
     return p
 
@@ -96,6 +99,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"{name} {value}: use at least {least}")  # fmt: skip
     if not 0 <= args.gather_ms <= 1000:
         raise UserError(f"--gather-ms {args.gather_ms}: use 0 to 1000 ms (a window waits that long at most)")
+    if args.playout_delay_ms is not None and args.playout_delay_ms <= 0:
+        raise UserError(f"--playout-delay-ms {args.playout_delay_ms}: must be positive")
     if args.ray_address and args.service != "ray":
         raise UserError("--ray-address is for --service ray")
 
@@ -143,7 +148,8 @@ def make_server(args: argparse.Namespace, model: Any, service: Any) -> Any:
     limits = CapacityConfig(cores=cores, max_sessions=args.max_sessions, video=not args.no_video)
     capacity = Capacity(costs, limits, hop=args.hop or model.hop, scheduler=config)
     scheduler = BatchScheduler(service, config)
-    defaults = SessionDefaults(size=size, hop=args.hop, face_model=args.face_model)
+    delay_s = None if args.playout_delay_ms is None else args.playout_delay_ms / 1000
+    defaults = SessionDefaults(size=size, hop=args.hop, face_model=args.face_model, playout_delay_s=delay_s)
     manager = SessionManager(model, scheduler, capacity, defaults)
     metrics = ServeMetrics(sessions=manager.figures, queue_depth=lambda: scheduler.queue_depth,
                            limits=capacity.limits())  # fmt: skip
