@@ -28,13 +28,14 @@ def batch(model, rows: int, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
-@pytest.fixture(scope="module", params=list(ServiceKind), ids=lambda k: k.value)
+KINDS = [pytest.param(k, id=k.value, marks=[pytest.mark.slow] if k is ServiceKind.RAY else []) for k in ServiceKind]
+
+
+@pytest.fixture(scope="module", params=KINDS)
 def service(request: pytest.FixtureRequest, tiny_model_dir) -> InferenceService:
     reason = service_class(request.param).unavailable_reason()
     if reason is not None:
         pytest.skip(f"{request.param.value}: {reason}")
-    if request.param is ServiceKind.RAY:
-        request.applymarker(pytest.mark.slow)
     with create_service(request.param, tiny_model_dir, SETTINGS) as service:
         yield service
 
