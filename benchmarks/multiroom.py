@@ -42,7 +42,7 @@ import numpy as np
 from engine.backends import create_backend, window_shapes
 from engine.model_dir import ModelDir, load_model_dir
 from engine.models import default_model_dir
-from engine.serving.admission import Capacity, CapacityConfig, Costs, measure_costs
+from engine.serving.admission import Capacity, CapacityConfig, Costs, LoadMeter, measure_costs
 from engine.serving.scheduler import BatchRecord, BatchScheduler, SchedulerConfig
 from engine.serving.service import BackendSettings, InferenceService, create_service
 from engine.serving.sessions import SessionDefaults, SessionManager, SessionSpec
@@ -175,9 +175,13 @@ def run_sessions(
     capacity = Capacity(unlimited, CapacityConfig(max_sessions=1000), hop=model.hop, scheduler=scheduler.config)
     hop_s = model.hop / 25
     manager = SessionManager(model, scheduler, capacity, SessionDefaults(size=SIZE, playout_delay_s=delay_s),
-                             open_call=lambda spec, size: FileCall(clip, random.uniform(0, hop_s)))  # fmt: skip
+                             open_call=lambda spec, size: FileCall(clip, random.uniform(0, hop_s)),
+                             measure_load=False)  # fmt: skip
     sessions = [manager.create(SessionSpec(room="file", video=video, seed=i)) for i in range(n)]
+    meter = LoadMeter(manager.missed, window_s=seconds)  # what the server's admission would see
     time.sleep(seconds)
+    measured = meter.now()
+    meter.close()
     figures, behind = [], 0
     for s in sessions:
         stats = s.engine.stats.to_json()
@@ -195,6 +199,7 @@ def run_sessions(
         "listener_fps_min": round(min(f[0] for f in figures), 2), "windows_dropped": sum(f[1] for f in figures),
         "frames_filled": sum(f[2] for f in figures), "batch_mean": round(float(np.mean([r.rows for r in records])), 2),
         "engine_delay_p50_ms": round(float(np.median([f[3] for f in figures if f[3] is not None])), 1),
+        "cores_busy": {"machine": round(measured.machine_cores, 2), "this_process": round(measured.process_cores, 2)},
     }  # fmt: skip
 
 

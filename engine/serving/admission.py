@@ -15,13 +15,21 @@ phases in the hop are random), so batches hold about 1 + (N - 1) * gather_s / ho
   `scheduler_utilization` (past it, windows queue behind each other and miss their deadlines);
 - the cores: inference (times its threads), tracking (25 fps per video session) and rendering (30 fps per session)
   stay under `utilization` of the cores.
+
+The model leaves out what a session costs besides (decoding its audio, the threads' Python, the event loops) and
+other work on a shared machine, so the server also looks at the machine now (`LoadMeter`, every second): a session
+is refused while running sessions have missed a window in the last 10 s, or when the cores busy machine-wide plus
+what one more session costs (the model's figure, or what each running session costs now, the larger) would pass
+`utilization` of the cores.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -134,17 +142,40 @@ class Capacity:
             n += 1
         return n
 
-    def admit(self, audio: int, video: int, *, new_video: bool) -> None:
+    def admit(self, audio: int, video: int, *, new_video: bool, measured: Measured | None = None) -> None:
         """Raise AdmissionError if one more session (tracking video if `new_video`) would not fit beside
-        `audio` audio-only and `video` video sessions."""
-        if self.fits(audio + (not new_video), video + new_video):
+        `audio` audio-only and `video` video sessions: by the load model, or by what is `measured` now."""
+        if not self.fits(audio + (not new_video), video + new_video):
+            raise self._full(audio, video, new_video)
+        if measured is None:
             return
+        limits, cfg = self.limits(), self.config
+        if measured.missed:
+            raise AdmissionError(
+                f"the running sessions missed {measured.missed} window deadline(s) in the last "
+                f"{measured.window_s:g} s: this machine has no room for another session now (limit "
+                f"{limits['audio']} audio-only or {limits['video']} video sessions when it is not shared); stop a "
+                "session, wait, or start another server",
+                limits,
+            )
+        n = audio + video
+        one = self.load(int(not new_video), int(new_video)).cores  # what the model gives one more session
+        needed = max(one, measured.process_cores / n if n else 0.0)  # or what each running one costs now
+        if measured.machine_cores + needed > cfg.cores * cfg.utilization:
+            raise AdmissionError(
+                f"the machine is busy: {measured.machine_cores:.2f} of {cfg.cores:g} cores (this server "
+                f"{measured.process_cores:.2f}), and one more session needs about {needed:.2f} (at most "
+                f"{cfg.utilization:.0%} may be busy); stop a session or start another server",
+                limits,
+            )
+
+    def _full(self, audio: int, video: int, new_video: bool) -> AdmissionError:
         limits = self.limits()
         if new_video and not self.config.video:
-            raise AdmissionError('this server takes audio-only sessions (it was started with --no-video): ask for '
-                                 '"video": false', limits)  # fmt: skip
+            return AdmissionError('this server takes audio-only sessions (it was started with --no-video): ask '
+                                  'for "video": false', limits)  # fmt: skip
         load = self.load(audio, video)
-        raise AdmissionError(
+        return AdmissionError(
             f"server full: {audio + video} session(s) running ({video} with video), and one more "
             f"{'video' if new_video else 'audio-only'} session would make windows miss their deadlines on this "
             f"machine (limit {limits['audio']} audio-only or {limits['video']} video sessions; now "
@@ -152,6 +183,72 @@ class Capacity:
             "session or start another server",
             limits,
         )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a LoadMeter sees now."""
+
+    machine_cores: float
+    """Cores busy on the whole machine (every process), over the last seconds."""
+    process_cores: float
+    """Cores this process keeps busy."""
+    missed: int
+    """Windows the sessions missed (dropped late or stale) over the last `window_s`."""
+    window_s: float
+
+
+def machine_busy() -> tuple[float, float] | None:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+class LoadMeter:
+    """Samples, every `interval_s` on its own thread, the cores busy machine-wide and in this process, and the
+    sessions' missed windows (`missed()`: a running total); `now()` gives the last `window_s`. `close()` safe twice."""
+
+    def __init__(self, missed: Callable[[], int], *, interval_s: float = 1.0, window_s: float = 10.0) -> None:
+        self.missed, self.interval_s, self.window_s = missed, interval_s, window_s
+        self._samples: deque[tuple[float, float, tuple[float, float] | None, int]] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="reactdiff-load-meter", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        sample = (time.monotonic(), time.process_time(), machine_busy(), self.missed())
+        with self._lock:
+            self._samples.append(sample)
+            while len(self._samples) > 2 and sample[0] - self._samples[1][0] >= self.window_s:
+                self._samples.popleft()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def now(self) -> Measured:
+        """The load over the window (since the first sample, at the start)."""
+        with self._lock:
+            first, last = self._samples[0], self._samples[-1]
+        wall = max(last[0] - first[0], 1e-9)
+        process = (last[1] - first[1]) / wall
+        machine = process
+        if first[2] is not None and last[2] is not None and last[2][1] > first[2][1]:
+            cores = os.cpu_count() or 1
+            machine = (last[2][0] - first[2][0]) / (last[2][1] - first[2][1]) * cores
+        return Measured(machine, process, last[3] - first[3], self.window_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def measure_batches(service: InferenceService, sizes: tuple[int, ...] = CALIBRATION_SIZES, reps: int = 5) -> dict:

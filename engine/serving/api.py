@@ -143,8 +143,10 @@ class ServeAPI:
         capacity = self.manager.capacity
         active = [s.spec for s in self.manager.sessions() if s.state != ENDED]
         video = sum(s.video for s in active)
+        measured = self.manager.measured()
         return {"limits": capacity.limits(), "sessions": {"audio": len(active) - video, "video": video},
-                "load": asdict(capacity.load(len(active) - video, video)), "cores": capacity.config.cores}  # fmt: skip
+                "load": asdict(capacity.load(len(active) - video, video)), "cores": capacity.config.cores,
+                "measured": None if measured is None else asdict(measured)}  # fmt: skip
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = await self._run(self.metrics.exposition)

@@ -29,7 +29,7 @@ from engine.model_dir import ModelDir
 from engine.rooms.session import RoomSession, stats_summary
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.runtime.timelines import Emitted
-from engine.serving.admission import Capacity
+from engine.serving.admission import Capacity, LoadMeter, Measured
 from engine.serving.metrics import SessionFigures
 from engine.serving.scheduler import BatchScheduler
 from engine.sources.base import Source
@@ -157,14 +157,21 @@ class SessionManager:
 
     def __init__(
         self, model: ModelDir, scheduler: BatchScheduler, capacity: Capacity, defaults: SessionDefaults,
-        open_call: CallOpener = join_room,
+        open_call: CallOpener = join_room, measure_load: bool = True,
     ) -> None:  # fmt: skip
+        """`measure_load`: admission also looks at the machine's load and the sessions' missed windows now
+        (engine.serving.admission.LoadMeter); False: the load model alone."""
         self.model, self.scheduler, self.capacity, self.defaults = model, scheduler, capacity, defaults
         self.open_call = open_call
         self._stopped = SessionFigures("stopped", STOPPED, 0, 0, 0, None)  # the totals of sessions stopped so far
         self._sessions: dict[str, Session] = {}
         self._joining: list[SessionSpec] = []
         self._lock = threading.Lock()
+        self.meter = LoadMeter(self.missed) if measure_load else None
+
+    def measured(self) -> Measured | None:
+        """The load the meter sees now (None without one)."""
+        return self.meter.now() if self.meter is not None else None
 
     def create(self, spec: SessionSpec) -> Session:
         """Admit, open the call, start the engine. AdmissionError when it does not fit; the call's own errors
@@ -186,32 +193,40 @@ class SessionManager:
         with self._lock:
             active = [s.spec for s in self._sessions.values() if s.state != ENDED] + self._joining
             video = sum(s.video for s in active)
-            self.capacity.admit(len(active) - video, video, new_video=spec.video)
+            self.capacity.admit(len(active) - video, video, new_video=spec.video, measured=self.measured())
             self._joining.append(spec)
 
     def _open(self, spec: SessionSpec) -> Session:
+        """The session's parts; whatever was opened is closed again if a later part fails."""
         d = self.defaults
-        parts: list[Any] = [create_avatar(spec.avatar, width=d.size[0], height=d.size[1])]
+        parts: list[Any] = []
         try:
+            parts.append(create_avatar(spec.avatar, width=d.size[0], height=d.size[1]))
             if spec.video:
                 from engine.tracker import FaceTracker
 
                 parts.append(FaceTracker(d.face_model))
             call = self.open_call(spec, d.size)
+            parts.append(call)
+            parts.append(self.scheduler.client())
+            return self._session(spec, call, parts)
         except BaseException:
-            for part in parts:
+            for part in reversed(parts):
                 part.close()
             raise
-        client = self.scheduler.client()
+
+    def _session(self, spec: SessionSpec, call: Call, parts: list[Any]) -> Session:
+        """`parts`: the avatar, the tracker (video only), the call and the scheduler client."""
+        d, avatar, client = self.defaults, parts[0], parts[-1]
         config = StreamConfig(
             hop=d.hop, seed=spec.seed, realtime=True, size=d.size, live_sink=True, playout_delay_s=d.playout_delay_s
         )
         engine = StreamEngine(
             WindowModel.from_model(self.model, client.run_window), call.source, make_sink=call.make_sink,
-            tracker=parts[1] if spec.video else None, config=config, on_emitted=call.publish, avatar=parts[0],
+            tracker=parts[1] if spec.video else None, config=config, on_emitted=call.publish, avatar=avatar,
         )  # fmt: skip
         call.set_stats_source(lambda: stats_summary(engine.stats))
-        return Session(spec, engine, call, [*parts, client])
+        return Session(spec, engine, call, [p for p in parts if p is not call])
 
     def sessions(self) -> list[Session]:
         with self._lock:
@@ -243,7 +258,13 @@ class SessionManager:
             joining = [SessionFigures("", JOINING, 0, 0, 0, None) for _ in self._joining]
         return [*(s.figures() for s in self.sessions()), *joining, self._stopped]
 
+    def missed(self) -> int:
+        """Windows missed so far by every session, stopped ones included."""
+        return sum(f.windows_missed for f in self.figures())
+
     def close(self) -> None:
-        """Stop every session."""
+        """Stop every session and the load meter."""
         for session in self.sessions():
             self.stop(session.id)
+        if self.meter is not None:
+            self.meter.close()

@@ -3,6 +3,8 @@ and the costs measured on this machine (a real VP8 encoder and decoder, a real f
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.serving.admission import (
@@ -10,6 +12,8 @@ from engine.serving.admission import (
     Capacity,
     CapacityConfig,
     Costs,
+    LoadMeter,
+    Measured,
     measure_avatar_frame,
     measure_costs,
     measure_decode,
@@ -64,6 +68,32 @@ def test_a_server_without_video_refuses_video_sessions_only():
     cap.admit(0, 0, new_video=False)
     with pytest.raises(AdmissionError, match=r'audio-only sessions .*--no-video.*"video": false'):
         cap.admit(0, 0, new_video=True)
+
+
+def test_what_is_measured_now_refuses_a_session_the_model_would_admit():
+    cap = capacity()
+    quiet = Measured(machine_cores=0.2, process_cores=0.1, missed=0, window_s=10.0)
+    cap.admit(2, 0, new_video=False, measured=quiet)
+    with pytest.raises(AdmissionError, match=r"missed 3 window deadline\(s\) in the last 10 s"):
+        cap.admit(2, 0, new_video=False, measured=Measured(0.2, 0.1, 3, 10.0))
+    busy = Measured(machine_cores=1.2, process_cores=1.0, missed=0, window_s=10.0)  # 0.5 a session, here
+    with pytest.raises(AdmissionError, match=r"machine is busy: 1.20 of 2 cores \(this server 1.00\).* needs about "
+                       r"0.50 \(at most 80% may be busy\)"):  # fmt: skip
+        cap.admit(2, 0, new_video=False, measured=busy)
+
+
+def test_the_load_meter_sees_this_process_work_and_the_windows_missed():
+    missed = [0]
+    meter = LoadMeter(lambda: missed[0], interval_s=0.05, window_s=5.0)
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # one core busy for 0.3 s
+        pass
+    missed[0] = 4
+    time.sleep(0.1)
+    now = meter.now()
+    meter.close()
+    meter.close()
+    assert now.process_cores > 0.5 and now.machine_cores >= 0.5 and now.missed == 4
 
 
 def test_costs_are_measured_on_this_machine(tiny_model_dir):

@@ -77,7 +77,7 @@ async def serving(model_dir, open_call=None, **limits: Any) -> AsyncIterator[tup
     scheduler = BatchScheduler(service, SchedulerConfig(gather_s=0.02))
     capacity = Capacity(COSTS, CapacityConfig(**{"cores": 2.0, **limits}), hop=model.hop, scheduler=scheduler.config)
     options = {"open_call": open_call} if open_call else {}
-    manager = SessionManager(model, scheduler, capacity, SessionDefaults(size=(64, 48)), **options)
+    manager = SessionManager(model, scheduler, capacity, SessionDefaults(size=(64, 48)), measure_load=False, **options)
     metrics = ServeMetrics(sessions=manager.figures, queue_depth=lambda: scheduler.queue_depth,
                            limits=capacity.limits())  # fmt: skip
     scheduler.observers.append(metrics.observe_batch)
