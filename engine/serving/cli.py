@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--gather-ms", type=float, default=40.0,
                        help="longest a window waits for others to batch with (default 40)")  # fmt: skip
     model.add_argument("--max-batch", type=int, default=16, help="windows per batched call at most (default 16)")
-    model.add_argument("--buckets", help="pad batches to these sizes, e.g. 1,2,4,8,16 (static shapes for CUDA "
-                       "graphs and TensorRT; default: none)")  # fmt: skip
+    model.add_argument("--buckets", help="pad batches to these sizes, e.g. 1,2,4,8,16 (static shapes: one CUDA "
+                       "graph each; default: powers of two on torch-cuda and tensorrt, none elsewhere)")  # fmt: skip
     sessions = p.add_argument_group("sessions")
     sessions.add_argument("--size", default="640x480", metavar="WxH", help="avatar size (default 640x480)")
     sessions.add_argument("--max-sessions", type=int, default=100, help="a hard cap on sessions (default 100)")
@@ -129,7 +129,7 @@ def make_server(args: argparse.Namespace, model: Any, service: Any) -> Any:
     from engine.serving.admission import Capacity, CapacityConfig, measure_costs
     from engine.serving.api import ServeAPI
     from engine.serving.metrics import ServeMetrics
-    from engine.serving.scheduler import BatchScheduler, SchedulerConfig
+    from engine.serving.scheduler import BatchScheduler, SchedulerConfig, default_buckets
     from engine.serving.sessions import SessionDefaults, SessionManager
     from engine.tracker import FaceModelError
     from engine.windows import check_hop
@@ -139,7 +139,8 @@ def make_server(args: argparse.Namespace, model: Any, service: Any) -> Any:
         size = parse_size(args.size)
         if args.hop is not None:
             check_hop(args.hop, model.window, "--hop")
-        config = SchedulerConfig(args.gather_ms / 1000, args.max_batch, parse_buckets(args.buckets))
+        buckets = parse_buckets(args.buckets) if args.buckets else default_buckets(service.backend_name, args.max_batch)
+        config = SchedulerConfig(args.gather_ms / 1000, args.max_batch, buckets)
         costs = measure_costs(service, size=size, video=not args.no_video, face_model=args.face_model,
                               max_batch=args.max_batch)  # fmt: skip
     except (ValueError, FaceModelError) as exc:

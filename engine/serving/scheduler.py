@@ -63,6 +63,17 @@ class SchedulerConfig:
         return self.buckets[bisect_left(self.buckets, rows)] if self.buckets else rows
 
 
+STATIC_SHAPE_BACKENDS = ("torch-cuda", "tensorrt")  # capture a CUDA graph per batch size
+
+
+def default_buckets(backend: str, max_batch: int) -> tuple[int, ...]:
+    """Batch sizes to pad to on `backend`: powers of two up to max_batch (and max_batch) where each size costs a
+    CUDA graph capture (torch-cuda, TensorRT), so a handful of graphs serve every batch; none elsewhere."""
+    if backend not in STATIC_SHAPE_BACKENDS:
+        return ()
+    return tuple(sorted({2**i for i in range(max_batch.bit_length()) if 2**i < max_batch} | {max_batch}))
+
+
 @dataclass
 class _Request:
     """One session's window waiting for its batch."""

@@ -13,7 +13,7 @@ import pytest
 from engine.backends import create_backend, window_shapes
 from engine.model_dir import load_model_dir
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
-from engine.serving.scheduler import BatchRecord, BatchScheduler, SchedulerConfig
+from engine.serving.scheduler import BatchRecord, BatchScheduler, SchedulerConfig, default_buckets
 from engine.serving.service import BackendSettings, InferenceService, InProcessService, ServiceKind
 from tests.engine.test_stream import FakeSource, speech
 
@@ -143,6 +143,13 @@ def test_max_batch_splits_and_buckets_pad_with_rows_that_are_dropped(model):
         arrays = window(model, i)
         assert frames[0, 0, 0] == pytest.approx(arrays[0].mean() + arrays[5].mean(), abs=1e-6)
     scheduler.close()
+
+
+def test_cuda_graph_backends_get_power_of_two_buckets_by_default():
+    assert default_buckets("torch-cuda", 16) == (1, 2, 4, 8, 16)
+    assert default_buckets("tensorrt", 12) == (1, 2, 4, 8, 12)
+    assert default_buckets("onnxruntime", 16) == ()
+    assert SchedulerConfig(max_batch=12, buckets=default_buckets("tensorrt", 12)).padded(9) == 12
 
 
 def test_bad_config_is_refused_with_the_rule():
