@@ -25,6 +25,7 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -246,6 +247,12 @@ def speaker_clips(seconds: float) -> dict[str, Path]:
 
 
 def main() -> None:
+    with contextlib.redirect_stdout(sys.stderr):  # Ray prints its shutdown on stdout: only the JSON goes there
+        out = measure()
+    print(json.dumps(out))
+
+
+def measure() -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--services", nargs="+", default=["in-process", "ray"])
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch-cpu"], help="for the throughput")
@@ -286,7 +293,7 @@ def main() -> None:
     if ray and local:
         out["ray_overhead_ms_per_window"] = round((ray["batch_of_16_ms"] - local["batch_of_16_ms"]) / SESSIONS, 3)
     out["load_after"] = os.getloadavg()
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
