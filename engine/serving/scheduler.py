@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.backends import check_window_inputs
+from engine.backends.base import check_window_inputs, listener_inputs
 from engine.serving.service import InferenceService
 
 log = logging.getLogger(__name__)
 
 RESULT_TIMEOUT_S = 30.0  # a window not back by then is an error in its session (the service hangs), not a wait
-Arrays = tuple[NDArray[np.float32], ...]  # WindowFn arguments: audio, face, present, known, known_mask, noise
+# WindowFn arguments: audio, face, present, known, known_mask, noise (and style, expressiveness for a model with a
+# style input: every row has them then, the null style where its session names no one)
+Arrays = tuple[NDArray[np.float32], ...]
 ARG_NAMES = ("audio", "face", "present", "known", "known_mask", "noise")
 
 
@@ -103,9 +105,15 @@ class SchedulerClient:
         self._scheduler = scheduler
         self.closed = False
 
-    def run_window(self, *arrays: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Listener frames (B, W, 83) of this session's window(s), run in a batch with the other sessions'."""
-        return self._scheduler.submit(arrays).result(RESULT_TIMEOUT_S)
+    def run_window(
+        self, audio: NDArray[np.float32], face: NDArray[np.float32], present: NDArray[np.float32],
+        known: NDArray[np.float32], known_mask: NDArray[np.float32], noise: NDArray[np.float32],
+        style: NDArray[np.float32] | None = None, expressiveness: NDArray[np.float32] | None = None,
+    ) -> NDArray[np.float32]:  # fmt: skip
+        """Listener frames (B, W, 83) of this session's window(s), run in a batch with the other sessions'; the
+        arguments are engine.windows.WindowFn's (style and expressiveness: who listens, None: no one in particular)."""
+        arrays = (audio, face, present, known, known_mask, noise)
+        return self._scheduler.submit(arrays, style, expressiveness).result(RESULT_TIMEOUT_S)
 
     def close(self) -> None:
         """The session will send no more windows (the scheduler stops waiting for it); safe twice."""
@@ -144,9 +152,15 @@ class BatchScheduler:
             self._clients -= 1
             self._cond.notify_all()
 
-    def submit(self, arrays: Arrays) -> Future[NDArray[np.float32]]:
-        """Queue one session's window(s); checked here, so a bad window fails its own session, not the batch."""
-        checked = tuple(check_window_inputs(self.service.model, **dict(zip(ARG_NAMES, arrays, strict=True))))
+    def submit(
+        self, arrays: Arrays, style: NDArray[np.float32] | None = None,
+        expressiveness: NDArray[np.float32] | None = None,
+    ) -> Future[NDArray[np.float32]]:  # fmt: skip
+        """Queue one session's window(s) (`arrays`: audio .. noise); checked here, so a bad window fails its own
+        session, not the batch."""
+        model = self.service.model
+        who = listener_inputs(model, int(np.shape(arrays[0])[0]), style, expressiveness)
+        checked = tuple(check_window_inputs(model, **dict(zip(ARG_NAMES, arrays, strict=True)), **who))
         request = _Request(checked, checked[0].shape[0], time.monotonic())
         with self._cond:
             if self._closed:
@@ -198,7 +212,7 @@ class BatchScheduler:
     def _run(self, batch: list[_Request]) -> None:
         rows = sum(r.rows for r in batch)
         padded = self.config.padded(rows)
-        arrays = [stack_rows([r.arrays[i] for r in batch], padded) for i in range(len(ARG_NAMES))]
+        arrays = [stack_rows([r.arrays[i] for r in batch], padded) for i in range(len(batch[0].arrays))]
         start = time.monotonic()
         try:
             frames = self.service.run_batch(*arrays)

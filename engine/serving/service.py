@@ -79,18 +79,17 @@ class InferenceService(ABC):
     def backend_name(self) -> str:
         """The backend the batches run on ("onnxruntime", ...)."""
 
-    def run_batch(
-        self, audio: NDArray[np.float32], face: NDArray[np.float32], present: NDArray[np.float32],
-        known: NDArray[np.float32], known_mask: NDArray[np.float32], noise: NDArray[np.float32],
-    ) -> NDArray[np.float32]:  # fmt: skip
-        """Listener frames (B, W, 83) of B windows given as engine.windows.WindowFn arguments with batch B."""
+    def run_batch(self, *arrays: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Listener frames (B, W, 83) of B windows. `arrays`: engine.windows.WindowFn's arguments with batch B, by
+        position: audio, face, present, known, known_mask, noise, and for a model with a style input style and
+        expressiveness (engine.backends.window_shapes gives them all)."""
         if self.closed:
             raise RuntimeError(f"the {self.kind.value} inference service is closed")
-        return self._run(audio, face, present, known, known_mask, noise)
+        return self._run(*arrays)
 
     @abstractmethod
     def _run(self, *arrays: NDArray[np.float32]) -> NDArray[np.float32]:
-        """One batch, arrays in WindowFn order."""
+        """One batch, arrays as run_batch takes them."""
 
     def close(self) -> None:
         self.closed = True
