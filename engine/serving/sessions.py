@@ -16,6 +16,7 @@ closed; it stays listed, with its error, until it is stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -24,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from engine.model_dir import ModelDir
 from engine.rooms.session import RoomSession, stats_summary
@@ -80,6 +84,9 @@ class SessionSpec:
     """Track the speaker's face; False: audio only (less CPU: more sessions fit)."""
     seed: int = 0
     """Noise seed: the same seed gives the same reactions as reactdiff-engine --seed."""
+    persona: str | None = None
+    """Who listens: one of the model's named personas (a model directory of format version 2); None: no one in
+    particular."""
 
 
 @dataclass(frozen=True)
@@ -144,12 +151,27 @@ class Session:
         stats = self.engine.stats.to_json()
         return {
             "id": self.id, "room": self.spec.room, "avatar": self.spec.avatar, "video": self.spec.video,
-            "seed": self.spec.seed, "state": self.state, "error": self.error, "created": self.created,
+            "seed": self.spec.seed, "persona": self.spec.persona, "state": self.state, "error": self.error,
+            "created": self.created,
             "stats": stats_summary(self.engine.stats) | {
                 "media_s": round(stats["media_s"], 2), "windows_run": stats["windows"]["run"],
                 "frames_generated": stats["frames"]["generated"], "latency_p95_ms": stats["latency_ms"]["p95_ms"],
             },
         }  # fmt: skip
+
+
+def persona_style(model: ModelDir, name: str | None) -> NDArray[np.float32] | None:
+    """The style (1, D) of the model's persona `name` (None: none); ValueError naming the ones there are."""
+    if name is None:
+        return None
+    styles = model.style
+    if styles is None:
+        raise ValueError(f"persona {name!r}: this model has no personas (a model directory of format version 1); "
+                         "leave the persona out or serve a model trained with personas")  # fmt: skip
+    if name not in styles.personas:
+        known = ", ".join(sorted(styles.personas)) or "none"
+        raise ValueError(f"persona {name!r}: this model knows {known}")
+    return np.asarray(styles.personas[name].style, np.float32)[None]
 
 
 class SessionManager:
@@ -174,9 +196,10 @@ class SessionManager:
         return self.meter.now() if self.meter is not None else None
 
     def create(self, spec: SessionSpec) -> Session:
-        """Admit, open the call, start the engine. AdmissionError when it does not fit; the call's own errors
-        (RoomError, RoomURLError), a bad avatar (ValueError, OSError) and a missing face model (FaceModelError)
-        leave nothing behind."""
+        """Admit, open the call, start the engine. ValueError for a persona the model does not have, AdmissionError
+        when it does not fit; the call's own errors (RoomError, RoomURLError), a bad avatar (ValueError, OSError)
+        and a missing face model (FaceModelError) leave nothing behind."""
+        persona_style(self.model, spec.persona)
         self._reserve(spec)
         try:
             session = self._open(spec)
@@ -221,8 +244,9 @@ class SessionManager:
         config = StreamConfig(
             hop=d.hop, seed=spec.seed, realtime=True, size=d.size, live_sink=True, playout_delay_s=d.playout_delay_s
         )
+        run_window = functools.partial(client.run_window, style=persona_style(self.model, spec.persona))
         engine = StreamEngine(
-            WindowModel.from_model(self.model, client.run_window), call.source, make_sink=call.make_sink,
+            WindowModel.from_model(self.model, run_window), call.source, make_sink=call.make_sink,
             tracker=parts[1] if spec.video else None, config=config, on_emitted=call.publish, avatar=avatar,
         )  # fmt: skip
         call.set_stats_source(lambda: stats_summary(engine.stats))

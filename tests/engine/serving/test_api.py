@@ -156,6 +156,8 @@ def test_requests_that_break_the_rules_get_one_line_errors(tiny_model_dir):
                 (b'{"room": "http://h/r/abcd?token=abcdefghijklmnopqrstuvwx", "colour": 1}', 400, "unknown field"),
                 (b'{"room": "http://h/r/abcd?token=abcdefghijklmnopqrstuvwx", "seed": -1}', 400, r"\$.seed"),
                 (b'{"room": "http://h/r/abcd"}', 400, "missing token="),
+                (b'{"room": "http://h/r/abcd?token=abcdefghijklmnopqrstuvwx", "persona": "nodder"}', 400,
+                 "persona 'nodder': this model knows none"),
                 (b'{"room": "http://127.0.0.1:1/r/abcd?token=abcdefghijklmnopqrstuvwx", "video": false}', 502,
                  "127.0.0.1:1"),
                 (b'{"room": "http://127.0.0.1:1/r/abcd?token=abcdefghijklmnopqrstuvwx", "avatar": "nobody.png"}',

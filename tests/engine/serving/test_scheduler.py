@@ -4,6 +4,9 @@ service's failure reach exactly the sessions concerned."""
 
 from __future__ import annotations
 
+import functools
+import json
+import shutil
 import threading
 import time
 
@@ -15,6 +18,7 @@ from engine.model_dir import load_model_dir
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.serving.scheduler import BatchRecord, BatchScheduler, SchedulerConfig, default_buckets
 from engine.serving.service import BackendSettings, InferenceService, InProcessService, ServiceKind
+from engine.serving.sessions import persona_style
 from tests.engine.test_stream import FakeSource, speech
 
 
@@ -100,6 +104,48 @@ def test_sessions_batched_together_get_the_frames_they_get_alone(model):
     assert max(r.rows for r in records) == 3  # the windows really went together
     for engine, want in zip(engines, alone, strict=True):
         np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def persona_model(tiny_model_dir, tmp_path):
+    """The tiny model with a named persona in its manifest (an untrained model has none)."""
+    root = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    d = manifest["d_model"]
+    style = np.random.default_rng(4).standard_normal(d).round(3).tolist()
+    manifest["style"]["personas"] = {"nodder": {"style": style, "energy": 1.5}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return load_model_dir(root)
+
+
+def test_a_persona_reaches_the_model_through_the_scheduler_beside_a_session_without_one(persona_model):
+    model, style = persona_model, persona_style(persona_model, "nodder")
+    config = StreamConfig(seed=5, record=True)
+    with create_backend("onnxruntime", model) as backend:
+        alone = []
+        for who in (style, None):
+            engine = StreamEngine(WindowModel.from_model(model, functools.partial(backend.run_window, style=who)),
+                                  FakeSource(speech(1.5, 2)), config=config)  # fmt: skip
+            engine.run()
+            alone.append(engine.recorded()[0])
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3  # the persona changes the reactions
+    with InProcessService(model, BackendSettings("onnxruntime")) as service:
+        scheduler = BatchScheduler(service, SchedulerConfig(gather_s=1.0))
+        records: list[BatchRecord] = []
+        scheduler.observers.append(records.append)
+        engines = [
+            StreamEngine(WindowModel.from_model(model, functools.partial(scheduler.client().run_window, style=who)),
+                         FakeSource(speech(1.5, 2)), config=config)
+            for who in (style, None)
+        ]  # fmt: skip
+        in_threads([e.run for e in engines])
+        scheduler.close()
+    assert max(r.rows for r in records) == 2
+    for engine, want in zip(engines, alone, strict=True):
+        np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="persona 'sceptic': this model knows nodder"):
+        persona_style(model, "sceptic")
 
 
 def test_a_batch_runs_once_every_open_session_has_a_window_waiting(model):
