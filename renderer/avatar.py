@@ -17,8 +17,10 @@ the image's right (a non-mirrored camera view).
 from __future__ import annotations
 
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +58,25 @@ AVATARS: dict[AvatarKind, str] = {
 
 class AvatarError(ValueError):
     """An avatar cannot be made from what was given; the message says what was wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the face sits in the frame, relative to the avatar's own framing (the face centred, about 46 % of
+    the frame's height). The default is that framing; the synthetic corpus varies it like webcams do."""
+
+    scale: float = 1.0
+    """The face's size as a multiple of the avatar's own (0.5: half as tall)."""
+    dx: float = 0.0
+    """The face's centre moves right by this fraction of the frame's width."""
+    dy: float = 0.0
+    """The face's centre moves down by this fraction of the frame's height."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and 0.1 <= self.scale <= 4.0):
+            raise AvatarError(f"framing scale {self.scale}: use a face size 0.1 to 4 times the avatar's own")
+        if not all(math.isfinite(v) and abs(v) <= 1.0 for v in (self.dx, self.dy)):
+            raise AvatarError(f"framing shift ({self.dx}, {self.dy}): use fractions of the frame from -1 to 1")
 
 
 class AvatarUnavailable(AvatarError):
@@ -188,11 +209,13 @@ def create_avatar(
     height: int,
     background: Color | str | Path | None = None,
     cache_dir: Path | None = None,
+    framing: Framing | None = None,
 ) -> Avatar:
     """The avatar for what the user typed for --avatar: a vector style name, or a portrait file (jpg, png, webp).
 
     `background` is anything `parse_background` reads (None: the style's colour, or the photo's own
-    background); `cache_dir` is where a photo's preparation is cached (None: the photo avatar's default).
+    background); `cache_dir` is where a photo's preparation is cached (None: the photo avatar's default);
+    `framing` where the face sits in the frame (None: the avatar's own framing).
     Raises AvatarError (a ValueError) or FileNotFoundError, with a message that says how to fix the call.
     """
     kind = avatar_kind(spec)
@@ -201,8 +224,8 @@ def create_avatar(
     parsed = parse_background(background)
     make: Callable[..., Avatar] = avatar_class(kind)  # each kind's own constructor (see AVATARS)
     if kind is AvatarKind.PHOTO:
-        return make(Path(spec), width=width, height=height, background=parsed, cache_dir=cache_dir)
-    return make(str(spec), width=width, height=height, background=parsed)
+        return make(Path(spec), width=width, height=height, background=parsed, cache_dir=cache_dir, framing=framing)
+    return make(str(spec), width=width, height=height, background=parsed, framing=framing)
 
 
 # --- backgrounds --------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 import skia
 from numpy.typing import NDArray
 
-from renderer.avatar import Avatar, AvatarError, AvatarKind, Color, load_background, parse_background
+from renderer.avatar import Avatar, AvatarError, AvatarKind, Color, Framing, load_background, parse_background
 from renderer.face import BLENDSHAPE_INDEX, FACE_INDEX
 
 Point = tuple[float, float]
@@ -164,13 +164,20 @@ class _Paints:
 class VectorAvatar(Avatar):
     """The flat drawing in one of STYLES, into a reused (height, width) raster (see renderer.avatar.Avatar).
 
-    `background`: anything renderer.avatar.parse_background reads; None: the style's colour.
+    `background`: anything renderer.avatar.parse_background reads; None: the style's colour. `framing`: where
+    the head sits (None: centred, HEAD_CENTRE_Y of the height down, head units of UNIT of the height).
     """
 
     kind = AvatarKind.VECTOR
 
     def __init__(
-        self, style: str = "default", *, width: int, height: int, background: Color | str | Path | None = None
+        self,
+        style: str = "default",
+        *,
+        width: int,
+        height: int,
+        background: Color | str | Path | None = None,
+        framing: Framing | None = None,
     ) -> None:
         super().__init__(width=width, height=height)
         if style not in STYLES:
@@ -179,6 +186,7 @@ class VectorAvatar(Avatar):
                 "(.jpg, .png or .webp)"
             )
         self.style = STYLES[style]
+        self.framing = framing or Framing()
         self._rgba = np.zeros((self.height, self.width, 4), dtype=np.uint8)  # skia draws straight into it
         self._rgb = np.zeros((self.height, self.width, 3), dtype=np.uint8)  # what draw() returns
         self._surface = skia.Surface(self._rgba, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
@@ -221,9 +229,10 @@ class VectorAvatar(Avatar):
 
     def _place_figure(self, canvas: skia.Canvas, f: NDArray[np.float32]) -> None:
         """Head units → pixels: translation moves the figure, tz (towards the camera) enlarges it."""
-        unit = UNIT * self.height * (1.0 + 0.3 * _get(f, "tz"))
-        cx = self.width / 2 + _get(f, "tx") * 0.5 * unit
-        cy = HEAD_CENTRE_Y * self.height - _get(f, "ty") * 0.5 * unit
+        framing = self.framing
+        unit = UNIT * self.height * framing.scale * (1.0 + 0.3 * _get(f, "tz"))
+        cx = (0.5 + framing.dx) * self.width + _get(f, "tx") * 0.5 * unit
+        cy = (HEAD_CENTRE_Y + framing.dy) * self.height - _get(f, "ty") * 0.5 * unit
         canvas.translate(cx, cy)
         canvas.scale(unit, unit)
         self._pose = (_get(f, "pitch"), _get(f, "yaw"))

@@ -1,10 +1,13 @@
 """Render whole face clips to video files.
 
 write_face_video("listener.mp4", faces, fps=25, size=(256, 256))
+write_face_video("speaker.mp4", faces, avatar=photo_avatar, frame_filter=camera, crf=30)  # any avatar, filtered
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -12,9 +15,20 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from renderer.avatar import Avatar
 from renderer.face import validate_face
 from renderer.sinks import AudioTrack, Mp4Sink
 from renderer.vector import VectorAvatar
+
+FrameFilter = Callable[[NDArray[np.uint8]], NDArray[np.uint8]]
+"""Turns one drawn (H, W, 3) uint8 frame into the frame written, of the same shape (e.g. a camera's look)."""
+
+
+def _avatar_for(avatar: Avatar | None, style: str, size: tuple[int, int]) -> contextlib.AbstractContextManager[Avatar]:
+    """The given avatar (left open: its owner closes it), or a vector avatar in `style` at `size`, closed after."""
+    if avatar is not None:
+        return contextlib.nullcontext(avatar)
+    return VectorAvatar(style, width=size[0], height=size[1])
 
 
 def write_face_video(
@@ -26,14 +40,20 @@ def write_face_video(
     style: str = "default",
     side_by_side: NDArray[np.uint8] | None = None,
     progress: bool = False,
+    avatar: Avatar | None = None,
+    frame_filter: FrameFilter | None = None,
+    crf: int = 20,
 ) -> None:
     """Write (T, 58) faces as an H.264 mp4 at `fps`, one video frame per face frame (no interpolation).
 
     `size` is (width, height) of the avatar. `side_by_side`, if given, is a (T, height, W2, 3) uint8 array
     (e.g. the speaker's video) drawn to the left of the avatar, making the video W2 + width wide.
+    `avatar`, if given, draws the faces instead of the vector avatar in `style` (its own size replaces `size`;
+    the caller closes it). `frame_filter` turns every drawn frame into the one written; `crf` is x264's
+    constant rate factor (lower: better quality, bigger file).
     """
     faces = validate_face(faces, f"faces for {path}").reshape(-1, 58)
-    width, height = size
+    width, height = (avatar.width, avatar.height) if avatar is not None else size
     extra_width = 0
     if side_by_side is not None:
         if side_by_side.dtype != np.uint8 or side_by_side.ndim != 4 or side_by_side.shape[-1] != 3:
@@ -44,15 +64,20 @@ def write_face_video(
                 f"got shape {side_by_side.shape}"
             )
         extra_width = side_by_side.shape[2]
-    avatar = VectorAvatar(style, width=width, height=height)
     canvas = np.empty((height, extra_width + width, 3), dtype=np.uint8)
-    with Mp4Sink(path=path, width=extra_width + width, height=height, fps=fps) as sink:
+    with (
+        _avatar_for(avatar, style, (width, height)) as drawer,
+        Mp4Sink(path=path, width=extra_width + width, height=height, fps=fps, crf=crf) as sink,
+    ):
         for t, face in enumerate(tqdm(faces, desc=f"render {Path(path).name}", unit="frame", disable=not progress)):
+            frame = drawer.draw(face)
+            if frame_filter is not None:
+                frame = frame_filter(frame)
             if side_by_side is None:
-                sink.write(avatar.draw(face), t / fps)
+                sink.write(frame, t / fps)
                 continue
             canvas[:, :extra_width] = side_by_side[t]
-            canvas[:, extra_width:] = avatar.draw(face)
+            canvas[:, extra_width:] = frame
             sink.write(canvas, t / fps)
 
 
@@ -66,11 +91,13 @@ def write_face_media(
     fps: int = 25,
     style: str = "default",
     options: dict[str, str] | None = None,
+    avatar: Avatar | None = None,
 ) -> None:
     """Mux the avatar drawn from `faces` (T, 58) and/or `audio` into one media file (a talking-speaker clip).
 
     `audio` is float in [-1, 1], (N,) mono or (channels, N). A .wav path gets PCM audio, any other container H.264
-    video and AAC audio. `options` are container options, e.g. {"movflags": "faststart"}.
+    video and AAC audio. `options` are container options, e.g. {"movflags": "faststart"}. `avatar`, if given,
+    draws the faces instead of the vector avatar in `style` (its own size replaces `size`; the caller closes it).
     """
     if faces is None and audio is None:
         raise ValueError(f"{path}: give faces, audio or both")
@@ -82,12 +109,13 @@ def write_face_media(
             codec = "pcm_s16le" if Path(path).suffix == ".wav" else "aac"
             sound = AudioTrack(out, rate=audio_rate, channels=len(planes), codec=codec)
         if video is not None and faces is not None:
+            size = (avatar.width, avatar.height) if avatar is not None else size
             video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-            avatar = VectorAvatar(style, width=size[0], height=size[1])
-            for t, face in enumerate(validate_face(faces, f"faces for {path}").reshape(-1, 58)):
-                frame = av.VideoFrame.from_ndarray(avatar.draw(face), format="rgb24")
-                frame.pts = t
-                out.mux(video.encode(frame))
+            with _avatar_for(avatar, style, size) as drawer:
+                for t, face in enumerate(validate_face(faces, f"faces for {path}").reshape(-1, 58)):
+                    frame = av.VideoFrame.from_ndarray(drawer.draw(face), format="rgb24")
+                    frame.pts = t
+                    out.mux(video.encode(frame))
             out.mux(video.encode())
         if sound is not None and planes is not None:
             sound.write(planes, 0.0)

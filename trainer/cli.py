@@ -41,15 +41,17 @@ def user_errors() -> tuple[type[Exception], ...]:
     """
     from engine.model_dir import ModelDirError
     from engine.sources.base import SourceError
+    from renderer.avatar import AvatarError
     from renderer.sinks import SinkError
     from trainer.baselines import BaselineInputError
     from trainer.config import ConfigError
     from trainer.data.loaders import DatasetError
     from trainer.metrics import MetricInputError
     from trainer.synth.corpus import SynthConfigError
+    from trainer.synth.portraits import PortraitError
 
     return (UserError, FileNotFoundError, ConfigError, DatasetError, ModelDirError, MetricInputError,
-            BaselineInputError, SynthConfigError, SourceError, SinkError)  # fmt: skip
+            BaselineInputError, SynthConfigError, PortraitError, AvatarError, SourceError, SinkError)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

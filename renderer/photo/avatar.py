@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from renderer.avatar import Avatar, AvatarKind, Color, load_background
+from renderer.avatar import Avatar, AvatarKind, Color, Framing, load_background
 from renderer.face import FACE_INDEX
 from renderer.photo.mesh import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, SIDES, Mesh
 from renderer.photo.portrait import read_photo
@@ -38,13 +38,20 @@ OPEN_RAMP = 0.03  # face units: the interior fades in while the lips part this m
 _INNER = (*LIPS_INNER_UPPER, *LIPS_INNER_LOWER[-2:0:-1])  # the opening, clockwise from the right corner
 
 
-def framing(prepared: Preparation, width: int, height: int) -> tuple[float, NDArray[np.int64]]:
-    """(scale, (x, y) offset in whole px) placing the photo in a width x height frame: photo px -> output px."""
+def place_photo(
+    prepared: Preparation, width: int, height: int, place: Framing | None = None
+) -> tuple[float, NDArray[np.int64]]:
+    """(scale, (x, y) offset in whole px) placing the photo in a width x height frame: photo px -> output px.
+
+    `place` moves and scales the face from where this module frames it (centred, FACE_HEIGHT of the height)."""
+    place = place or Framing()
     face = prepared.landmarks[:468, :2]
     low, high = face.min(axis=0), face.max(axis=0)
-    scale = min(FACE_HEIGHT * height / (high[1] - low[1]), FACE_WIDTH * width / (high[0] - low[0]))
+    fit = min(FACE_HEIGHT * height / (high[1] - low[1]), FACE_WIDTH * width / (high[0] - low[0]))
+    scale = fit * place.scale
     centre = (low + high) / 2 * scale
-    return float(scale), np.round([width / 2 - centre[0], FACE_CENTRE_Y * height - centre[1]]).astype(np.int64)
+    target = ((0.5 + place.dx) * width, (FACE_CENTRE_Y + place.dy) * height)
+    return float(scale), np.round([target[0] - centre[0], target[1] - centre[1]]).astype(np.int64)
 
 
 def stage(
@@ -85,7 +92,8 @@ class PhotoAvatar(Avatar):
 
     `background`: None keeps the photo's own background (and extends it where the photo does not reach);
     a colour or an image file fills only what lies outside the photo. `cache_dir`: where preparations are
-    cached (default: `renderer.photo.prepare.default_cache_dir()`). Bad photos raise PhotoAvatarError.
+    cached (default: `renderer.photo.prepare.default_cache_dir()`). `framing`: where the face sits (None: see
+    `place_photo`). Bad photos raise PhotoAvatarError.
     """
 
     kind = AvatarKind.PHOTO
@@ -98,12 +106,13 @@ class PhotoAvatar(Avatar):
         height: int,
         background: Color | Path | None = None,
         cache_dir: Path | None = None,
+        framing: Framing | None = None,
     ) -> None:
         super().__init__(width=width, height=height)
         photo = read_photo(Path(path))
         prepared = prepare(photo, str(path), Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.prepared = prepared
-        self.scale, offset = framing(prepared, self.width, self.height)
+        self.scale, offset = place_photo(prepared, self.width, self.height, framing)
         self.stage = stage(photo.rgb, self.scale, offset, (self.width, self.height), background)
         self.rig = Rig(
             self._placed(prepared.mesh, offset),

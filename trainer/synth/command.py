@@ -1,6 +1,7 @@
 """`reactdiff-trainer synth`: write the synthetic dyadic corpus in the REACT 2024 layout.
 
 reactdiff-trainer synth --out data/synth --clips 100 --seconds 30 --seed 0 [--video]
+reactdiff-trainer synth --out data/synth_unseen --clips 100 --seconds 30 --seed 0 --video --portraits unseen
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import os
 from pathlib import Path
 
 from trainer.cli import UserError
-from trainer.synth.corpus import MAX_LISTENERS, MIN_SECONDS, SynthConfig, write_corpus
+from trainer.synth.corpus import MAX_LISTENERS, MIN_SECONDS, SynthConfig, SynthConfigError, write_corpus
 from trainer.synth.espeak import EspeakError
+from trainer.synth.looks import POOLS, LookOptions
+from trainer.synth.portraits import PORTRAITS
 from trainer.synth.speech import DEFAULT_VOICES
 
 
@@ -61,7 +64,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(e.g. en-us,en-gb+f3); a voice without +VARIANT gets a random m1-m7/f1-f5 variant (default: %(default)s)",
     )
     parser.add_argument(
-        "--video", action="store_true", help="also render 256x256 25 fps mp4 videos of the speaker and listener faces"
+        "--video",
+        action="store_true",
+        help="also render 256x256 25 fps mp4 videos of the speaker and listener faces, each clip a person of its "
+        "own (a real portrait, or a vector style) seen through a camera of its own: mirrored or not, the face "
+        "28-60%% of the frame's height anywhere that keeps it inside (the frame may cut hair and shoulders), white "
+        "balance, exposure, contrast, gamma, saturation, a lighting gradient, lost sharpness, H.264 crf 18-36",
+    )
+    defaults = LookOptions()
+    names = ", ".join(f"{name} ({p.pool})" for name, p in PORTRAITS.items())
+    parser.add_argument(
+        "--portraits",
+        choices=POOLS,
+        default=None,
+        help="with --video: the pool of real portraits the people are drawn from; 'unseen' holds people that a "
+        "'train' corpus never shows, for scoring a model on faces it never saw (the same --seed gives the same "
+        "audio, faces and cameras, other people); 'none': vector styles only "
+        f"(default {defaults.pool}; portraits: {names})",
+    )
+    parser.add_argument(
+        "--vector-share",
+        type=float,
+        default=None,
+        help=f"with --video: share of the clips drawn with the vector styles instead of a portrait, 0-1 "
+        f"(default {defaults.vector_share:g})",
+    )
+    parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="with --video: plain clips (the avatar's own framing, colours as drawn, crf 20, never mirrored); "
+        "the people are the same as with augmentation",
     )
     parser.add_argument(
         "--workers",
@@ -82,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """The typed configuration behind the command-line options."""
     voices = tuple(v.strip() for v in str(args.voices).split(",") if v.strip())
     return SynthConfig(
+        looks=look_options(args),
         out=args.out,
         clips=args.clips,
         seconds=args.seconds,
@@ -91,6 +124,20 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         video=args.video,
         workers=args.workers,
         overwrite=args.overwrite,
+    )
+
+
+def look_options(args: argparse.Namespace) -> LookOptions:
+    """The look options of the command line; SynthConfigError when one is given without --video."""
+    given = [name for name, value in (("--portraits", args.portraits), ("--vector-share", args.vector_share),
+                                      ("--no-augment", args.no_augment or None)) if value is not None]  # fmt: skip
+    if given and not args.video:
+        raise SynthConfigError(f"{', '.join(given)}: only apply to videos; add --video")
+    defaults = LookOptions()
+    return LookOptions(
+        pool=args.portraits or defaults.pool,
+        vector_share=defaults.vector_share if args.vector_share is None else args.vector_share,
+        augment=not args.no_augment,
     )
 
 

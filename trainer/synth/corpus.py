@@ -14,7 +14,7 @@ listener ``Novice_video``; every session stores its own copy of its speaker's fi
     <out>/<split>/Audio_files/Synth/<session>/<role>/1.wav     16 kHz mono int16, seconds * 16000 samples
     <out>/<split>/3D_FV_files/Synth/<session>/<role>/1.npy     float32 (T, 58), T = seconds * 25 + 1
     <out>/<split>/Emotion/Synth/<session>/<role>/1.csv         header EMOTION_NAMES, T rows, 6 decimals
-    <out>/<split>/Video_files/Synth/<session>/<role>/1.mp4     256x256, 25 fps (only with --video)
+    <out>/<split>/Video_files/Synth/<session>/<role>/1.mp4     256x256, 25 fps (only with --video; looks below)
     <out>/<split>.csv                                          ",speaker_path,listener_path", one row per session
     <out>/neighbour_emotion_<split>.npy                        (2M, 2M) bool appropriateness matrix
     <out>/synth_manifest.json                                  seed, options, counts, tool versions, personas
@@ -30,8 +30,15 @@ speaker "reacts"). Entry [k, j] is True when the listener of sample j is an appr
 
 So the matrix is block-diagonal, two copies of "same script", and its diagonal is all True.
 
+With ``--video`` every clip shows a person of its own (trainer.synth.looks): a real portrait of the chosen pool
+(``--portraits train|unseen``, trainer.synth.portraits) animated by the photo avatar, or for a share of the clips
+(``--vector-share``) a vector style, seen through a camera of its own (mirroring, framing, colour and light,
+sharpness, compression). The listener's clip is a speaker too (the reversed samples), so it gets a look as well.
+
 Every script draws its random numbers from ``(seed, script index)`` alone, so the output does not depend on the
-number of worker processes, and the same seed gives byte-identical wav, npy, csv, json and npy files.
+number of worker processes, and the same seed gives byte-identical wav, npy, csv, json and npy files (and mp4
+files on one machine). The looks come from a stream of their own: the same seed with the other portrait pool
+gives the same wav, npy and csv files and the same cameras, with other people in the videos.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ from trainer.synth.listener import (
     sample_personas,
     smile_of,
 )
+from trainer.synth.looks import POOLS, Look, LookOptions, cast_looks, prepare_portraits, render_look
 from trainer.synth.speaker import emphasis_frames, laughs, question_ends, sample_speaker_style, speaker_face
 from trainer.synth.speech import (
     DEFAULT_VOICES,
@@ -114,6 +122,8 @@ class SynthConfig:
     """espeak-ng English voices to draw from (``LANG`` or ``LANG+VARIANT``)."""
     video: bool = False
     """Also render mp4 videos of both faces."""
+    looks: LookOptions = field(default_factory=LookOptions)
+    """Who the videos show and through which cameras (with `video`)."""
     workers: int = 1
     """Worker processes (does not change the output)."""
     overwrite: bool = False
@@ -270,33 +280,35 @@ def _write_performance(out: Path, split: str, session: str, role: str, person: P
 _KINDS = (("Audio_files", "wav"), ("3D_FV_files", "npy"), ("Emotion", "csv"))
 
 
-def _write_videos(
-    out: Path, split: str, sessions: list[str], speaker: Performance, listeners: list[Performance]
-) -> None:
-    from renderer.video import write_face_video  # only needed with --video
-
+def _write_videos(out: Path, split: str, sessions: list[str], people: list[Performance], looks: list[Look]) -> None:
+    """The videos of one script: `people` and `looks` are the speaker's, then each session's listener's."""
+    speaker, *listeners = people
     first = None
-    for session, listener in zip(sessions, listeners, strict=True):
-        for role, person in ((SPEAKER_ROLE, speaker), (LISTENER_ROLE, listener)):
+    for session, listener, listener_look in zip(sessions, listeners, looks[1:], strict=True):
+        for role, person, look in ((SPEAKER_ROLE, speaker, looks[0]), (LISTENER_ROLE, listener, listener_look)):
             path = clip_path(out, split, "Video_files", session, role, "mp4")
             path.parent.mkdir(parents=True, exist_ok=True)
             if role == SPEAKER_ROLE and first is not None:
                 shutil.copyfile(first, path)  # the same speaker video in every session of the script
                 continue
-            write_face_video(path, person.face, fps=float(FPS), size=VIDEO_SIZE)
+            render_look(path, person.face, look, VIDEO_SIZE)
             first = first or path
 
 
 def run_job(job: ScriptJob) -> dict[str, Any]:
     """Generate script `job.index` and write all its sessions; returns its manifest entry."""
-    speaker, listeners = generate_script(job.binary, job.config, job.index)
+    config = job.config
+    speaker, listeners = generate_script(job.binary, config, job.index)
     sessions = [session_name(job.index, i) for i in range(len(listeners))]
     for session, listener in zip(sessions, listeners, strict=True):
-        _write_performance(job.config.out, job.split, session, SPEAKER_ROLE, speaker)
-        _write_performance(job.config.out, job.split, session, LISTENER_ROLE, listener)
-    if job.config.video:
-        _write_videos(job.config.out, job.split, sessions, speaker, listeners)
-    return {"split": job.split, "speaker": speaker.info, "listeners": [p.info for p in listeners]}
+        _write_performance(config.out, job.split, session, SPEAKER_ROLE, speaker)
+        _write_performance(config.out, job.split, session, LISTENER_ROLE, listener)
+    entry = {"split": job.split, "speaker": speaker.info, "listeners": [p.info for p in listeners]}
+    if config.video:
+        looks = cast_looks(config.seed, job.index, 1 + len(listeners), config.looks, VIDEO_SIZE[1])
+        _write_videos(config.out, job.split, sessions, [speaker, *listeners], looks)
+        entry["looks"] = {"speaker": looks[0].as_dict(), "listeners": [look.as_dict() for look in looks[1:]]}
+    return entry
 
 
 # --- the whole corpus ------------------------------------------------------------------------------------
@@ -320,6 +332,10 @@ def check_config(config: SynthConfig) -> None:
         raise SynthConfigError(f"--workers {config.workers}: use at least 1")
     if not config.voices:
         raise SynthConfigError("--voices: give at least one espeak-ng voice, e.g. en-us,en-gb")
+    if config.looks.pool not in POOLS:
+        raise SynthConfigError(f"--portraits {config.looks.pool}: choose one of {', '.join(POOLS)}")
+    if not 0.0 <= config.looks.vector_share <= 1.0:
+        raise SynthConfigError(f"--vector-share {config.looks.vector_share}: give a share from 0 to 1")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -363,6 +379,7 @@ def write_corpus(config: SynthConfig) -> dict[str, Any]:
     espeak.check_voices(binary, list(config.voices))
     if config.video:
         _check_video_renderer()
+        prepare_portraits(config.looks.pool)  # checked, made and prepared once, before any worker needs them
     prepare_out(config.out, config.overwrite)
     splits = split_scripts(script_count(config.clips, config.listeners_per_speaker))
     jobs = [ScriptJob(config, binary, index, split) for split, indices in splits.items() for index in indices]
@@ -397,6 +414,7 @@ def _manifest(
         "options": {
             "clips": config.clips, "seconds": config.seconds, "listeners_per_speaker": listeners,
             "voices": list(config.voices), "video": config.video,
+            **({"looks": asdict(config.looks)} if config.video else {}),
         },
         "counts": {
             "scripts": {split: len(r) for split, r in splits.items()},
