@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from renderer.avatar import AVATARS, Avatar, AvatarError, AvatarKind, create_avatar
+from renderer.avatar import AVATARS, Avatar, AvatarError, AvatarKind, Framing, create_avatar
 from renderer.face import BLENDSHAPE_NAMES, FACE_INDEX, FaceValueError, neutral_face
 from renderer.sinks import save_png
 
@@ -167,6 +167,19 @@ class TestAvatarContract:
         assert 0.15 * height < min(left[1], right[1]) and mouth[1] < 0.9 * height  # the face is inside the frame
         assert 0.08 * height < left[0] - right[0] < 0.45 * height  # neither a speck nor a close-up
 
+    def test_a_framing_moves_and_scales_the_face(self, spec: str | Path, cache_dir: Path):
+        """Framing(scale, dx, dy): the face's centre moves by (dx, dy) of the frame, its size scales."""
+        framing = Framing(scale=0.7, dx=0.15, dy=-0.1)
+        with create_avatar(spec, width=WIDTH, height=HEIGHT, cache_dir=cache_dir, framing=framing) as framed:
+            moved = eyes(framed)
+        with make(spec, cache_dir) as plain:
+            rest = eyes(plain)
+        shift = np.mean(moved, axis=0) - np.mean(rest, axis=0)
+        assert abs(shift[0] - 0.15 * WIDTH) < 0.02 * WIDTH
+        assert abs(shift[1] + 0.1 * HEIGHT) < 0.05 * HEIGHT  # the eyes sit above the centre the face scales about
+        ratio = np.linalg.norm(np.subtract(*moved)) / np.linalg.norm(np.subtract(*rest))
+        assert ratio == pytest.approx(0.7, abs=0.06)
+
     @pytest.mark.parametrize(
         ("face", "phrase"),
         [
@@ -193,3 +206,12 @@ class TestAvatarContract:
         avatar.close()  # the second close (the with block made the first)
         with pytest.raises(RuntimeError, match="after close"):
             avatar.draw(neutral_face())
+
+
+@pytest.mark.parametrize(
+    ("values", "phrase"),
+    [({"scale": 0.0}, "framing scale 0.0"), ({"scale": float("nan")}, "framing scale nan"), ({"dx": 1.5}, "shift")],
+)
+def test_impossible_framings_are_refused(values: dict[str, float], phrase: str):
+    with pytest.raises(AvatarError, match=phrase):
+        Framing(**values)

@@ -40,3 +40,23 @@ def test_write_face_media_muxes_speech_with_the_avatar_or_refuses_nothing(tmp_pa
         assert sum(1 for _ in media.decode(video=0)) == 25
     with pytest.raises(ValueError, match="give faces, audio or both"):
         write_face_media(tmp_path / "none.mp4")
+
+
+def test_any_avatar_and_a_frame_filter_and_the_crf_are_honoured(tmp_path):
+    from renderer.vector import VectorAvatar
+
+    faces = neutral_face(10)
+    faces[:, FACE_INDEX["jawOpen"]] = np.linspace(0, 1, 10)
+    with VectorAvatar("curls", width=96, height=64) as avatar:
+        write_face_video(tmp_path / "plain.mp4", faces, avatar=avatar, crf=18)
+        write_face_video(tmp_path / "coarse.mp4", faces, avatar=avatar, crf=40)
+        write_face_video(tmp_path / "dark.mp4", faces, avatar=avatar, frame_filter=lambda f: f // 2)
+        reference = avatar.draw(faces[0]).copy()
+    frames = {}
+    for name in ("plain", "dark"):
+        with av.open(str(tmp_path / f"{name}.mp4")) as container:
+            frames[name] = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert frames["plain"][0].shape == (64, 96, 3) and len(frames["dark"]) == 10  # the avatar's own size
+    assert np.abs(frames["plain"][0] - reference).mean() < 3
+    assert np.abs(frames["dark"][0] - reference // 2).mean() < 6  # the filter's frame was written
+    assert (tmp_path / "coarse.mp4").stat().st_size < 0.7 * (tmp_path / "plain.mp4").stat().st_size  # crf 40

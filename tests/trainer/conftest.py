@@ -3,6 +3,9 @@
 Three val pairs of ~3 s clips that cover the layout's variations: 16 kHz mono and 44.1 kHz stereo wavs, an mp4
 and PNG-folder videos, a (1, T, 58) npy, 76 vs 75 frames (like REACT's 751 vs 750), an emotion CSV with a pandas
 index column, a mean face, and a (6, 6) neighbour matrix.
+
+Also: every trainer test caches portraits (trainer.synth.portraits) and photo-avatar preparations in a folder of
+the test session's own, never in the user's ~/.cache (`portrait_cache`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import shutil
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,16 @@ import pytest
 from numpy.typing import NDArray
 
 from renderer.face import FACE_DIM, FPS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def portrait_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """$XDG_CACHE_HOME of the session (worker processes inherit it): portraits are made and prepared once here."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
 
 SPLIT = "val"
 FRAMES = 3 * FPS + 1  # 76, as the synthetic corpus writes seconds * 25 + 1

@@ -16,6 +16,7 @@ from renderer.face import EMOTION_NAMES, FACE_INDEX
 from trainer.cli import main
 from trainer.data.react import ReactDataset
 from trainer.synth.corpus import neighbour_matrix, script_count, split_scripts
+from trainer.synth.portraits import pool_names
 from trainer.synth.speech import fill_gaps
 
 ARGS = ["synth", "--clips", "8", "--seconds", "10", "--seed", "3"]
@@ -89,16 +90,73 @@ def test_the_dataset_reader_reads_the_corpus(corpus: Path) -> None:
     assert ds.neighbours().shape == (6, 6)
 
 
+VIDEO_ARGS = ["synth", "--clips", "3", "--seconds", "4", "--listeners-per-speaker", "1", "--video", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def video_corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One small --video corpus written three times: with 1 and 2 workers, and with the unseen portraits."""
+    root = tmp_path_factory.mktemp("video")
+    runs = {"a": ["--workers", "1"], "b": ["--workers", "2"], "unseen": ["--workers", "2", "--portraits", "unseen"]}
+    for name, extra in runs.items():
+        assert main([*VIDEO_ARGS, "--out", str(root / name), *extra]) == 0
+    return {name: root / name for name in runs}
+
+
+def clip_looks(corpus: Path) -> dict[Path, dict]:
+    """Each distinct video of a corpus (one per speaker script, one per listener) and its look from the manifest."""
+    scripts = json.loads((corpus / "synth_manifest.json").read_text())["scripts"]
+    looks = {}
+    for video in sorted(corpus.glob("*/Video_files/Synth/*/*/1.mp4")):
+        session, role = video.parts[-3], video.parts[-2]
+        entry = scripts[session[:5]]["looks"]
+        looks[video] = entry["speaker"] if role == "Expert_video" else entry["listeners"][int(session[6:])]
+    return looks
+
+
 @pytest.mark.slow
-def test_video_renders_both_faces_identically_on_every_run(tmp_path: Path) -> None:
-    args = ["synth", "--clips", "3", "--seconds", "4", "--listeners-per-speaker", "1", "--video", "--seed", "5"]
-    assert main([*args, "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
-    assert main([*args, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
-    assert file_hashes(tmp_path / "a") == file_hashes(tmp_path / "b")
+def test_video_renders_both_faces_identically_on_every_run(video_corpora: dict[str, Path]) -> None:
+    assert file_hashes(video_corpora["a"]) == file_hashes(video_corpora["b"])
     for role in ("Expert_video", "Novice_video"):
-        with av.open(str(tmp_path / "a" / f"val/Video_files/Synth/g0001l0/{role}/1.mp4")) as container:
+        with av.open(str(video_corpora["a"] / f"val/Video_files/Synth/g0001l0/{role}/1.mp4")) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         assert len(frames) == 4 * 25 + 1 and frames[0].shape == (256, 256, 3)
+
+
+@pytest.mark.slow
+def test_every_clip_shows_its_own_person_and_the_tracker_finds_the_photo_faces(video_corpora: dict[str, Path]) -> None:
+    from engine.tracker import FaceTracker
+
+    looks = clip_looks(video_corpora["a"])
+    assert len(looks) == 6 and len({json.dumps(look, sort_keys=True) for look in looks.values()}) == 6
+    photos = [video for video, look in looks.items() if look["avatar"].startswith("photo:")]
+    assert photos, "seed 5 should draw at least one portrait"
+    for video, look in looks.items():
+        with av.open(str(video)) as container, FaceTracker() as tracker:
+            found = [
+                tracker.track(f.to_ndarray(format="rgb24"), i / 25).found
+                for i, f in enumerate(container.decode(video=0))
+            ]
+        assert len(found) == 4 * 25 + 1
+        if video in photos:
+            assert np.mean(found) >= 0.9, (video, look)
+            assert look["avatar"].removeprefix("photo:") in pool_names("train")
+
+
+@pytest.mark.slow
+def test_the_unseen_pool_changes_only_the_people_in_the_videos(video_corpora: dict[str, Path]) -> None:
+    train, unseen = file_hashes(video_corpora["b"]), file_hashes(video_corpora["unseen"])
+    assert train.keys() == unseen.keys()
+    for name, digest in train.items():
+        if name.endswith((".wav", ".npy", ".csv")):
+            assert unseen[name] == digest, name  # audio, faces, emotions, pairs and neighbours
+    train_looks, unseen_looks = clip_looks(video_corpora["b"]), clip_looks(video_corpora["unseen"])
+    for (video, a), b in zip(train_looks.items(), unseen_looks.values(), strict=True):
+        assert (a["framing"], a["camera"]) == (b["framing"], b["camera"])  # the same cameras...
+        if a["avatar"].startswith("photo:"):  # ... on other people
+            assert b["avatar"].removeprefix("photo:") in pool_names("unseen")
+            name = str(video.relative_to(video_corpora["b"]))
+            assert unseen[name] != train[name]
 
 
 # --- listeners react to their own speaker -------------------------------------------------------------------
@@ -180,6 +238,9 @@ def test_neighbour_rule_for_reversed_rows() -> None:
         (["--voices", "en-us,klingon"], "unknown espeak-ng voice 'klingon'"),
         (["--voices", "en-us+nosuchvariant"], "unknown espeak-ng variant"),
         (["--listeners-per-speaker", "0"], "--listeners-per-speaker 0"),
+        (["--video", "--vector-share", "1.5"], "--vector-share 1.5: give a share from 0 to 1"),
+        (["--portraits", "unseen"], "--portraits: only apply to videos; add --video"),
+        (["--no-augment", "--vector-share", "0"], "--vector-share, --no-augment: only apply to videos"),
     ],
 )
 def test_bad_options_are_clear_errors(
@@ -215,6 +276,8 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for option in ("--out", "--clips", "--seconds", "--seed", "--listeners-per-speaker", "--voices", "--video"):
         assert option in text
-    for option in ("--workers", "--overwrite"):
+    for option in ("--workers", "--overwrite", "--portraits", "--vector-share", "--no-augment"):
         assert option in text
     assert "rounded up to whole speaker scripts" in text
+    for name in pool_names("train") + pool_names("unseen"):
+        assert name in text

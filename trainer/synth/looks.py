@@ -14,7 +14,7 @@ A look is drawn per clip from the script's random stream, so no two clips look a
   keeps the face, and room for its motion, inside the frame, its centre 25-75 % across and 30-62 % down; a large
   face near an edge has the frame cut through its hair, ears or shoulders (the crop).
 - colour and light: white balance (warm to cold, a green-magenta tint), exposure, contrast, gamma, saturation, and
-  a lighting gradient across the frame in any direction (one side up to half again as bright as the other).
+  a light from one side (the far side of the frame down to half as bright), from any direction.
 - sharpness and compression: half the clips lose resolution (scaled down to 45-100 %, and up again, keeping the
   face at least MIN_SHARP_FACE_PX tall before the upscale), and every clip is H.264 at a crf of 18-36.
 
@@ -48,6 +48,7 @@ CENTRE_X, CENTRE_Y = (0.25, 0.75), (0.30, 0.62)  # where the face's centre may g
 FACE_ASPECT = 0.8  # a face's width over its height (forehead to chin), for keeping it inside the frame
 MOTION = 0.12  # face heights of room kept around the face for head motion
 MIN_SHARP_FACE_PX = 64  # px: a clip that loses resolution keeps at least this face height before the upscale
+EXPOSURE, CONTRAST, GAMMA = (0.65, 1.25), (0.8, 1.15), (0.8, 1.3)  # brighter than this washes a face out
 CRF = (18, 36)
 PLAIN_CRF = 20  # Mp4Sink's default
 
@@ -81,9 +82,9 @@ class Camera:
     saturation: float = 1.0
     """0: grey, 1: as drawn."""
     light: float = 0.0
-    """A lighting gradient: brightness goes from 1 - light to 1 + light across the frame."""
+    """A light from one side: brightness falls from 1 on the lit side of the frame to 1 - light on the other."""
     light_angle: float = 0.0
-    """Direction (radians, image axes: 0 is to the right, pi/2 downwards) in which the light brightens."""
+    """Direction (radians, image axes: 0 is to the right, pi/2 downwards) towards the light."""
     sharpness: float = 1.0
     """The frame is scaled by this and back (1: full resolution)."""
     crf: int = PLAIN_CRF
@@ -121,13 +122,21 @@ def look_rngs(seed: int, script: int) -> tuple[np.random.Generator, np.random.Ge
     return np.random.default_rng(camera), np.random.default_rng(who)
 
 
+def centre_bounds(scale: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((x low, x high), (y low, y high)): where the face's centre may go (fractions of the frame) at `scale`, so
+    that the face and room for its motion stay inside the frame, within CENTRE_X and CENTRE_Y."""
+    height = FACE_HEIGHT * scale
+    half_h, half_w = (0.5 + MOTION) * height, (0.5 * FACE_ASPECT + MOTION) * height
+    x = (max(CENTRE_X[0], half_w), min(CENTRE_X[1], 1.0 - half_w))
+    y = (max(CENTRE_Y[0], half_h), min(CENTRE_Y[1], 1.0 - half_h))
+    return x, y
+
+
 def sample_framing(rng: np.random.Generator) -> Framing:
     """A face size and a place in the frame that keep the face and room for its motion inside the frame."""
     scale = float(math.exp(rng.uniform(*np.log(SCALE))))
-    height = FACE_HEIGHT * scale
-    half_h, half_w = (0.5 + MOTION) * height, (0.5 * FACE_ASPECT + MOTION) * height
-    x = rng.uniform(max(CENTRE_X[0], half_w), min(CENTRE_X[1], 1.0 - half_w))
-    y = rng.uniform(max(CENTRE_Y[0], half_h), min(CENTRE_Y[1], 1.0 - half_h))
+    x_range, y_range = centre_bounds(scale)
+    x, y = rng.uniform(*x_range), rng.uniform(*y_range)
     return Framing(scale=scale, dx=float(x - 0.5), dy=float(y - FACE_CENTRE_Y))
 
 
@@ -139,9 +148,9 @@ def sample_camera(rng: np.random.Generator, face_px: float) -> Camera:
     return Camera(
         mirror=bool(mirror),
         white_balance=(float(1 + 0.15 * warm), float(1 + 0.06 * tint), float(1 - 0.15 * warm)),
-        exposure=float(math.exp(rng.uniform(math.log(0.6), math.log(1.35)))),
-        contrast=float(rng.uniform(0.75, 1.15)),
-        gamma=float(math.exp(rng.uniform(math.log(0.75), math.log(1.35)))),
+        exposure=float(math.exp(rng.uniform(*np.log(EXPOSURE)))),
+        contrast=float(rng.uniform(*CONTRAST)),
+        gamma=float(math.exp(rng.uniform(*np.log(GAMMA)))),
         saturation=float(rng.uniform(0.55, 1.25)),
         light=float(rng.uniform(0.0, 0.5)),
         light_angle=float(rng.uniform(0.0, 2 * math.pi)),
@@ -208,12 +217,13 @@ def tone_curve(camera: Camera) -> NDArray[np.uint8]:
 
 
 def light_gradient(camera: Camera, width: int, height: int) -> NDArray[np.float32]:
-    """(H, W, 3) float32 brightness from 1 - light to 1 + light along `light_angle` across the frame."""
+    """(H, W, 3) float32 brightness: 1 at the frame's corner or edge towards `light_angle`, falling linearly to
+    1 - light at the opposite one."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     along = (xs / max(width - 1, 1) - 0.5) * math.cos(camera.light_angle)
     along += (ys / max(height - 1, 1) - 0.5) * math.sin(camera.light_angle)
-    span = max(abs(math.cos(camera.light_angle)) + abs(math.sin(camera.light_angle)), 1e-9) / 2
-    gain = 1.0 + camera.light * along / span
+    span = max(abs(math.cos(camera.light_angle)) + abs(math.sin(camera.light_angle)), 1e-9)
+    gain = 1.0 - camera.light * (0.5 - along / span)  # along / span runs from -1/2 to 1/2
     return np.repeat(gain[..., None], 3, axis=2).astype(np.float32)
 
 
