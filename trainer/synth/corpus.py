@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
@@ -69,7 +70,7 @@ from trainer.synth.listener import (
     sample_personas,
     smile_of,
 )
-from trainer.synth.looks import POOLS, Look, LookOptions, cast_looks, prepare_portraits, render_look
+from trainer.synth.looks import POOLS, Look, LookOptions, cast_looks, portraits_shown, prepare_portraits, render_look
 from trainer.synth.speaker import emphasis_frames, laughs, question_ends, sample_speaker_style, speaker_face
 from trainer.synth.speech import (
     DEFAULT_VOICES,
@@ -305,6 +306,7 @@ def run_job(job: ScriptJob) -> dict[str, Any]:
         _write_performance(config.out, job.split, session, LISTENER_ROLE, listener)
     entry = {"split": job.split, "speaker": speaker.info, "listeners": [p.info for p in listeners]}
     if config.video:
+        cv2.setNumThreads(1)  # each worker process draws and encodes on one core; OpenCV's own threads only contend
         looks = cast_looks(config.seed, job.index, 1 + len(listeners), config.looks, VIDEO_SIZE[1])
         _write_videos(config.out, job.split, sessions, [speaker, *listeners], looks)
         entry["looks"] = {"speaker": looks[0].as_dict(), "listeners": [look.as_dict() for look in looks[1:]]}
@@ -422,5 +424,6 @@ def _manifest(
             "frames_per_clip": frame_count(config.seconds), "fps": FPS, "audio_sample_rate": SAMPLE_RATE,
         },
         "tools": {"espeak-ng": espeak.espeak_version(binary), "numpy": np.__version__},
+        **({"portraits": portraits_shown(config.looks.pool)} if config.video else {}),
         "scripts": {f"g{i:04d}": entry for i, entry in enumerate(scripts)},
     }  # fmt: skip

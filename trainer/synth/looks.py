@@ -39,7 +39,7 @@ from renderer.avatar import Avatar, Framing, create_avatar
 from renderer.face import FPS, mirror_face
 from renderer.photo.avatar import FACE_CENTRE_Y, FACE_HEIGHT
 from renderer.vector import STYLES
-from trainer.synth.portraits import check_pool, pool_names, portrait_photo
+from trainer.synth.portraits import PORTRAITS, check_pool, pool_names, portrait_photo
 
 POOLS = ("train", "unseen", "none")  # "none": vector styles only
 LOOK_STREAM = 1000  # spawn key of the looks' stream under the script's SeedSequence (scripts spawn fewer children)
@@ -236,6 +236,16 @@ def prepare_portraits(pool: str, portraits: Path | None = None) -> None:
     for portrait in check_pool(pool):
         with create_avatar(portrait_photo(portrait.name, portraits), width=64, height=64):
             pass
+
+
+def portraits_shown(pool: str) -> dict[str, dict[str, str]]:
+    """For the manifest: each portrait of `pool` ("none": none) with its package, file, sha256 and who it shows."""
+    if pool == "none":
+        return {}
+    return {
+        p.name: {"package": p.source.distribution, "file": p.file, "sha256": p.sha256, "pool": p.pool, "look": p.look}
+        for p in (PORTRAITS[name] for name in pool_names(pool))
+    }
 
 
 def make_avatar(look: Look, size: tuple[int, int], portraits: Path | None = None) -> Avatar:
