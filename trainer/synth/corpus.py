@@ -380,7 +380,6 @@ def write_corpus(config: SynthConfig) -> dict[str, Any]:
     binary = espeak.find_espeak()
     espeak.check_voices(binary, list(config.voices))
     if config.video:
-        _check_video_renderer()
         prepare_portraits(config.looks.pool)  # checked, made and prepared once, before any worker needs them
     prepare_out(config.out, config.overwrite)
     splits = split_scripts(script_count(config.clips, config.listeners_per_speaker))
@@ -394,15 +393,6 @@ def write_corpus(config: SynthConfig) -> dict[str, Any]:
     manifest = _manifest(config, binary, splits, scripts)
     (config.out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
-
-
-def _check_video_renderer() -> None:
-    try:
-        from renderer.video import write_face_video  # noqa: F401
-    except ImportError as exc:
-        raise SynthConfigError(
-            f"--video needs renderer.video.write_face_video, which cannot be imported: {exc}"
-        ) from exc
 
 
 def _manifest(

@@ -39,6 +39,7 @@ from renderer.avatar import Avatar, Framing, create_avatar
 from renderer.face import FPS, mirror_face
 from renderer.photo.avatar import FACE_CENTRE_Y, FACE_HEIGHT
 from renderer.vector import STYLES
+from renderer.video import write_face_video
 from trainer.synth.portraits import PORTRAITS, check_pool, pool_names, portrait_photo
 
 POOLS = ("train", "unseen", "none")  # "none": vector styles only
@@ -262,8 +263,6 @@ def render_look(
     path: Path, faces: NDArray[np.float32], look: Look, size: tuple[int, int], portraits: Path | None = None
 ) -> None:
     """Write (T, 58) `faces` as a 25 fps mp4 of `look` at `size`: the person, the camera, the compression."""
-    from renderer.video import write_face_video
-
     drawn = mirror_face(faces) if look.camera.mirror else faces  # flipped back by the camera: the same face
     with make_avatar(look, size, portraits) as avatar:
         camera = CameraFilter(look.camera, *size)
