@@ -223,9 +223,10 @@ def create_avatar(
         raise FileNotFoundError(f"avatar photo {spec} does not exist; give a .jpg, .png or .webp portrait")
     parsed = parse_background(background)
     make: Callable[..., Avatar] = avatar_class(kind)  # each kind's own constructor (see AVATARS)
+    placed = {} if framing is None else {"framing": framing}  # a kind's own framing needs no argument
     if kind is AvatarKind.PHOTO:
-        return make(Path(spec), width=width, height=height, background=parsed, cache_dir=cache_dir, framing=framing)
-    return make(str(spec), width=width, height=height, background=parsed, framing=framing)
+        return make(Path(spec), width=width, height=height, background=parsed, cache_dir=cache_dir, **placed)
+    return make(str(spec), width=width, height=height, background=parsed, **placed)
 
 
 # --- backgrounds --------------------------------------------------------------------------------------------------

@@ -51,15 +51,15 @@ def test_every_portrait_makes_a_photo_avatar_whose_face_the_tracker_reads(pool: 
     from engine.tracker import FaceTracker
 
     prepare_portraits(pool, tmp_path)  # refuses a photo with no face, a tiny face or a face turned aside
-    smile = neutral_face()
-    smile[[FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]] = 0.6
+    sides = [FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]
+    faces = neutral_face(4)
+    faces[2:, sides] = 0.8  # 40 ms frames: at rest, then smiling
     for name in pool_names(pool):
         with create_avatar(portrait_photo(name, tmp_path), width=256, height=256) as avatar, FaceTracker() as tracker:
-            rest = tracker.track(avatar.draw(neutral_face()).copy(), 0.0)
-            smiling = tracker.track(avatar.draw(smile).copy(), 1.0)
-        assert rest.found and smiling.found, name
-        read = [r.face[[FACE_INDEX["mouthSmileLeft"], FACE_INDEX["mouthSmileRight"]]].mean() for r in (rest, smiling)]
-        assert read[1] > read[0] + 0.2, f"{name}: smile read {read[0]:.2f} at rest, {read[1]:.2f} at 0.6"
+            results = [tracker.track(avatar.draw(face).copy(), k * 0.04) for k, face in enumerate(faces)]
+        assert all(r.found for r in results), name
+        rest, smiling = (float(results[k].face[sides].mean()) for k in (1, 3))
+        assert smiling > rest + 0.3, f"{name}: smile read {rest:.2f} at rest, {smiling:.2f} at 0.8"
 
 
 def test_a_portrait_photo_is_made_once(tmp_path: Path):

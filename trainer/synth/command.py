@@ -69,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also render 256x256 25 fps mp4 videos of the speaker and listener faces, each clip a person of its "
         "own (a real portrait, or a vector style) seen through a camera of its own: mirrored or not, the face "
         "28-60%% of the frame's height anywhere that keeps it inside (the frame may cut hair and shoulders), white "
-        "balance, exposure, contrast, gamma, saturation, a lighting gradient, lost sharpness, H.264 crf 18-36",
+        "balance, exposure, contrast, gamma, saturation, a light from one side, lost sharpness, H.264 crf 18-36",
     )
     defaults = LookOptions()
     names = ", ".join(f"{name} ({p.pool})" for name, p in PORTRAITS.items())
