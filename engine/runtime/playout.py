@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import av
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -47,10 +47,14 @@ def on_sink_clock(chunk: AudioChunk, offset_s: float) -> tuple[NDArray[np.float3
 
 
 def fit_height(rgb: NDArray[np.uint8], height: int) -> NDArray[np.uint8]:
-    """Scale an (H, W, 3) frame to `height` rows, keeping its aspect ratio (width rounded to even)."""
+    """Scale an (H, W, 3) frame to `height` rows, keeping its aspect ratio (width rounded to even); a frame already
+    that size is returned as it is (the side-by-side panel of a speaker as tall as the avatar costs nothing)."""
     width = max(2, 2 * round(rgb.shape[1] * height / rgb.shape[0] / 2))
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    return np.asarray(frame.reformat(width=width, height=height).to_ndarray(format="rgb24"), dtype=np.uint8)
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    shrink = height < rgb.shape[0]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(rgb, (width, height), interpolation=interpolation), dtype=np.uint8)
 
 
 def fit_width(rgb: NDArray[np.uint8], width: int) -> NDArray[np.uint8]:
