@@ -227,17 +227,6 @@ class Geometry:
         field[row] = 0.5 * (field[list(EYE_UPPER[side][1:-1])] + field[list(EYE_LOWER[side][1:-1])])
         return field
 
-    def lid_skin(self, side: str, band: float, lower_band: float) -> Field:
-        """(V, 3) where the lids of a shut eye take their pixels from: the upper lid `band` face units above its
-        edge in the middle (less towards the corners), fading upwards, the lower lid `lower_band` below its edge
-        (the texture counterpart of a blink, see renderer.photo.rig.Rig.sources)."""
-        below, above = self.lid_gaps(side)
-        shift = np.zeros((9, 3))
-        shift[:, 1] = -band * below / max(float(below.max()), 1e-6)
-        field = self.spread(EYE_UPPER[side], shift, up=True, reach=min(3.0 * band, self.lid_reach[side]))
-        shift[:, 1] = lower_band * above / max(float(above.max()), 1e-6)
-        return field + self.spread(EYE_LOWER[side], shift, up=False, reach=3.0 * max(lower_band, 1e-3))
-
     def lip_thin(self, upper: bool, fraction: float, side: str | None = None) -> Field:
         """(V, 3) a lip's outer edge moving `fraction` of the way to its inner edge (on one half, if `side`): the
         lip between its edges moves in proportion to the distance from its inner edge, the skin beyond follows."""
