@@ -117,7 +117,14 @@ class PhotoAvatar(Avatar):
         size = (self.width, self.height)
         self.stage = stage(photo.rgb, self.scale, offset, size, background)
         landmarks = self._placed_points(prepared.landmarks, offset)
-        self.rig = Rig(self._placed(prepared.mesh, offset), landmarks, prepared.scores, prepared.lid_reaches, size)
+        self.rig = Rig(
+            self._placed(prepared.mesh, offset),
+            landmarks,
+            prepared.scores,
+            prepared.lid_reaches,
+            size,
+            prepared.glasses_tops,
+        )
         shut = stage(prepared.shut_photo(photo.rgb), self.scale, offset, size, background)
         self._lids = LidPainter(self.stage, shut, landmarks, self.rig.frame.unit, prepared.lash_colour)
         self._work = self.stage.copy()  # the framed portrait with the lids painted in this frame

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from renderer.photo.fields import lid_reach
+from renderer.photo.fields import glasses_top, lid_reach
 from renderer.photo.lids import lash_colour, shut_eyes
 from renderer.photo.mesh import FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, Mesh, build_mesh
 from renderer.photo.portrait import Photo, find_face
@@ -47,8 +47,9 @@ class Preparation:
     blendshapes (the rest pose); `pose` (3,) its head pose (rad); `vertices` (V, 3), `triangles` (T, 3) and
     `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB; `lash` (3,) the
     lashes' RGB; `lid_reach` (2,) how far the skin above the left and right upper lid may stretch when a lid moves
-    (face units); `shut_box` (4,) x0, y0, x1, y1 and `shut` (y1 - y0, x1 - x0, 3) uint8: the photo's pixels there
-    with both eyes shut (renderer.photo.lids.shut_eyes).
+    (face units); `glasses` (2, K) the top of a glasses frame above the left and right upper lid (face units,
+    renderer.photo.fields.glasses_top; NaN: none); `shut_box` (4,) x0, y0, x1, y1 and `shut` (y1 - y0,
+    x1 - x0, 3) uint8: the photo's pixels there with both eyes shut (renderer.photo.lids.shut_eyes).
     """
 
     size: NDArray[np.int64]
@@ -61,6 +62,7 @@ class Preparation:
     colours: NDArray[np.int64]
     lash: NDArray[np.int64]
     lid_reach: NDArray[np.float64]
+    glasses: NDArray[np.float64]
     shut_box: NDArray[np.int64]
     shut: NDArray[np.uint8]
 
@@ -71,6 +73,10 @@ class Preparation:
     @property
     def lid_reaches(self) -> dict[str, float]:
         return {"Left": float(self.lid_reach[0]), "Right": float(self.lid_reach[1])}
+
+    @property
+    def glasses_tops(self) -> dict[str, NDArray[np.float64]]:
+        return {"Left": self.glasses[0], "Right": self.glasses[1]}
 
     @property
     def lash_colour(self) -> tuple[int, int, int]:
@@ -108,6 +114,7 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
     gray = np.asarray(cv2.cvtColor(photo.rgb, cv2.COLOR_RGB2GRAY), np.uint8)
     unit = FaceFrame.of(found.landmarks.astype(np.float64)).unit
     reach = lid_reach(gray, found.landmarks, unit)
+    glasses = glasses_top(gray, found.landmarks, unit)
     lash = lash_colour(photo.rgb, found.landmarks, unit)
     shut_box, shut = shut_eyes(photo.rgb, found.landmarks, unit, reach)
     prepared = Preparation(
@@ -121,6 +128,7 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
         colours=np.array([colours.cavity, colours.teeth, colours.tongue], np.int64),
         lash=np.array(lash, np.int64),
         lid_reach=np.array([reach["Left"], reach["Right"]], np.float64),
+        glasses=np.stack([glasses["Left"], glasses["Right"]]),
         shut_box=shut_box,
         shut=shut,
     )

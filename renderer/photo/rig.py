@@ -2,7 +2,8 @@
 the eyes' gaze, and the head pose.
 
     rig = Rig(mesh, landmarks, scores)       # mesh and landmarks in output px; scores: the portrait's own (52,)
-                                             # (lid_reach: renderer.photo.fields.lid_reach of the photo)
+                                             # (lid_reach, glasses: renderer.photo.fields.lid_reach and
+                                             # glasses_top of the photo)
     vertices = rig.vertices(face)            # (V, 3) output px after expression and pose
 
 The portrait's own expression is the rest pose: a blendshape moves the mesh by (input - the portrait's score)
@@ -67,7 +68,6 @@ MAX_SHIFT = 0.35  # translation moves the head at most this fraction of the fram
 GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fraction of the eye opening
 PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
 RESTING = 0.05  # the portrait's own scores up to this are its resting face, which the neutral face keeps
-BLINK_SKIN = 0.0
 BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
 _IMAGE = np.diag([1.0, -1.0, 1.0])  # camera frame (y up) <-> image frame (y down)
 _INTERIOR = slice(1, -1)  # the 7 interior columns of an eye contour
@@ -132,12 +132,13 @@ class Rig:
         scores: NDArray[np.float32],
         lid_reach: dict[str, float] | None = None,
         frame_size: tuple[int, int] | None = None,
+        glasses: dict[str, NDArray[np.float64]] | None = None,
     ) -> None:
         self.rest = mesh.vertices.astype(np.float64)  # (V, 3) output px
         self.follow = mesh.follow.astype(np.float64)
         self.landmarks = landmarks.astype(np.float64)
         self.frame = FaceFrame.of(self.landmarks)
-        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks), lid_reach)
+        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks), lid_reach, glasses)
         face_units = displacement_fields(geometry)
         self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
         self.scores = scores.astype(np.float64)
@@ -207,9 +208,7 @@ class Rig:
         rates[k] = 0.0
         a = limit(a, rates, 1.0)
         others = float(a @ rates)
-        share = self._blink_share(w, side)
-        share = share if share < 0 else share * BLINK_SKIN
-        a[k] = share * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
+        a[k] = min(self._blink_share(w, side), 0.0) * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
         return a
 
     def lid_closures(self, face: NDArray[np.floating]) -> dict[str, float]:
@@ -249,9 +248,7 @@ class Rig:
         outward = 1.0 if side == "Left" else -1.0
         return outward * (look("Out") - look("In")), look("Down") - look("Up")
 
-    def _place_eye(
-        self, points: NDArray[np.float64], side: str, face: NDArray[np.floating], closure: float
-    ) -> None:
+    def _place_eye(self, points: NDArray[np.float64], side: str, face: NDArray[np.floating], closure: float) -> None:
         """Put one eye's middle row between its (moved) lids and shift it with the gaze: the iris moves inside
         the opening, its travel shrinking as the lids close (and as the upper lid comes down, `closure`)."""
         upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
