@@ -85,6 +85,7 @@ BROW_OUTER_DOWN = 0.5
 BROW_SQUEEZE = 0.7
 BROW_HOOD = 0.15  # a lowered brow also lowers the upper lid this much of the eye opening (it hoods the eye)
 BROW_IN = 0.06  # face units a lowered brow's inner half moves in (towards the nose)
+BROW_OVER_FRAME = 0.05  # face units: behind glasses, a brow's motion fades out over at least this above the frame
 BROW_INNER_UP = 0.2  # face units the inner ends of raised brows go up
 LASH_SKIP = 0.07  # face units above the lid's edge that hold the lashes (dark, but not an obstacle)
 OBSTACLE = 0.45  # darker than this fraction of the skin above the lashes: an edge the lid skin must not pass
@@ -124,7 +125,8 @@ def glasses_top(
 
     A frame is a run of pixels darker than OBSTACLE of the skin below the eye that starts between the lashes and
     the brow's lower edge (a dark brow itself starts above that) in at least GLASSES_SHARE of the columns; its top
-    is where that run ends, going up. `gray` (H, W) uint8, `landmarks` (478, 3) in its px, `unit` px per face unit.
+    is where that run ends, going up (smoothed along the brow: `_smooth_bar`). `gray` (H, W) uint8, `landmarks`
+    (478, 3) in its px, `unit` px per face unit.
     """
     out = {}
     for side in ("Left", "Right"):
@@ -145,8 +147,16 @@ def glasses_top(
             stop = start + int(np.argmin(dark[start:])) if not dark[start:].all() else len(dark) - 1
             tops.append(float(heights[stop]))
         found = np.array(tops)
-        out[side] = found if np.isfinite(found).mean() >= GLASSES_SHARE else np.full(GLASSES_COLUMNS, np.nan)
+        out[side] = _smooth_bar(found) if np.isfinite(found).mean() >= GLASSES_SHARE else np.full_like(found, np.nan)
     return out
+
+
+def _smooth_bar(tops: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A frame bar's top heights along a brow (NaN where not found) as the parabola through those found: a bar
+    is smooth, while single columns catch brow hairs or the frame's own highlights."""
+    t = np.linspace(0.0, 1.0, len(tops))
+    found = np.isfinite(tops)
+    return np.asarray(np.polyval(np.polyfit(t[found], tops[found], 2), t), np.float64)
 
 
 def _pixels(gray: NDArray[np.uint8], points: NDArray[np.floating]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -324,14 +334,15 @@ def _brow_along(g: Geometry, side: str) -> NDArray[np.float64]:
 
 def _brow_floor(g: Geometry, side: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(V,), (V,): where a brow's motion starts to fade below it and where it has faded out, down each vertex's
-    column: from the brow's lower edge to the upper lid; behind glasses from the brow's upper edge to the top of
-    the frame's bar, so that the frame stays put (it sits on the nose) while the brow hair above it moves."""
+    column: from the brow's lower edge to the upper lid; behind glasses from the brow's upper edge (at least
+    BROW_OVER_FRAME above the frame) to the top of the frame's bar, so that the frame stays put (it sits on the
+    nose) while the brow hair above it moves."""
     lid, lower = g.contour_y(EYE_UPPER[side]), g.contour_y(BROW_LOWER[side])
     tops = g.glasses[side]
     if not np.isfinite(tops).any():
         return lower, lid
     frame = lid - np.interp(_brow_along(g, side), np.linspace(0.0, 1.0, len(tops)), tops)
-    return np.minimum(g.contour_y(BROW_UPPER[side]), frame), frame
+    return np.minimum(g.contour_y(BROW_UPPER[side]), frame - BROW_OVER_FRAME), frame
 
 
 def _brow_ends(g: Geometry, side: str, inner: float = BROW_FADE) -> NDArray[np.float64]:
@@ -345,8 +356,8 @@ def _brow(g: Geometry, side: str, lateral: NDArray[np.float64]) -> NDArray[np.fl
     """(V,) how much of a brow's motion each vertex takes, for a `lateral` profile along it ((V,), from
     `_brow_along` and `_brow_ends`): the brow hair as one, the forehead above following less and less, the skin
     below less and less down to `_brow_floor` (stretched or squeezed evenly, never folded: see `_brow_room`)."""
-    upper = g.contour_y(BROW_UPPER[side])
     start, floor = _brow_floor(g, side)
+    upper = np.minimum(g.contour_y(BROW_UPPER[side]), start)
     above = falloff(np.maximum(upper - g.y, 0.0) / 0.45)
     below = np.clip((floor - g.y) / np.maximum(floor - start, 1e-3), 0.0, 1.0)
     vertical = np.where(g.y < upper, above, np.where(g.y <= start, 1.0, below))
