@@ -7,8 +7,9 @@ Construction does the slow work once: the photo is read and checked, its prepara
 mesh, colours) comes from the cache or is made and cached (renderer.photo.prepare), the portrait is framed at
 the output size (the face centred, its height FACE_HEIGHT of the frame; where the photo does not reach, its own
 edges mirrored and blurred, or the `background` given), and the rig's fields are laid out in output pixels.
-A draw moves the mesh (renderer.photo.rig), warps the framed portrait by it, paints the mouth's interior
-into the opening between the lips and the lash line of a closing eye (renderer.photo.warp).
+A draw paints each closing upper lid into a copy of the framed portrait (renderer.photo.lids), moves the mesh
+(renderer.photo.rig), warps that copy by it and paints the mouth's interior into the opening between the lips
+(renderer.photo.warp).
 """
 
 from __future__ import annotations
@@ -21,17 +22,17 @@ from numpy.typing import NDArray
 
 from renderer.avatar import Avatar, AvatarKind, Color, Framing, load_background
 from renderer.face import FACE_INDEX
-from renderer.photo.mesh import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, SIDES, Mesh
+from renderer.photo.lids import LidPainter
+from renderer.photo.mesh import LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, Mesh
 from renderer.photo.portrait import read_photo
 from renderer.photo.prepare import Preparation, default_cache_dir, prepare
 from renderer.photo.rig import Rig
-from renderer.photo.warp import Lashes, LashPainter, Mouth, MouthPainter, Warper
+from renderer.photo.warp import Mouth, MouthPainter, Warper
 
 FACE_HEIGHT = 0.46  # the face (forehead to chin) spans this fraction of the frame's height...
 FACE_WIDTH = 0.6  # ... or this fraction of its width, whichever is smaller
 FACE_CENTRE_Y = 0.47  # the face's centre, as a fraction of the frame's height
 TOOTH = 0.075  # tooth height in face units (eye distances)
-LASH_WIDTH = 0.035  # face units: a shut eye's lash line is this thick in the middle
 TEETH_HIDDEN = 0.5  # lips pursed to this fraction of their width hide the teeth...
 TEETH_RAMP = 0.25  # ... which show fully from this much wider
 OPEN_RAMP = 0.03  # face units: the interior fades in while the lips part this much more than in the photo
@@ -113,17 +114,22 @@ class PhotoAvatar(Avatar):
         prepared = prepare(photo, str(path), Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.prepared = prepared
         self.scale, offset = place_photo(prepared, self.width, self.height, framing)
-        self.stage = stage(photo.rgb, self.scale, offset, (self.width, self.height), background)
+        size = (self.width, self.height)
+        self.stage = stage(photo.rgb, self.scale, offset, size, background)
+        landmarks = self._placed_points(prepared.landmarks, offset)
         self.rig = Rig(
             self._placed(prepared.mesh, offset),
-            self._placed_points(prepared.landmarks, offset),
+            landmarks,
             prepared.scores,
             prepared.lid_reaches,
-            (self.width, self.height),
+            size,
+            prepared.glasses_tops,
         )
-        self._warper = Warper(self.stage, prepared.triangles)
+        shut = stage(prepared.shut_photo(photo.rgb), self.scale, offset, size, background)
+        self._lids = LidPainter(self.stage, shut, landmarks, self.rig.frame.unit, prepared.lash_colour)
+        self._work = self.stage.copy()  # the framed portrait with the lids painted in this frame
+        self._warper = Warper(self._work, prepared.triangles)
         self._mouth = MouthPainter(prepared.mouth_colours)
-        self._lashes = LashPainter(prepared.lash_colour)
         self._jaw = np.array([FACE_INDEX[n] for n in ("jawOpen", "jawLeft", "jawRight", "jawForward")])
         self._frame = np.empty((self.height, self.width, 3), np.uint8)
 
@@ -137,15 +143,11 @@ class PhotoAvatar(Avatar):
         return Mesh(self._placed_points(mesh.vertices, offset), mesh.triangles, mesh.follow)
 
     def _draw(self, face: NDArray[np.float32]) -> NDArray[np.uint8]:
+        self._lids.paint(self._work, self.rig.lid_closures(face))
         expressed = self.rig.expression(face)
         posed = self.rig.posed(expressed, face)
-        self._warper.draw(posed[:, :2], self.rig.sources(expressed), posed[:, 2], self._frame)
+        self._warper.draw(posed[:, :2], self.rig.rest[:, :2], posed[:, 2], self._frame)
         self._mouth.draw(self._frame, self._mouth_state(face, expressed, posed))
-        for side in SIDES:
-            closure = self.rig.closure(expressed, side)
-            if closure > 0.0:
-                line = self.rig.lash_line(expressed, face, side)
-                self._lashes.draw(self._frame, Lashes(line, LASH_WIDTH * self.rig.frame.unit, closure**2))
         return self._frame
 
     def _mouth_state(
@@ -174,4 +176,4 @@ class PhotoAvatar(Avatar):
         )
 
     def _release(self) -> None:
-        del self._warper, self._frame
+        del self._warper, self._frame, self._work

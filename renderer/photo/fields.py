@@ -70,14 +70,27 @@ from renderer.photo.mesh import (
     LIPS_OUTER_LOWER,
     LIPS_OUTER_UPPER,
     NOSE_WING,
+    SIDES,
 )
 
 Field = NDArray[np.float32]  # (V, 3) displacement in face units
 MOUTH_CORNER = {"Right": (61, 78), "Left": (291, 308)}  # outer and inner corner landmarks
 LID_MEET = 1.1  # a closed eye's upper lid comes down to the lower lid, which yields a tenth of the opening
 LID_SKIN_REACH = 0.22  # face units: the skin above the upper lid follows it over at most this distance
+BROW_FADE = 0.15  # face units: a brow's motion fades over this much beyond its ends
+BROW_DOWN = 0.22  # face units a lowered brow comes down where most (a little inside its middle: BROW_PEAK along it
+BROW_PEAK = 0.6  # from its outer end, falling off over BROW_SPREAD to BROW_OUTER_DOWN of that), and at most
+BROW_SPREAD = 0.8  # BROW_SQUEEZE of the skin's height between the brow and the upper lid (or a glasses frame)
+BROW_OUTER_DOWN = 0.5
+BROW_SQUEEZE = 0.7
+BROW_HOOD = 0.15  # a lowered brow also lowers the upper lid this much of the eye opening (it hoods the eye)
+BROW_IN = 0.06  # face units a lowered brow's inner half moves in (towards the nose)
+BROW_OVER_FRAME = 0.05  # face units: behind glasses, a brow's motion fades out over at least this above the frame
+BROW_INNER_UP = 0.2  # face units the inner ends of raised brows go up
 LASH_SKIP = 0.07  # face units above the lid's edge that hold the lashes (dark, but not an obstacle)
 OBSTACLE = 0.45  # darker than this fraction of the skin above the lashes: an edge the lid skin must not pass
+GLASSES_COLUMNS = 9  # a glasses frame's top is measured at this many columns along each brow...
+GLASSES_SHARE = 0.6  # ... and it is one where at least this share of them finds it
 
 
 def falloff(t: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -104,6 +117,48 @@ def lid_reach(gray: NDArray[np.uint8], landmarks: NDArray[np.floating], unit: fl
     return out
 
 
+def glasses_top(
+    gray: NDArray[np.uint8], landmarks: NDArray[np.floating], unit: float
+) -> dict[str, NDArray[np.float64]]:
+    """{side: (GLASSES_COLUMNS,) how far (face units) above the upper lid the top of a glasses frame's bar is, at
+    columns evenly spread from the brow's outer end (first) to its inner end; all NaN where there is none}.
+
+    A frame is a run of pixels darker than OBSTACLE of the skin below the eye that starts between the lashes and
+    the brow's lower edge (a dark brow itself starts above that) in at least GLASSES_SHARE of the columns; its top
+    is where that run ends, going up (smoothed along the brow: `_smooth_bar`). `gray` (H, W) uint8, `landmarks`
+    (478, 3) in its px, `unit` px per face unit.
+    """
+    out = {}
+    for side in ("Left", "Right"):
+        skin = float(np.median(gray[_pixels(gray, landmarks[list(EYE_LOWER[side]), :2] + [0.0, 0.15 * unit])]))
+        lid, lower, upper = (_sorted_contour(landmarks[list(c[side]), :2]) for c in (EYE_UPPER, BROW_LOWER, BROW_UPPER))
+        ends = landmarks[[BROW_LOWER[side][0], BROW_LOWER[side][-1]], 0]
+        tops = []
+        for x in np.linspace(ends[0], ends[1], GLASSES_COLUMNS):
+            lid_y, lower_y, upper_y = (float(np.interp(x, c[:, 0], c[:, 1])) for c in (lid, lower, upper))
+            heights = np.arange(LASH_SKIP, (lid_y - upper_y) / unit + 0.05, 0.005)
+            dark = gray[_pixels(gray, np.stack([np.full_like(heights, x), lid_y - heights * unit], axis=1))] < (
+                OBSTACLE * skin
+            )
+            start = int(np.argmax(dark)) if dark.any() else len(dark)
+            if start == len(dark) or heights[start] > (lid_y - lower_y) / unit - 0.03:
+                tops.append(np.nan)
+                continue
+            stop = start + int(np.argmin(dark[start:])) if not dark[start:].all() else len(dark) - 1
+            tops.append(float(heights[stop]))
+        found = np.array(tops)
+        out[side] = _smooth_bar(found) if np.isfinite(found).mean() >= GLASSES_SHARE else np.full_like(found, np.nan)
+    return out
+
+
+def _smooth_bar(tops: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A frame bar's top heights along a brow (NaN where not found) as the parabola through those found: a bar
+    is smooth, while single columns catch brow hairs or the frame's own highlights."""
+    t = np.linspace(0.0, 1.0, len(tops))
+    found = np.isfinite(tops)
+    return np.asarray(np.polyval(np.polyfit(t[found], tops[found], 2), t), np.float64)
+
+
 def _pixels(gray: NDArray[np.uint8], points: NDArray[np.floating]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """(rows, cols) of the pixels under (N, 2) px points, clipped to the image."""
     xs = np.clip(np.round(points[:, 0]).astype(np.intp), 0, gray.shape[1] - 1)
@@ -117,13 +172,19 @@ def _sorted_contour(points: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 class Geometry:
-    """Region helpers over the mesh's vertices `v` (V, 3) and the landmarks `lm` (478, 3), both in face units."""
+    """Region helpers over the mesh's vertices `v` (V, 3) and the landmarks `lm` (478, 3), both in face units;
+    `lid_reach` and `glasses` are the portrait's (see `lid_reach`, `glasses_top`; none when not given)."""
 
     def __init__(
-        self, v: NDArray[np.float64], lm: NDArray[np.float64], lid_reach: dict[str, float] | None = None
+        self,
+        v: NDArray[np.float64],
+        lm: NDArray[np.float64],
+        lid_reach: dict[str, float] | None = None,
+        glasses: dict[str, NDArray[np.float64]] | None = None,
     ) -> None:
         self.v, self.lm = v, lm
         self.lid_reach = lid_reach or {side: LID_SKIN_REACH for side in ("Left", "Right")}
+        self.glasses = glasses or {side: np.full(GLASSES_COLUMNS, np.nan) for side in ("Left", "Right")}
         self.x, self.y = v[:, 0], v[:, 1]
         corners = lm[[61, 291]]
         self.mouth_x = float(corners[:, 0].mean())
@@ -227,17 +288,6 @@ class Geometry:
         field[row] = 0.5 * (field[list(EYE_UPPER[side][1:-1])] + field[list(EYE_LOWER[side][1:-1])])
         return field
 
-    def lid_skin(self, side: str, band: float, lower_band: float) -> Field:
-        """(V, 3) where the lids of a shut eye take their pixels from: the upper lid `band` face units above its
-        edge in the middle (less towards the corners), fading upwards, the lower lid `lower_band` below its edge
-        (the texture counterpart of a blink, see renderer.photo.rig.Rig.sources)."""
-        below, above = self.lid_gaps(side)
-        shift = np.zeros((9, 3))
-        shift[:, 1] = -band * below / max(float(below.max()), 1e-6)
-        field = self.spread(EYE_UPPER[side], shift, up=True, reach=min(3.0 * band, self.lid_reach[side]))
-        shift[:, 1] = lower_band * above / max(float(above.max()), 1e-6)
-        return field + self.spread(EYE_LOWER[side], shift, up=False, reach=3.0 * max(lower_band, 1e-3))
-
     def lip_thin(self, upper: bool, fraction: float, side: str | None = None) -> Field:
         """(V, 3) a lip's outer edge moving `fraction` of the way to its inner edge (on one half, if `side`): the
         lip between its edges moves in proportion to the distance from its inner edge, the skin beyond follows."""
@@ -270,17 +320,75 @@ def _corner(g: Geometry, side: str, rx: float = 0.42, ry: float = 0.36) -> NDArr
     return g.blob((g.lm[outer] + g.lm[inner]) / 2, rx, ry)
 
 
-def _brow(g: Geometry, side: str, part: slice = slice(None)) -> NDArray[np.float64]:
-    """(V,) a bump over one brow (or part of it: brow points are listed outer end first). It fades upwards over
-    the forehead, and downwards linearly to 0 at the upper lid, so a moving brow stretches or squeezes the lid
-    skin evenly and never folds it over the eye."""
-    points = g.lm[[*BROW_UPPER[side][part], *BROW_LOWER[side][part]]]
-    cx, cy = points[:, :2].mean(axis=0)
-    lateral = falloff((g.x - cx) / (0.32 if part == slice(None) else 0.24))
-    lid = g.contour_y(EYE_UPPER[side])
-    down = np.clip((lid - g.y) / np.maximum(lid - cy, 1e-3), 0.0, 1.0)
-    vertical = np.where(g.y < cy, falloff((cy - g.y) / 0.45), down)
+def _smoothstep(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """0 below 0, 1 above 1, smooth (C1) between."""
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _brow_along(g: Geometry, side: str) -> NDArray[np.float64]:
+    """(V,) each vertex's place along one brow: 0 at its outer end, 1 at its inner end (beyond: < 0 or > 1)."""
+    outer, inner = g.lm[BROW_LOWER[side][0], 0], g.lm[BROW_LOWER[side][-1], 0]
+    return (g.x - outer) / (inner - outer)
+
+
+def _brow_floor(g: Geometry, side: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(V,), (V,): where a brow's motion starts to fade below it and where it has faded out, down each vertex's
+    column: from the brow's lower edge to the upper lid; behind glasses from the brow's upper edge (at least
+    BROW_OVER_FRAME above the frame) to the top of the frame's bar, so that the frame stays put (it sits on the
+    nose) while the brow hair above it moves."""
+    lid, lower = g.contour_y(EYE_UPPER[side]), g.contour_y(BROW_LOWER[side])
+    tops = g.glasses[side]
+    if not np.isfinite(tops).any():
+        return lower, lid
+    frame = lid - np.interp(_brow_along(g, side), np.linspace(0.0, 1.0, len(tops)), tops)
+    return np.minimum(g.contour_y(BROW_UPPER[side]), frame - BROW_OVER_FRAME), frame
+
+
+def _brow_ends(g: Geometry, side: str, inner: float = BROW_FADE) -> NDArray[np.float64]:
+    """(V,) 1 along a brow, fading beyond its outer end over BROW_FADE and beyond its inner end over `inner`."""
+    u = _brow_along(g, side)
+    length = abs(g.lm[BROW_LOWER[side][-1], 0] - g.lm[BROW_LOWER[side][0], 0])
+    return falloff(np.maximum(-u, 0.0) * length / BROW_FADE) * falloff(np.maximum(u - 1.0, 0.0) * length / inner)
+
+
+def _brow(g: Geometry, side: str, lateral: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(V,) how much of a brow's motion each vertex takes, for a `lateral` profile along it ((V,), from
+    `_brow_along` and `_brow_ends`): the brow hair as one, the forehead above following less and less, the skin
+    below less and less down to `_brow_floor` (stretched or squeezed evenly, never folded: see `_brow_room`)."""
+    start, floor = _brow_floor(g, side)
+    upper = np.minimum(g.contour_y(BROW_UPPER[side]), start)
+    above = falloff(np.maximum(upper - g.y, 0.0) / 0.45)
+    below = np.clip((floor - g.y) / np.maximum(floor - start, 1e-3), 0.0, 1.0)
+    vertical = np.where(g.y < upper, above, np.where(g.y <= start, 1.0, below))
     return lateral * vertical
+
+
+def _brow_room(g: Geometry, side: str) -> NDArray[np.float64]:
+    """(V,) face units over which the skin below a brow stretches or squeezes (`_brow_floor`), down each column."""
+    start, floor = _brow_floor(g, side)
+    return np.maximum(floor - start, 0.0)
+
+
+def _brow_down(g: Geometry, side: str) -> Field:
+    """A frown's brow: lowered (most a little inside its middle, so its arch flattens), its inner half moved in, the
+    skin below squeezed but never folded (a brow near its eye comes down less), the upper lid hooded a little."""
+    u = _brow_along(g, side)
+    weight = _brow(g, side, _brow_ends(g, side))
+    slant = BROW_OUTER_DOWN + (1.0 - BROW_OUTER_DOWN) * falloff((u - BROW_PEAK) / BROW_SPREAD)
+    drop = np.minimum(BROW_DOWN * slant, BROW_SQUEEZE * _brow_room(g, side))
+    inward = -_sx(side) * BROW_IN * _smoothstep((u - 0.4) / 0.6)
+    brow = np.stack([weight * inward, weight * drop, np.zeros_like(u)], axis=1).astype(np.float32)
+    return brow + g.lids(side, BROW_HOOD, 0.0)
+
+
+def _brows_inner_up(g: Geometry) -> Field:
+    """Both brows' inner halves up BROW_INNER_UP, most at their inner ends, and the skin between them with them
+    (each brow's motion fading out only at the other brow's inner end, the larger of the two taken, so the middle
+    of the forehead rises as one instead of in a ridge)."""
+    between = abs(g.lm[BROW_LOWER["Left"][-1], 0] - g.lm[BROW_LOWER["Right"][-1], 0])
+    weights = [_brow(g, s, _brow_ends(g, s, between) * _smoothstep((_brow_along(g, s) - 0.25) / 0.75)) for s in SIDES]
+    return _vec(np.maximum(*weights), 0.0, -BROW_INNER_UP)
 
 
 def _both(make: Callable[[Geometry, str], Field], g: Geometry) -> Field:
@@ -322,7 +430,7 @@ def _lip_half(g: Geometry, s: str, upper: bool, dy: float) -> Field:
 
 # Blendshapes without a side: name -> field.
 BOTH: dict[str, Callable[[Geometry], Field]] = {
-    "browInnerUp": lambda g: _both(lambda g, s: _vec(_brow(g, s, slice(2, None)), 0.0, -0.3), g),
+    "browInnerUp": _brows_inner_up,
     "cheekPuff": lambda g: _both(lambda g, s: _vec(g.blob(g.lm[CHEEK[s]], 0.4, 0.4), _sx(s) * 0.09, 0.0, 0.08), g),
     "jawForward": lambda g: _vec(g.jaw(), 0.0, 0.03, 0.10),
     "jawOpen": lambda g: _vec(g.jaw(), 0.0, 0.7, -0.15),
@@ -343,10 +451,10 @@ BOTH: dict[str, Callable[[Geometry], Field]] = {
 }
 # Blendshapes with a Left and a Right: stem -> field of the side ("Left" = the subject's left, +x).
 SIDED: dict[str, Callable[[Geometry, str], Field]] = {
-    "browDown": lambda g, s: (
-        _vec(_brow(g, s), -_sx(s) * 0.07, 0.24) + _vec(_brow(g, s, slice(3, None)), -_sx(s) * 0.04, 0.05)
+    "browDown": _brow_down,
+    "browOuterUp": lambda g, s: _vec(
+        _brow(g, s, _brow_ends(g, s) * (1.0 - _smoothstep(_brow_along(g, s) / 0.7))), 0.0, -0.12
     ),
-    "browOuterUp": lambda g, s: _vec(_brow(g, s, slice(0, 3)), 0.0, -0.12),
     "cheekSquint": lambda g, s: _vec(g.blob(g.lm[CHEEKBONE[s]], 0.35, 0.3), 0.0, -0.06) + g.lids(s, 0.0, 0.25),
     "eyeBlink": lambda g, s: g.lids(s, LID_MEET, 1.0 - LID_MEET),
     "eyeLookDown": lambda g, s: g.lids(s, 0.3, 0.0),

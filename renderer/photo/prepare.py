@@ -1,5 +1,5 @@
 """A portrait's preparation, made once and cached: landmarks, the portrait's own expression, the mesh, colours,
-how far its lid skin may stretch.
+how far its lid skin may stretch, its eyes shut.
 
     prepared = prepare(photo, "me.jpg", cache_dir)   # a Preparation, from the cache when it is there
 
@@ -21,15 +21,16 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from renderer.photo.fields import lid_reach
-from renderer.photo.mesh import EYE_UPPER, FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, SIDES, Mesh, build_mesh
+from renderer.photo.fields import glasses_top, lid_reach
+from renderer.photo.lids import lash_colour, shut_eyes
+from renderer.photo.mesh import FACE_OVAL, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, Mesh, build_mesh
 from renderer.photo.portrait import Photo, find_face
 from renderer.photo.rig import FaceFrame
-from renderer.photo.warp import MouthColours, lash_colour, mouth_colours
+from renderer.photo.warp import MouthColours, mouth_colours
 
 log = logging.getLogger(__name__)
 
-PREPARATION_VERSION = 3  # bump when anything stored below changes meaning (old cache files are then ignored)
+PREPARATION_VERSION = 4  # bump when anything stored below changes meaning (old cache files are then ignored)
 
 
 def default_cache_dir() -> Path:
@@ -44,8 +45,11 @@ class Preparation:
 
     `size` (2,) the photo's (width, height) as prepared; `landmarks` (478, 3); `scores` (52,) its own
     blendshapes (the rest pose); `pose` (3,) its head pose (rad); `vertices` (V, 3), `triangles` (T, 3) and
-    `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB; `lid_reach` (2,)
-    how far the skin above the left and right upper lid may stretch in a blink (face units).
+    `follow` (V,) the mesh; `colours` (3, 3) the mouth interior's cavity, teeth and tongue RGB; `lash` (3,) the
+    lashes' RGB; `lid_reach` (2,) how far the skin above the left and right upper lid may stretch when a lid moves
+    (face units); `glasses` (2, K) the top of a glasses frame above the left and right upper lid (face units,
+    renderer.photo.fields.glasses_top; NaN: none); `shut_box` (4,) x0, y0, x1, y1 and `shut` (y1 - y0,
+    x1 - x0, 3) uint8: the photo's pixels there with both eyes shut (renderer.photo.lids.shut_eyes).
     """
 
     size: NDArray[np.int64]
@@ -58,6 +62,9 @@ class Preparation:
     colours: NDArray[np.int64]
     lash: NDArray[np.int64]
     lid_reach: NDArray[np.float64]
+    glasses: NDArray[np.float64]
+    shut_box: NDArray[np.int64]
+    shut: NDArray[np.uint8]
 
     @property
     def mesh(self) -> Mesh:
@@ -68,9 +75,20 @@ class Preparation:
         return {"Left": float(self.lid_reach[0]), "Right": float(self.lid_reach[1])}
 
     @property
+    def glasses_tops(self) -> dict[str, NDArray[np.float64]]:
+        return {"Left": self.glasses[0], "Right": self.glasses[1]}
+
+    @property
     def lash_colour(self) -> tuple[int, int, int]:
         r, g, b = (int(v) for v in self.lash)
         return r, g, b
+
+    def shut_photo(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The photo `rgb` (the one prepared) with both eyes shut."""
+        x0, y0, x1, y1 = (int(v) for v in self.shut_box)
+        out = rgb.copy()
+        out[y0:y1, x0:x1] = self.shut
+        return out
 
     @property
     def mouth_colours(self) -> MouthColours:
@@ -96,7 +114,9 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
     gray = np.asarray(cv2.cvtColor(photo.rgb, cv2.COLOR_RGB2GRAY), np.uint8)
     unit = FaceFrame.of(found.landmarks.astype(np.float64)).unit
     reach = lid_reach(gray, found.landmarks, unit)
-    lash = lash_colour(photo.rgb, [found.landmarks[list(EYE_UPPER[s]), :2] for s in SIDES], unit)
+    glasses = glasses_top(gray, found.landmarks, unit)
+    lash = lash_colour(photo.rgb, found.landmarks, unit)
+    shut_box, shut = shut_eyes(photo.rgb, found.landmarks, unit, reach)
     prepared = Preparation(
         size=np.array([photo.rgb.shape[1], photo.rgb.shape[0]], np.int64),
         landmarks=found.landmarks,
@@ -108,6 +128,9 @@ def prepare(photo: Photo, name: str, cache_dir: Path, face_model: Path | None = 
         colours=np.array([colours.cavity, colours.teeth, colours.tongue], np.int64),
         lash=np.array(lash, np.int64),
         lid_reach=np.array([reach["Left"], reach["Right"]], np.float64),
+        glasses=np.stack([glasses["Left"], glasses["Right"]]),
+        shut_box=shut_box,
+        shut=shut,
     )
     _save(path, prepared)
     return prepared

@@ -2,7 +2,8 @@
 the eyes' gaze, and the head pose.
 
     rig = Rig(mesh, landmarks, scores)       # mesh and landmarks in output px; scores: the portrait's own (52,)
-                                             # (lid_reach: renderer.photo.fields.lid_reach of the photo)
+                                             # (lid_reach, glasses: renderer.photo.fields.lid_reach and
+                                             # glasses_top of the photo)
     vertices = rig.vertices(face)            # (V, 3) output px after expression and pose
 
 The portrait's own expression is the rest pose: a blendshape moves the mesh by (input - the portrait's score)
@@ -68,9 +69,6 @@ GAZE = {"x": 0.16, "y": 0.18}  # iris travel per unit gaze: x in IOD, y as a fra
 PRESS_PER_CLOSE = 1.0  # mouthPress per unit of mouthClose beyond jawOpen
 RESTING = 0.05  # the portrait's own scores up to this are its resting face, which the neutral face keeps
 BLINK_GAIN = 1.3  # the lids shut at eyeBlink = 0.77 (the tracker reads a real blink only once nearly shut)
-LASH_BAND = 0.04  # face units: a closed upper lid samples its skin this far above the lid's edge...
-LOWER_BAND = 0.03  # ... and the lower lid this far below its edge (not its pale inner rim)
-LASH_DROP = 0.02  # face units: a closed eye's lash line runs this far below its upper lid's edge
 _IMAGE = np.diag([1.0, -1.0, 1.0])  # camera frame (y up) <-> image frame (y down)
 _INTERIOR = slice(1, -1)  # the 7 interior columns of an eye contour
 
@@ -134,12 +132,13 @@ class Rig:
         scores: NDArray[np.float32],
         lid_reach: dict[str, float] | None = None,
         frame_size: tuple[int, int] | None = None,
+        glasses: dict[str, NDArray[np.float64]] | None = None,
     ) -> None:
         self.rest = mesh.vertices.astype(np.float64)  # (V, 3) output px
         self.follow = mesh.follow.astype(np.float64)
         self.landmarks = landmarks.astype(np.float64)
         self.frame = FaceFrame.of(self.landmarks)
-        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks), lid_reach)
+        geometry = Geometry(self.frame.to_face(self.rest), self.frame.to_face(self.landmarks), lid_reach, glasses)
         face_units = displacement_fields(geometry)
         self.fields = self.frame.to_image(face_units).astype(np.float64)  # (52, V, 3) px per unit
         self.scores = scores.astype(np.float64)
@@ -153,9 +152,6 @@ class Rig:
         self._centre = (oval[:, :2].min(0) + oval[:, :2].max(0)) / 2
         self._half_width = width / 2
         self._eye_rates = {s: self._closure_rates(face_units, s) for s in SIDES}
-        self._lid_skin = {
-            s: self.frame.to_image(geometry.lid_skin(s, LASH_BAND, LOWER_BAND))[:, :2].astype(np.float64) for s in SIDES
-        }
         self._lip_rates, self._lip_gap = self._opening_rates(face_units)
         inner = list(LIPS_INNER_UPPER[_INTERIOR]), list(LIPS_INNER_LOWER[_INTERIOR])
         self._lip_floor = np.minimum((self.rest[inner[1], :2] - self.rest[inner[0], :2]) @ self.frame.ey, 0.0)
@@ -196,18 +192,30 @@ class Rig:
             a = self._blink(a, w, side)
         return limit(a, self._lip_rates, self._lip_gap)
 
+    def _blink_share(self, w: NDArray[np.float64], side: str) -> float:
+        """How much of what the eye's other shapes leave open one eye's blink closes, for inputs `w` (through
+        `_inputs`): BLINK_GAIN * (input - portrait's) / (1 - portrait's), at most 1 (eyeBlink >= 1 / BLINK_GAIN
+        always shuts the eye); negative where the input is below the portrait's own."""
+        k = BLENDSHAPE_INDEX["eyeBlink" + side]
+        return min(BLINK_GAIN * (w[k] - self._rest[k]) / max(1.0 - self._rest[k], 1e-3), 1.0)
+
     def _blink(self, a: NDArray[np.float64], w: NDArray[np.float64], side: str) -> NDArray[np.float64]:
-        """`a` with one eye's blink closing BLINK_GAIN * (input - portrait's) / (1 - portrait's) (at most all) of
-        the opening that the eye's other shapes (squint, wide, gaze, cheeks) leave: eyeBlink >= 1 / BLINK_GAIN
-        always shuts the eye."""
+        """`a` with one eye's other shapes (squint, wide, gaze, cheeks) closing no further than shut, and its
+        blink field applied only where the blink opens the eye wider than the portrait's: a closing lid is not a
+        deformation but the shut eye's texture uncovered (`lid_closures`, renderer.photo.lids)."""
         k = BLENDSHAPE_INDEX["eyeBlink" + side]
         rates = self._eye_rates[side].copy()
         rates[k] = 0.0
         a = limit(a, rates, 1.0)
         others = float(a @ rates)
-        share = min(BLINK_GAIN * (w[k] - self._rest[k]) / max(1.0 - self._rest[k], 1e-3), 1.0)
-        a[k] = share * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
+        a[k] = min(self._blink_share(w, side), 0.0) * (1.0 - others) / max(self._eye_rates[side][k], 1e-3)
         return a
+
+    def lid_closures(self, face: NDArray[np.floating]) -> dict[str, float]:
+        """{side: how far the upper lid has come down over what the eye's other shapes leave open}: 0 as in the
+        portrait, 1 shut (renderer.photo.lids.LidPainter draws it)."""
+        w = np.maximum(self._inputs(face[BLENDSHAPES]), self._floor)
+        return {side: max(self._blink_share(w, side), 0.0) for side in SIDES}
 
     # --- per frame --------------------------------------------------------------------------------------------
 
@@ -216,8 +224,9 @@ class Rig:
         a = self.amounts(face[BLENDSHAPES])
         points = self.rest + np.tensordot(a, self.fields, axes=1)
         self._separate_lips(points)
+        closures = self.lid_closures(face)
         for side in SIDES:
-            self._place_eye(points, side, face)
+            self._place_eye(points, side, face, closures[side])
         return points
 
     def _separate_lips(self, points: NDArray[np.float64]) -> None:
@@ -239,14 +248,14 @@ class Rig:
         outward = 1.0 if side == "Left" else -1.0
         return outward * (look("Out") - look("In")), look("Down") - look("Up")
 
-    def _place_eye(self, points: NDArray[np.float64], side: str, face: NDArray[np.floating]) -> None:
+    def _place_eye(self, points: NDArray[np.float64], side: str, face: NDArray[np.floating], closure: float) -> None:
         """Put one eye's middle row between its (moved) lids and shift it with the gaze: the iris moves inside
-        the opening, its travel shrinking as the lids close."""
+        the opening, its travel shrinking as the lids close (and as the upper lid comes down, `closure`)."""
         upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
         gx, gy = self.gaze(face, side)
         rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
         gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
-        openness = np.clip(gap / np.maximum(rest_gap, 1e-3), 0.0, 1.5)
+        openness = np.clip(gap / np.maximum(rest_gap, 1e-3), 0.0, 1.5) * (1.0 - closure)
         t = np.clip(0.5 + GAZE["y"] * gy, 0.25, 0.75)
         row = np.arange(EYE_ROW[side], EYE_ROW[side] + 7)
         points[row] = points[upper] + t * (points[lower] - points[upper])
@@ -256,33 +265,6 @@ class Rig:
         bump = np.exp(-(((x - iris_x) / (0.35 * eye_width)) ** 2))
         shift = GAZE["x"] * gx * self.frame.unit * bump * np.minimum(openness, 1.0)
         points[row, :2] += shift[:, None] * self.frame.ex
-
-    def closure(self, points: NDArray[np.float64], side: str) -> float:
-        """How shut one eye of the expressed mesh `points` (V, 3) is: 0 as in the portrait (or wider), 1 shut."""
-        upper, lower = list(EYE_UPPER[side][_INTERIOR]), list(EYE_LOWER[side][_INTERIOR])
-        rest_gap = (self.rest[lower, :2] - self.rest[upper, :2]) @ self.frame.ey
-        gap = (points[lower, :2] - points[upper, :2]) @ self.frame.ey
-        return float(np.clip(1.0 - gap.sum() / max(rest_gap.sum(), 1e-3), 0.0, 1.0))
-
-    def sources(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
-        """(V, 2) px: where each vertex of the expressed mesh `points` takes its pixels from in the still portrait.
-
-        The rest positions, except at a closing eye: as it closes, its upper lid samples the portrait's lid skin
-        from higher up (LASH_BAND above its edge at full closure, fading upwards) and its lower lid from lower
-        down (LOWER_BAND), so a closed eye shows skin instead of the lashes, the iris dragged down into a dark
-        band and the lower lid's pale inner rim (the lashes are drawn again by renderer.photo.warp.LashPainter).
-        """
-        sources = self.rest[:, :2].copy()
-        for side in SIDES:
-            sources += self.closure(points, side) * self._lid_skin[side]
-        return sources
-
-    def lash_line(self, points: NDArray[np.float64], face: NDArray[np.floating], side: str) -> NDArray[np.float64]:
-        """(9, 2) px: where a closing eye's lash line runs, outer corner first: LASH_DROP below its upper lid
-        (expressed mesh `points`), posed with the head."""
-        upper = points[list(EYE_UPPER[side])].copy()
-        upper[:, :2] += LASH_DROP * self.frame.unit * self.frame.ey
-        return self.posed(upper, face, np.ones(len(upper)))[:, :2]
 
     def posed(
         self, points: NDArray[np.float64], face: NDArray[np.floating], follow: NDArray[np.float64] | None = None

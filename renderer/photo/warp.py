@@ -145,23 +145,6 @@ def mouth_colours(rgb: NDArray[np.uint8], lips: NDArray[np.float32], face: NDArr
     return MouthColours(cavity=_rgb8(lip * 0.16), teeth=_rgb8(teeth), tongue=_rgb8(lip * 0.82 + [12, 0, 4]))
 
 
-def lash_colour(rgb: NDArray[np.uint8], lids: list[NDArray[np.floating]], unit: float) -> tuple[int, int, int]:
-    """The portrait's lash colour: the mean of the darkest sixth of the pixels along its upper lids' edges.
-
-    `lids` are the upper-lid contours ((9, 2) px each), `unit` the eye distance in px; the band sampled is
-    0.03 of it wide, just above each edge (where the lashes grow).
-    """
-    mask = np.zeros(rgb.shape[:2], np.uint8)
-    for lid in lids:
-        edge = np.round(np.asarray(lid) - [0.0, 0.015 * unit]).astype(np.int32)
-        cv2.polylines(mask, [edge], False, 1, max(1, round(0.03 * unit)))
-    pixels = rgb[mask > 0].astype(np.float64)
-    if not len(pixels):
-        return (40, 30, 30)
-    light = pixels.mean(axis=1)
-    return _rgb8(pixels[light <= np.percentile(light, 16)].mean(axis=0))
-
-
 def _rgb8(c: NDArray[np.floating]) -> tuple[int, int, int]:
     """An RGB colour as three ints in 0..255."""
     r, g, b = np.clip(np.round(c), 0, 255).astype(int)
@@ -277,40 +260,3 @@ class MouthPainter:
         bottom = centre[1] + mouth.tongue_out * reach
         oval = skia.Rect.MakeLTRB(centre[0] - width / 2, centre[1] - mouth.tooth_px, centre[0] + width / 2, bottom)
         canvas.drawOval(oval, self._tongue)
-
-
-@dataclass(frozen=True)
-class Lashes:
-    """A closing eye's lash line this frame: `line` (n, 2) output px where its lids meet, corner to corner,
-    `width_px` its thickness in the middle (it thins towards the corners), `alpha` in [0, 1] how much shows."""
-
-    line: NDArray[np.float64]
-    width_px: float
-    alpha: float
-
-
-class LashPainter:
-    """Draws the lash line of a closing eye in the portrait's lash colour, in place on a frame. The closing lid
-    samples skin above its lashes (renderer.photo.rig.Rig.sources), so without it a shut eye has no lashes; with
-    it the tracker also reads a shut eye as shut more often (tests/renderer/test_photo_loop.py)."""
-
-    def __init__(self, colour: tuple[int, int, int]) -> None:
-        self._paint = skia.Paint(AntiAlias=True, Color=skia.ColorSetRGB(*colour))
-        self._paint.setMaskFilter(skia.MaskFilter.MakeBlur(skia.kNormal_BlurStyle, 0.4))
-
-    def draw(self, frame: NDArray[np.uint8], lashes: Lashes) -> None:
-        """Paint `lashes` onto `frame` (H, W, 3) uint8 in place (nothing when its alpha is 0)."""
-        if lashes.alpha <= 0.0:
-            return
-        self._paint.setAlphaf(lashes.alpha)
-        band = _band(lashes.line, lashes.width_px)
-        _paint_patch(frame, band, 2.0, lambda canvas: canvas.drawPath(_path(band), self._paint))
-
-
-def _band(line: NDArray[np.float64], width: float) -> NDArray[np.float64]:
-    """(2n, 2) a closed polygon around a polyline (n, 2): `width` thick in the middle, a third of it at the ends."""
-    tangent = np.gradient(line, axis=0)
-    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
-    half = 0.5 * width * (1.0 / 3.0 + 2.0 / 3.0 * np.sin(np.linspace(0.0, np.pi, len(line))))[:, None]
-    return np.concatenate([line - half * normal, (line + half * normal)[::-1]])

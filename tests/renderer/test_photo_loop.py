@@ -33,14 +33,14 @@ ANGLES = (-0.3, -0.15, 0.15, 0.3)
 HOLD = 6
 SATURATION = 0.02  # near 1 a tracked value may dip this much (tracker noise) and still count as rising
 NOT_REACHED = {  # (portrait, shape): what the tracker reads (minus neutral), measured on this machine
-    ("astronaut", "eyeBlinkRight"): "0.29 at 0.8 (one eye shut: FaceLandmarker puts it half open)",
-    ("astronaut", "browDownLeft"): "0.04 at 0.8 (its brow landmarks follow the eye, not the brow)",
-    ("astronaut", "browDownRight"): "0.28 at 0.8",
-    ("grace_hopper", "eyeBlinkLeft"): "0.24 at 0.8 (behind glasses)",
-    ("grace_hopper", "eyeBlinkRight"): "0.30 at 0.8 (behind glasses)",
-    ("grace_hopper", "browInnerUp"): "0.19 at 0.8 (the brows sit behind the glasses' frame)",
-    ("grace_hopper", "browDownLeft"): "0.32 at 0.8",
-    ("grace_hopper", "browDownRight"): "0.25 at 0.8",
+    ("astronaut", "eyeBlinkRight"): "0.35 at 0.8 (one eye shut: FaceLandmarker puts it partly open)",
+    ("astronaut", "browDownLeft"): "0.03 at 0.8 (its brow landmarks follow her faint brows a quarter of the way)",
+    ("astronaut", "browDownRight"): "0.06 at 0.8 (as browDownLeft)",
+    ("grace_hopper", "eyeBlinkLeft"): "0.23 at 0.8 (behind glasses)",
+    ("grace_hopper", "eyeBlinkRight"): "0.27 at 0.8 (behind glasses)",
+    ("grace_hopper", "browInnerUp"): "-0.01 at 0.8, not rising (the brows move above a glasses frame that stays put)",
+    ("grace_hopper", "browDownLeft"): "0.07 at 0.8 (the brows come down only to the frame)",
+    ("grace_hopper", "browDownRight"): "0.03 at 0.8 (as browDownLeft)",
 }
 
 
