@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from engine.listener import EXPRESSIVENESS_RANGE, MAX_PERSONA_CHARS, ListenerChange
+from engine.rooms.messages import one_line
 
 VERSION: Literal[1] = 1
 MAX_CONTROL_BYTES = 256  # a change is ~60 bytes
@@ -69,9 +70,9 @@ def decode_control(data: bytes | str) -> ListenerSet:
     try:
         message = _DECODER.decode(data)
     except msgspec.ValidationError as err:
-        raise ControlError(f"listener control: {err}") from None
+        raise ControlError(f"listener control: {one_line(str(err))}") from None
     except msgspec.DecodeError as err:
-        raise ControlError(f"listener control is not msgpack: {err}") from None
+        raise ControlError(f"listener control is not msgpack: {one_line(str(err))}") from None
     if message.persona is msgspec.UNSET and message.expressiveness is msgspec.UNSET:
         raise ControlError("listener control names neither a persona nor an expressiveness")
     return message
