@@ -410,10 +410,10 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     realtime = args.audio_device is not None or args.room is not None or args.realtime
     realtime = realtime or (output is not None and output.live)  # a camera is fed in real time (never --fast)
     check_hop(args)
-    control = open_listener(args)
     avatar = open_avatar(args, size, background)
-    backend = source = tracker = room = local_room = params = None
+    backend = source = tracker = room = local_room = params = control = None
     try:
+        control = open_listener(args)  # a persona file goes through the style graph here, before the model loads
         backend = open_backend(args)
         stop.check()
         local_room = start_local_room(args)
