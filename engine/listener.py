@@ -16,8 +16,8 @@ Expressiveness X scales how much the listener moves, relative to the persona its
 0.5 half as much, 2 twice as much. The model is asked for a motion energy (renderer.face.motion_energy) of
 X * E, where E is the persona's own (the manifest's energy of a named one, a file's own motion energy, the
 training listeners' mean for `anyone`): expressiveness = [log(X * E / energy_mean), 1]. X lies in
-EXPRESSIVENESS_RANGE = [0.25, 2.5]: the training listeners' energies span about a factor of ten, and asking for
-more than that leaves the motion the model learned. Without X the listener moves as its style does ([0, 0]).
+EXPRESSIVENESS_RANGE = [0.25, 2.5], a guard: far outside the energies of its training listeners the model would be
+asked for motion it never learned. Without X the listener moves as its style does ([0, 0]).
 """
 
 from __future__ import annotations
