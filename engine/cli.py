@@ -302,17 +302,13 @@ def check_hop(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from None
 
 
-def open_listener(args: argparse.Namespace) -> Any:
-    """--persona and --expressiveness as the model takes them (engine.listener.ListenerControl), read from the
-    manifest (and a persona file through the style graph) before the backend loads or a room is joined. None for a
-    model without a style input when neither is given; with either, such a model is refused."""
+def open_listener(args: argparse.Namespace, model: Any) -> Any:
+    """--persona and --expressiveness as `model` (engine.model_dir.ModelDir) takes them: an
+    engine.listener.ListenerControl, made before a room is joined or the input opened (a persona file goes through
+    the style graph here). None for a model without a style input when neither is given; with either, such a model
+    is refused."""
     from engine.listener import ANYONE, ListenerChoices, ListenerControl, ListenerError
-    from engine.model_dir import ModelDirError, load_model_dir
 
-    try:
-        model = load_model_dir(args.model, verify_hashes=False)
-    except ModelDirError as exc:
-        raise UserError(str(exc)) from None
     if model.style is None and args.persona is None and args.expressiveness is None:
         return None
     persona = args.persona or ANYONE
@@ -337,7 +333,13 @@ def list_personas(args: argparse.Namespace) -> int:
         args.model = default_model_dir()
     if args.model is None:
         raise UserError("this installation carries no default model: pass --model DIR")
-    control = open_listener(args)
+    from engine.model_dir import ModelDirError, load_model_dir
+
+    try:
+        model = load_model_dir(args.model)
+    except ModelDirError as exc:
+        raise UserError(str(exc)) from None
+    control = open_listener(args, model)
     if control is None:
         raise UserError(f"--list-personas: model {args.model} takes no persona (a model directory of format version "
                         "1); use a model exported with personas")  # fmt: skip
@@ -413,9 +415,9 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     avatar = open_avatar(args, size, background)
     backend = source = tracker = room = local_room = params = control = None
     try:
-        control = open_listener(args)  # a persona file goes through the style graph here, before the model loads
         backend = open_backend(args)
         stop.check()
+        control = open_listener(args, backend.model)  # before a room is joined or the input is opened
         local_room = start_local_room(args)
         room = open_room(args, size, stop, control)
         source = room.source if room is not None else open_source(args, realtime)

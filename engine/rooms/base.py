@@ -343,26 +343,33 @@ class RoomClient(ABC):
     # --- who listens: control messages in, the listener out ------------------------------------------------------
 
     def open_channel(self, peer: Peer) -> None:
-        """Open `peer`'s reactions channel: it gets the listener when it opens, and its messages are controls."""
-        peer.open_channel(on_open=lambda: self._send_listener(peer), on_message=lambda d: self._on_control(peer.id, d))
+        """Open `peer`'s reactions channel: it gets the listener when it opens, and its messages are controls. (The
+        handlers name the participant, not the Peer: a channel aiortc still holds keeps no closed connection alive.)"""
+        peer_id = peer.id
+        peer.open_channel(
+            on_open=lambda: self._send_listener(peer_id), on_message=lambda data: self._on_control(peer_id, data)
+        )
 
     def watch_controls(self) -> None:
         """Send the listener to every page after each change (called on the client's loop, once joined)."""
         if self.controls is None or self._unwatch_controls is not None:
             return
         loop = asyncio.get_running_loop()
-        self._unwatch_controls = self.controls.subscribe(
-            lambda change: loop.call_soon_threadsafe(self._broadcast_listener, change)
-        )
+
+        def changed(change: ListenerChange) -> None:  # in the changing thread: hand it to the loop
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._broadcast_listener, change)
+
+        self._unwatch_controls = self.controls.subscribe(changed)
 
     def _listener_message(self, change: ListenerChange | None = None) -> bytes | None:
         if self.controls is None:
             return None
         return encode_state(change or self.controls.current(), self.controls.choices.names)
 
-    def _send_listener(self, peer: Peer) -> None:
-        message = self._listener_message()
-        if message is not None:
+    def _send_listener(self, peer_id: str) -> None:
+        message, peer = self._listener_message(), self.peers.get(peer_id)
+        if message is not None and peer is not None:
             peer.send(message)
 
     def _broadcast_listener(self, change: ListenerChange) -> None:

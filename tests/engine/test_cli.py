@@ -662,7 +662,6 @@ def test_a_persona_the_model_cannot_take_is_refused_before_anything_starts(perso
                                                                            persona, phrase):  # fmt: skip
     monkeypatch.chdir(tmp_path)
     reference_file(tmp_path / "short.npy", 50)
-    monkeypatch.setattr(cli, "open_backend", lambda args: pytest.fail("the model was loaded"))
     monkeypatch.setattr(cli, "start_local_room", lambda args: pytest.fail("a room was started"))
     assert_one_line_error(*run_cli("--model", persona_model_dir, "--room", "local", "--persona", persona), phrase)
 
@@ -680,7 +679,7 @@ def shipped_version_1() -> Path | None:
 @pytest.mark.skipif(shipped_version_1() is None, reason="the shipped model is no longer of format version 1")
 @pytest.mark.parametrize("args", [["--persona", "nodder"], ["--expressiveness", "1.5"], ["--list-personas"]])
 def test_a_model_without_personas_refuses_them_in_one_line(args, monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "open_backend", lambda args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(cli, "open_source", lambda args, realtime: pytest.fail("the input was opened"))
     more = [] if args == ["--list-personas"] else ["--input", "x.mp4", "--output", str(tmp_path / "y.mp4")]
     code, err = run_cli("--model", shipped_version_1(), *args, *more)
     assert_one_line_error(code, err, "takes no persona", "format version 1")
