@@ -14,7 +14,8 @@ radians, tx, ty, tz in units of 10 cm). Frames no window made in time (live runs
   place, so a reader never sees half a file), also after Ctrl-C.
 - `.jsonl`: one JSON object per frame, `{"t_s": 0.04, "browDownLeft": 0.0123, ..., "tz": -0.01}`;
 - `.csv`: the header `t_s,browDownLeft,...,tz`, then one row per frame.
-  Both are flushed after every run of frames (each window's, 320 ms by default), so a reader can follow them live.
+  Both are flushed after every run of frames (each window's new frames: a hop, 120 ms with the shipped model), so
+  a reader can follow them live.
 
 Values are written with 9 significant digits, which gives back exactly the float32 the avatar was drawn from.
 """
