@@ -320,12 +320,14 @@ def open_listener(args: argparse.Namespace, model: Any) -> Any:
         return ListenerControl(choices, choices.choose(persona if reference is None else reference.name,
                                                        args.expressiveness))  # fmt: skip
     except ListenerError as exc:
-        raise UserError(f"--persona {persona}: {exc}") from None
+        given = f"--persona {args.persona}" if args.persona is not None else f"--expressiveness {args.expressiveness}"
+        raise UserError(f"{given}: {exc}") from None
 
 
 def list_personas(args: argparse.Namespace) -> int:
     """--list-personas: the names --persona takes, one a line, with each one's motion energy."""
     from engine.listener import ANYONE
+    from engine.model_dir import ModelDirError, load_model_dir
     from renderer.face import FPS
 
     args.persona = args.expressiveness = None
@@ -333,8 +335,6 @@ def list_personas(args: argparse.Namespace) -> int:
         args.model = default_model_dir()
     if args.model is None:
         raise UserError("this installation carries no default model: pass --model DIR")
-    from engine.model_dir import ModelDirError, load_model_dir
-
     try:
         model = load_model_dir(args.model)
     except ModelDirError as exc:
