@@ -3,7 +3,10 @@
     reactdiff-engine --model models/base --input speaker.mp4 --output listener.mp4 --side-by-side --stats s.json
     reactdiff-engine --model models/base --audio-device "USB Mic" --output virtualcam [--camera-device /dev/video2]
     reactdiff-engine --room local --avatar me.jpg          # your own portrait, animated, in a call
+    reactdiff-engine --room local --persona nodder --expressiveness 1.5   # who listens (the page can change it)
+    reactdiff-engine --input speaker.mp4 --output l.mp4 --params-out listener.jsonl   # the frames, for your renderer
     reactdiff-engine --list-audio-devices
+    reactdiff-engine --list-personas [--model DIR]
     reactdiff-engine serve --port 8090                     # many calls, one process: see engine/serving/cli.py
 
 Files run through the same streaming engine as live input: as fast as possible (`--fast`, the default for
@@ -19,7 +22,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.backends import AUTO, BackendKind
+    from engine.listener import ANYONE, EXPRESSIVENESS_RANGE
     from renderer.vector import STYLES
 
     parser = argparse.ArgumentParser(
@@ -58,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--input", metavar="FILE", type=Path, help="speaker media file (mp4, mkv, webm, wav, ...)")
     src.add_argument("--audio-device", metavar="NAME", help="live speaker audio from this input device (name or index)")
     src.add_argument("--list-audio-devices", action="store_true", help="list audio input devices and exit")
+    src.add_argument("--list-personas", action="store_true", help="list the personas the model (--model) names, "
+                     "for --persona, and exit")  # fmt: skip
     src.add_argument("--room", metavar="URL", help="join a call as a participant and react to its active speaker: "
                      "http(s)://HOST:PORT/r/ROOM?token=... (reactdiff-room), janus+ws://HOST:8188/?room=ID, or 'local' "
                      "(start a room on 127.0.0.1 and print its URL); "
@@ -75,7 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument(
         "--side-by-side", action="store_true", help="draw the speaker's video left of the avatar (files and devices)"
     )
-    io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops and speed as JSON here")
+    io.add_argument("--stats", metavar="FILE.json", type=Path, help="write latency, drops, speed and the listener's "
+                    "persona and expressiveness (with every change) as JSON here")  # fmt: skip
+    io.add_argument(
+        "--params-out", metavar="FILE", type=Path, help="also write the generated listener frames (58 face values "
+        "each, renderer.face's names, after smoothing: what the avatar is drawn from) with their media time in "
+        "seconds: .npz (faces, t_s; written at the end), or .jsonl / .csv (a line per frame, flushed as they come, "
+        "to drive your own renderer live)",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -83,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="model directory (reactdiff-trainer export; default: the base model shipped with the package)",
     )
+    low, high = EXPRESSIVENESS_RANGE
+    model.add_argument(
+        "--persona", metavar="NAME|FILE.npy", help=f"who listens: a persona the model names (its manifest lists the "
+        f"personas of its training corpus, written by reactdiff-trainer export; see --list-personas), '{ANYONE}' (no "
+        f"one in particular, the default), or a .npy of a listener's own face frames ((T, 58), at least the model's "
+        f"reference length: 4 s for 100 frames), whose style it takes. In a room, the page can change it",
+    )  # fmt: skip
+    model.add_argument(
+        "--expressiveness", metavar="X", type=float, help=f"how much the listener moves, relative to the persona: "
+        f"{low} to {high} (1 = as the persona does, 2 = twice as much; default: as its style moves). In a room, the "
+        "page can change it",
+    )  # fmt: skip
     kinds = [AUTO, *(k.value for k in BackendKind)]
     model.add_argument("--backend", default=AUTO, choices=kinds, help="inference backend (default: auto)")
     model.add_argument("--steps", type=int, metavar="K", help="sampler steps per window (default: the model's)")
@@ -244,8 +269,23 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--trackers {args.trackers}: use 1 to {MAX_TRACKERS}")
     if args.playout_delay_ms is not None and args.playout_delay_ms <= 0:
         raise UserError(f"--playout-delay-ms {args.playout_delay_ms}: must be positive")
+    if args.expressiveness is not None:
+        from engine.listener import ListenerError, check_expressiveness
+
+        try:
+            check_expressiveness(args.expressiveness, "--expressiveness")
+        except ListenerError as exc:
+            raise UserError(str(exc)) from None
     if args.stats is not None:
         writable(args.stats, "--stats")
+    if args.params_out is not None:
+        from engine.params_out import params_format
+
+        try:
+            params_format(args.params_out)
+        except ValueError as exc:
+            raise UserError(f"--params-out {exc}") from None
+        writable(args.params_out, "--params-out")
 
 
 def check_hop(args: argparse.Namespace) -> None:
@@ -260,6 +300,56 @@ def check_hop(args: argparse.Namespace) -> None:
         hop_rule(args.hop, load_model_dir(args.model, verify_hashes=False).window, "--hop")
     except (ModelDirError, ValueError) as exc:
         raise UserError(str(exc)) from None
+
+
+def open_listener(args: argparse.Namespace, model: Any) -> Any:
+    """--persona and --expressiveness as `model` (engine.model_dir.ModelDir) takes them: an
+    engine.listener.ListenerControl, made before a room is joined or the input opened (a persona file goes through
+    the style graph here). None for a model without a style input when neither is given; with either, such a model
+    is refused."""
+    from engine.listener import ANYONE, ListenerChoices, ListenerControl, ListenerError
+
+    if model.style is None and args.persona is None and args.expressiveness is None:
+        return None
+    persona = args.persona or ANYONE
+    reference = Path(persona) if persona.lower().endswith(".npy") else None
+    if reference is not None and not reference.is_file():
+        raise UserError(f"--persona {persona}: no such file (give a .npy of a listener's own face frames, or a name)")
+    try:
+        choices = ListenerChoices.from_model(model, reference)
+        return ListenerControl(choices, choices.choose(persona if reference is None else reference.name,
+                                                       args.expressiveness))  # fmt: skip
+    except ListenerError as exc:
+        given = f"--persona {args.persona}" if args.persona is not None else f"--expressiveness {args.expressiveness}"
+        raise UserError(f"{given}: {exc}") from None
+
+
+def list_personas(args: argparse.Namespace) -> int:
+    """--list-personas: the names --persona takes, one a line, with each one's motion energy."""
+    from engine.listener import ANYONE
+    from engine.model_dir import ModelDirError, load_model_dir
+    from renderer.face import FPS
+
+    args.persona = args.expressiveness = None
+    if args.model is None:
+        args.model = default_model_dir()
+    if args.model is None:
+        raise UserError("this installation carries no default model: pass --model DIR")
+    try:
+        model = load_model_dir(args.model)
+    except ModelDirError as exc:
+        raise UserError(str(exc)) from None
+    control = open_listener(args, model)
+    if control is None:
+        raise UserError(f"--list-personas: model {args.model} takes no persona (a model directory of format version "
+                        "1); use a model exported with personas")  # fmt: skip
+    choices = control.choices
+    for name, persona in choices.personas.items():
+        what = "no one in particular (the default)" if name == ANYONE else "named by the model"
+        print(f"{name:16s} motion energy {persona.energy / choices.energy_mean:5.2f} x the corpus mean  ({what})")
+    print("or --persona FILE.npy: a listener's own face frames, at least "
+          f"{choices.reference_frames} ({choices.reference_frames / FPS:.0f} s)")  # fmt: skip
+    return 0
 
 
 def list_devices() -> int:
@@ -323,12 +413,13 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     realtime = realtime or (output is not None and output.live)  # a camera is fed in real time (never --fast)
     check_hop(args)
     avatar = open_avatar(args, size, background)
-    backend = source = tracker = room = local_room = None
+    backend = source = tracker = room = local_room = params = control = None
     try:
         backend = open_backend(args)
         stop.check()
+        control = open_listener(args, backend.model)  # before a room is joined or the input is opened
         local_room = start_local_room(args)
-        room = open_room(args, size, stop)
+        room = open_room(args, size, stop, control)
         source = room.source if room is not None else open_source(args, realtime)
         stop.check()
         tracker = open_tracker(args, source, realtime)
@@ -346,9 +437,11 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
             # it on the live sink's clock)
             audio_rate = SAMPLE_RATE if source.has_audio else None
             make_sink = output.factory(audio_rate=audio_rate) if output is not None else None
+            params = open_params_out(args)
+            emitted = [room.publish if room is not None else None, params.write if params is not None else None]
             engine = StreamEngine(WindowModel.from_backend(backend), source, tracker=tracker, config=config,
                                   make_sink=room.sink_factory(make_sink) if room is not None else make_sink,
-                                  on_emitted=room.publish if room is not None else None, avatar=avatar)  # fmt: skip
+                                  on_emitted=each(emitted), avatar=avatar, listener_control=control)  # fmt: skip
         except ValueError as exc:
             raise UserError(str(exc)) from None
         status = StatusLine(enabled=not args.quiet)
@@ -361,7 +454,9 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         finally:
             status.update(engine.stats.status(), force=True)
             status.close()
-        report = run_report(args, backend, engine.stats, engine.hop, stop.requested.is_set())
+        if params is not None:
+            params.close()  # the .npz is written here (also after Ctrl-C): nothing emitted is lost
+        report = run_report(args, backend, engine.stats, engine.hop, stop.requested.is_set(), control)
         if room is not None:
             report["room"] = room.counters()
         write_stats(args.stats, report)
@@ -376,10 +471,10 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
     except KeyboardInterrupt:  # stopped while starting (joining, loading the tracker): the stats say so too
         if backend is not None:  # (a second Ctrl-C inside the model's loading leaves no backend to name)
             write_stats(args.stats, run_report(args, backend, StreamStats(mode="realtime" if realtime else "fast"),
-                                               args.hop, interrupted=True))  # fmt: skip
+                                               args.hop, interrupted=True, control=control))  # fmt: skip
         raise
     finally:
-        for part in (source, tracker, backend, room, local_room, avatar):
+        for part in (params, source, tracker, backend, room, local_room, avatar):
             if part is not None:
                 part.close()
 
@@ -393,14 +488,37 @@ def delay_text(report: dict[str, Any]) -> str:
 
 
 def run_report(
-    args: argparse.Namespace, backend: Any, stats: Any, hop: int | None, interrupted: bool
+    args: argparse.Namespace, backend: Any, stats: Any, hop: int | None, interrupted: bool, control: Any = None
 ) -> dict[str, Any]:
     """The --stats report: the run's engine.stats.StreamStats (its playout delay included), the model and settings
-    it ran with, how it ended."""
+    it ran with, who listened (engine.listener.ListenerControl.report: the persona and expressiveness, and every
+    change with the first frame it made; null for a model without personas), how it ended."""
     return stats.to_json() | {
         "model": str(args.model), "backend": backend.name, "steps": backend.steps, "sampler": backend.sampler_name,
-        "hop": hop, "interrupted": interrupted,
+        "hop": hop, "listener": control.report() if control is not None else None, "interrupted": interrupted,
     }  # fmt: skip
+
+
+def open_params_out(args: argparse.Namespace) -> Any:
+    """--params-out: the writer of the emitted listener frames (engine.params_out); None without it."""
+    if args.params_out is None:
+        return None
+    from engine.params_out import open_params
+
+    return open_params(args.params_out)
+
+
+def each(targets: list[Callable[[Any], object] | None]) -> Callable[[Any], None] | None:
+    """One callback that calls every target given, in order (None when none is)."""
+    given = [t for t in targets if t is not None]
+    if not given:
+        return None
+
+    def call(block: Any) -> None:
+        for target in given:
+            target(block)
+
+    return call
 
 
 def write_stats(path: Path | None, report: dict[str, Any]) -> None:
@@ -429,15 +547,16 @@ def start_local_room(args: argparse.Namespace) -> Any:
     return local
 
 
-def open_room(args: argparse.Namespace, size: tuple[int, int], stop: StopSignals) -> Any:
-    """--room: join it (engine.rooms.session.RoomSession); None without --room."""
+def open_room(args: argparse.Namespace, size: tuple[int, int], stop: StopSignals, control: Any = None) -> Any:
+    """--room: join it (engine.rooms.session.RoomSession; `control`: who listens, which the pages may change);
+    None without --room."""
     if args.room is None:
         return None
     from engine.rooms import RoomError, RoomURLError
     from engine.rooms.session import RoomSession
 
     try:
-        room = RoomSession(args.room, size=size)
+        room = RoomSession(args.room, size=size, controls=control)
         join_s = room.start(stop)
     except (RoomError, RoomURLError) as exc:
         raise UserError(str(exc)) from None
@@ -463,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.list_audio_devices:
                 return list_devices()
+            if args.list_personas:
+                return list_personas(args)
             return stream(args, stop)
         except (UserError, SourceError, SinkError) as exc:
             message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

@@ -8,6 +8,10 @@ A client (built-in room or Janus) runs on one asyncio loop:
     task = asyncio.create_task(client.serve())   # reconnects with backoff; RoomError when the room is lost
     client.send_reaction(encoded)    # to every participant's open `reactions` channel
     await client.close()             # leaves cleanly; safe twice
+
+With a `controls` holder (engine.listener.ListenerControl), a participant's page may change who listens with a
+control message on its `reactions` channel (engine.rooms.control): checked, rate-limited per participant, and the
+listener it makes is sent to every page. Without one, what participants send on the channel is ignored.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from engine.listener import ListenerError
+from engine.rooms.control import ControlError, decode_control, encode_state
 from engine.rooms.jitter import install_low_delay_buffer
 from engine.rooms.ratelimit import TokenBucket
 from engine.rooms.reactions import CHANNEL_ID, CHANNEL_LABEL
@@ -31,6 +38,9 @@ from engine.rooms.sdp import NegotiationError, check_remote_sdp
 from engine.rooms.switch import SpeakerSwitch
 from engine.rooms.urls import RoomURL
 from renderer.track import AvatarVideoTrack
+
+if TYPE_CHECKING:
+    from engine.listener import ListenerChange, ListenerControl
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +89,11 @@ class PeerLimits:
     """... with bursts of this many; offers beyond are refused (counted) and the current connection is kept."""
     connect_timeout_s: float = 20.0
     """A negotiated connection that is not connected this long after its offer/answer is closed."""
+    controls_per_s: float = 4.0
+    """Listener control messages taken from one participant per second on average (a page sends a dragged
+    slider's value at most 4 times a second) ..."""
+    control_burst: int = 4
+    """... with bursts of this many; messages beyond are dropped unread (counted)."""
 
 
 @dataclass
@@ -95,6 +110,12 @@ class PeerCounters:
     """Connections closed because they never connected within PeerLimits.connect_timeout_s."""
     connections_failed: int = 0
     """Connections that failed after connecting (ICE consent lost) and were closed."""
+    controls: int = 0
+    """Listener control messages applied (engine.rooms.control)."""
+    controls_refused: int = 0
+    """Control messages refused: malformed, out of range, an unknown persona (the sender's connection stays)."""
+    controls_dropped: int = 0
+    """Control messages over a participant's rate limit (PeerLimits), dropped unread."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -141,9 +162,16 @@ class Peer:
                 if on_failed is not None:
                     on_failed(self)
 
-    def open_channel(self) -> None:
-        """The `reactions` channel (negotiated out of band with a fixed id, so either side may offer)."""
+    def open_channel(
+        self, on_open: Callable[[], None] | None = None, on_message: Callable[[bytes | str], None] | None = None
+    ) -> None:
+        """The `reactions` channel (negotiated out of band with a fixed id, so either side may offer); `on_open()`
+        once it is open, `on_message(data)` for what the participant sends on it."""
         self.channel = self.pc.createDataChannel(CHANNEL_LABEL, negotiated=True, id=CHANNEL_ID)
+        if on_open is not None:
+            self.channel.on("open", on_open)
+        if on_message is not None:
+            self.channel.on("message", on_message)
 
     async def offer(self) -> str:
         """A complete offer SDP (aiortc gathers every candidate in setLocalDescription)."""
@@ -198,8 +226,10 @@ class RoomClient(ABC):
     def __init__(
         self, url: RoomURL, avatar: AvatarVideoTrack, *, switch: SpeakerSwitch | None = None,
         reconnect: ReconnectPolicy | None = None, join_timeout_s: float = 10.0, limits: PeerLimits | None = None,
+        controls: ListenerControl | None = None,
     ) -> None:  # fmt: skip
         self.url, self.avatar = url, avatar
+        self.controls = controls
         self.switch = switch or SpeakerSwitch()
         self.reconnect = reconnect or ReconnectPolicy()
         self.join_timeout_s = join_timeout_s
@@ -208,6 +238,8 @@ class RoomClient(ABC):
         self.peers: dict[str, Peer] = {}
         self.reconnects = 0
         self._buckets: dict[str, TokenBucket] = {}  # participant id -> its negotiation rate limit
+        self._control_buckets: dict[str, TokenBucket] = {}  # participant id -> its control message rate limit
+        self._unwatch_controls: Callable[[], None] | None = None
         self._steps: dict[str, asyncio.Lock] = {}  # participant id -> one negotiation step at a time, in order
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -295,8 +327,9 @@ class RoomClient(ABC):
             self.spawn(self.drop_peer(peer.id), f"room-drop-{peer.id}")
 
     def forget(self, peer_id: str) -> None:
-        """`peer_id` left the room: its rate limit goes too (drop_peer keeps it, so failing does not reset it)."""
+        """`peer_id` left the room: its rate limits go too (drop_peer keeps them, so failing does not reset them)."""
         self._buckets.pop(peer_id, None)
+        self._control_buckets.pop(peer_id, None)
         self._steps.pop(peer_id, None)
 
     async def participant_left(self, peer_id: str) -> None:
@@ -306,6 +339,65 @@ class RoomClient(ABC):
         self.forget(peer_id)
         if step is None or not step.locked():
             await self.drop_peer(peer_id)
+
+    # --- who listens: control messages in, the listener out ------------------------------------------------------
+
+    def open_channel(self, peer: Peer) -> None:
+        """Open `peer`'s reactions channel: it gets the listener when it opens, and its messages are controls. (The
+        handlers name the participant, not the Peer: a channel aiortc still holds keeps no closed connection alive.)"""
+        peer_id = peer.id
+        peer.open_channel(
+            on_open=lambda: self._send_listener(peer_id), on_message=lambda data: self._on_control(peer_id, data)
+        )
+
+    def watch_controls(self) -> None:
+        """Send the listener to every page after each change (called on the client's loop, once joined)."""
+        if self.controls is None or self._unwatch_controls is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def changed(change: ListenerChange) -> None:  # in the changing thread: hand it to the loop
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._broadcast_listener, change)
+
+        self._unwatch_controls = self.controls.subscribe(changed)
+
+    def _listener_message(self, change: ListenerChange | None = None) -> bytes | None:
+        if self.controls is None:
+            return None
+        return encode_state(change or self.controls.current(), self.controls.choices.names)
+
+    def _send_listener(self, peer_id: str) -> None:
+        message, peer = self._listener_message(), self.peers.get(peer_id)
+        if message is not None and peer is not None:
+            peer.send(message)
+
+    def _broadcast_listener(self, change: ListenerChange) -> None:
+        message = self._listener_message(change)
+        if message is not None and not self._closing:
+            self.send_reaction(message)
+
+    def _on_control(self, peer_id: str, data: bytes | str) -> None:
+        """A message from `peer_id`'s page: within its rate limit, a checked change of who listens; anything
+        else is counted and costs the sender nothing more (its connection stays, as everyone else's)."""
+        if self.controls is None:
+            return  # nothing to control: the channel only carries frames out
+        limits = self.limits
+        bucket = self._control_buckets.setdefault(peer_id, TokenBucket(limits.controls_per_s, limits.control_burst))
+        if not bucket.take():
+            if self.counters.controls_dropped % 100 == 0:  # one line per 100, not one per message of a flood
+                log.warning("participant %s sends listener controls too often; the excess is dropped", peer_id)
+            self.counters.controls_dropped += 1
+            return
+        try:
+            message = decode_control(data)
+            persona = None if isinstance(message.persona, msgspec.UnsetType) else message.persona
+            self.controls.change(persona=persona, expressiveness=message.expressiveness, by=peer_id)
+        except (ControlError, ListenerError) as err:
+            self.counters.controls_refused += 1
+            log.warning("participant %s: listener control refused: %s", peer_id, err)
+            return
+        self.counters.controls += 1
 
     def send_reaction(self, data: bytes) -> int:
         """Send one encoded reaction frame to every peer whose channel is open; returns how many got it."""
@@ -385,6 +477,8 @@ class RoomClient(ABC):
         if self._closing:
             return
         self._closing = True
+        if self._unwatch_controls is not None:
+            self._unwatch_controls()
         await self._disconnect()
         tasks = list(self._tasks)
         for task in tasks:

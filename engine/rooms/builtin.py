@@ -92,6 +92,7 @@ class BuiltinRoomClient(RoomClient):
         except BaseException:
             await self._close_socket()
             raise
+        self.watch_controls()
 
     async def _reset_connection(self) -> None:
         await self.drop_all_peers()
@@ -123,7 +124,7 @@ class BuiltinRoomClient(RoomClient):
 
     def _new_peer(self, peer_id: str, *, offering: bool) -> Peer:
         peer = self.new_peer(peer_id, self.avatar_for_peer() if offering else None, receive=offering)
-        peer.open_channel()
+        self.open_channel(peer)
         return peer
 
     async def _offer(self, peer_id: str) -> None:

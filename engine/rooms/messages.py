@@ -50,7 +50,7 @@ def clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """Control characters a peer put in a field name or value, escaped: an error stays one line in a log."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], text)
 
@@ -177,9 +177,9 @@ def _parse(text: str | bytes, decoder: msgspec.json.Decoder[T], union: object) -
             kind = None  # not even an object
         if kind not in _types(union):
             raise MessageError(f"unknown message type {clip(repr(kind), 40)}; expected one of {_types(union)}") from err
-        raise MessageError(f"{kind!r} message: {_one_line(str(err))}") from err
+        raise MessageError(f"{kind!r} message: {one_line(str(err))}") from err
     except msgspec.DecodeError as err:
-        raise MessageError(f"message is not JSON: {_one_line(str(err))}") from err
+        raise MessageError(f"message is not JSON: {one_line(str(err))}") from err
 
 
 def parse_client_message(text: str | bytes) -> ClientMessage:

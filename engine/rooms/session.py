@@ -1,12 +1,15 @@
 """A room as the streaming engine sees it: a source (the active speaker), a sink (the avatar published into
 the room) and a reactions publisher, with the room client on its own event-loop thread.
 
-    session = RoomSession("http://127.0.0.1:8080/r/ROOM?token=...", size=(256, 256))
+    session = RoomSession("http://127.0.0.1:8080/r/ROOM?token=...", size=(256, 256), controls=control)
     join_s = session.start()                       # RoomError (one line) if the room cannot be joined
     engine = StreamEngine(model, session.source, make_sink=session.make_sink, config=StreamConfig(realtime=True))
     engine.run()                                   # the source ends when the room is lost or closed
     session.close()
     if session.error: raise session.error
+
+`controls` (optional, engine.listener.ListenerControl): who listens, changed by the pages' control messages
+(engine.rooms.control) and shown to all of them; the engine's windows read it.
 
 The asyncio loop only moves bytes (signaling, RTP, data channel); the engine's threads do the rest.
 """
@@ -36,15 +39,19 @@ from renderer.track import WebRTCSink
 
 if TYPE_CHECKING:
     from engine.interrupt import StopSignals
+    from engine.listener import ListenerControl
 
 log = logging.getLogger(__name__)
 
 
-def make_client(url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = None) -> RoomClient:
-    """The room client for a URL's kind."""
+def make_client(
+    url: RoomURL, avatar: Any, reconnect: ReconnectPolicy | None = None, controls: ListenerControl | None = None
+) -> RoomClient:
+    """The room client for a URL's kind; `controls` (who listens, changed from the pages) in a built-in room only:
+    Janus participants have no data channel to the engine."""
     if url.kind is RoomKind.JANUS:
         return JanusRoomClient(url, avatar, reconnect=reconnect)
-    return BuiltinRoomClient(url, avatar, reconnect=reconnect)
+    return BuiltinRoomClient(url, avatar, reconnect=reconnect, controls=controls)
 
 
 RECENT_FRAMES = 90  # avatar frames the page's figures cover (3 s at 30 fps)
@@ -92,9 +99,10 @@ class RoomSession:
 
     def __init__(
         self, url: str | RoomURL, *, size: tuple[int, int] = (256, 256), fps: float = 30.0,
-        reconnect: ReconnectPolicy | None = None, stats_every_s: float = 1.0,
+        reconnect: ReconnectPolicy | None = None, stats_every_s: float = 1.0, controls: ListenerControl | None = None,
     ) -> None:  # fmt: skip
         self.url = parse_room_url(url) if isinstance(url, str) else url
+        self.controls = controls  # who listens, changed from the room's pages (engine.rooms.control)
         self.sink = WebRTCSink(width=size[0], height=size[1], fps=fps)
         self.error: RoomError | None = None
         self.reactions_sent = 0
@@ -143,7 +151,7 @@ class RoomSession:
         return time.monotonic() - start
 
     async def _join(self) -> None:
-        self._client = make_client(self.url, self.sink.track, self._reconnect)
+        self._client = make_client(self.url, self.sink.track, self._reconnect, self.controls)
         await self._client.join()
         self._source = WebRTCSource(audio=self._client.switch.audio, video=self._client.switch.video)
         self._source.start()

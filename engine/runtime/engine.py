@@ -40,7 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +64,9 @@ from engine.stats import StreamStats
 from engine.windows import WindowFn, WindowPlan, check_hop, dependency_horizon, window_noise
 from renderer.avatar import Avatar, Color, create_avatar
 from renderer.face import FPS, FRAME_SECONDS
+
+if TYPE_CHECKING:
+    from engine.listener import ListenerControl
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,10 @@ class StreamEngine:
     before the run because a photo's preparation is slow; its caller closes it); None: the player makes one from
     `config.avatar` and closes it at the end.
 
+    `listener_control`, if given, says who listens (engine.listener): each window takes its style and expressiveness
+    at its start, so a change made during the run applies from the next window; None: the model's default
+    listener (and a WindowFn called without those arguments).
+
     `run()` blocks until the source ends (or `close()` is called from another thread) and returns the stats;
     errors raised in any thread are re-raised by `run()`. `close()` stops and joins every thread; safe twice.
     """
@@ -183,8 +190,10 @@ class StreamEngine:
         self, model: WindowModel, source: Source, *, make_sink: SinkFactory | None = None,
         tracker: Tracker | None = None, config: StreamConfig | None = None,
         on_emitted: Callable[[Emitted], object] | None = None, avatar: Avatar | None = None,
+        listener_control: ListenerControl | None = None,
     ) -> None:  # fmt: skip
         self.model, self.source, self.tracker = model, source, tracker
+        self.listener_control = listener_control
         self.config = config = config or StreamConfig()
         if avatar is not None and (avatar.width, avatar.height) != config.size:
             raise ValueError(f"the avatar is {avatar.width}x{avatar.height}, the config's size {config.size}")
@@ -467,8 +476,10 @@ class StreamEngine:
             return
         known, known_mask = self.listener.conditioning(plan)
         noise = window_noise(self.config.seed, job.k, 1, self.model.latent_shape)
+        control = self.listener_control
+        who = {} if control is None else control.window_inputs(plan.first_new)  # who listens, read once per window
         start = time.monotonic()
-        frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise)
+        frames_w = self.model.run_window(job.audio, job.face, job.present, known, known_mask, noise, **who)
         finished = time.monotonic()
         ready = self.timing.ran(plan, job.newest_arrival_s, start, finished)
         depends = dependency_horizon(plan, self.model.downsample, self.model.reach) - plan.start  # (W,) window rows

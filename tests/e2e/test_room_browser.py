@@ -79,3 +79,76 @@ def test_the_page_measures_the_delay_from_its_camera_to_the_avatar_with_the_dela
         shown = wait_for(driver, f"const t = {STATS_BOX}.textContent; return t.includes('(measured)') && t")
         assert re.search(r"delay: \d+ ms \(measured\)", shown), shown
     engine.join(20)
+
+
+ENGINE_PEER = "Object.values(window.reactdiffRoom.peers).find((p) => p.role === 'engine')"
+
+
+@pytest.mark.skipif(why_not is not None, reason=str(why_not))
+def test_the_page_changes_who_listens_and_a_hostile_page_is_refused_without_harm(persona_model_dir, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """The room page builds its persona menu and expressiveness slider from what the engine says, a change made
+    there reaches the engine (its --stats record it from the frame it applied to) and comes back to the page; what a
+    hostile page sends (a wrong type, NaN, an unknown persona, bytes that are not msgpack, a flood) is refused or
+    dropped and counted, and that page keeps its connection, its reactions and the listener it had."""
+    import json
+    import time
+
+    import aioice.ice
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    y4m, wav = speaker_clip(tmp_path)
+    stats, params = tmp_path / "stats.json", tmp_path / "listener.jsonl"
+    with room_server() as url, chromium(y4m, wav) as driver:
+        driver.get(url + "&name=alice")
+        page_id = wait_for(driver, "return window.reactdiffRoom && window.reactdiffRoom.id")
+        engine = EngineThread(["--model", str(persona_model_dir), "--room", url, "--quiet", "--size", "128x96",
+                               "--persona", "nodder", "--stats", str(stats), "--params-out", str(params)])  # fmt: skip
+        engine.start()
+        told = wait_for(driver, "return window.reactdiffRoom.listener", 30)
+        assert told["persona"] == "nodder" and told["personas"] == ["anyone", "nodder", "reserved"]
+        assert told["expressiveness"] is None and told["by"] == "start"
+        menu = Select(driver.find_element(By.ID, "persona"))
+        assert [o.text for o in menu.options] == told["personas"] and menu.first_selected_option.text == "nodder"
+        assert driver.find_element(By.ID, "listener").is_displayed()
+
+        menu.select_by_value("reserved")  # what a user does: pick from the menu, drag the slider
+        driver.execute_script("const s = document.getElementById('expressiveness'); s.value = '2';"
+                              "s.dispatchEvent(new Event('input'));")  # fmt: skip
+        listener = "const l = window.reactdiffRoom.listener; return l.persona === 'reserved' && " \
+                   "l.expressiveness === 2 && l"  # fmt: skip
+        now = wait_for(driver, listener, 20)
+        assert now["by"] == page_id
+        assert driver.find_element(By.ID, "expressiveness-value").text == "2.00x"
+        assert driver.find_element(By.ID, "listener-by").text == "set by you"
+
+        for hostile in [
+            "MessagePack.encode({v: 1, type: 'listener-set', persona: 5})",  # a wrong type
+            "MessagePack.encode({v: 1, type: 'listener-set', expressiveness: NaN})",
+            "MessagePack.encode({v: 1, type: 'listener-set', persona: 'ghost'})",  # no such persona
+            "new Uint8Array([0xc1, 0x00, 0x07])",
+        ]:  # fmt: skip  (not msgpack)
+            driver.execute_script(f"{ENGINE_PEER}.channel.send({hostile})")
+            time.sleep(0.35)  # within the rate limit: each is read and refused
+        flood = "MessagePack.encode({v: 1, type: 'listener-set', persona: 'reserved'})"
+        driver.execute_script(f"const peer = {ENGINE_PEER}; for (let k = 0; k < 300; k++) peer.channel.send({flood})")
+        count = driver.execute_script("return window.reactdiffRoom.reactions.count")
+        wait_for(driver, f"return window.reactdiffRoom.reactions.count > {count + 25}")  # reactions go on
+        assert driver.execute_script(f"return {ENGINE_PEER}.pc.connectionState") == "connected"
+        kept = driver.execute_script("return window.reactdiffRoom.listener")
+        assert (kept["persona"], kept["expressiveness"]) == ("reserved", 2)
+    engine.join(20)  # the server shut down: the room closed under the engine, which wrote its stats
+    assert engine.code == 2
+    report = json.loads(stats.read_text())
+    changes = report["listener"]["changes"]
+    assert (changes[0]["persona"], changes[0]["expressiveness"], changes[0]["by"]) == ("nodder", None, "start")
+    mine = [c for c in changes[1:] if c["by"] == page_id]
+    assert len(mine) == len(changes) - 1 and mine[1]["expressiveness"] == 2.0
+    assert mine[0]["persona"] == "reserved" and any(c["frame"] is not None for c in mine)  # windows made with them
+    room = report["room"]
+    assert room["controls_refused"] == 4 and room["controls_dropped"] > 250
+    assert room["controls"] == len(mine) == report["listener"]["changes_total"] - 1
+    frames = [json.loads(line) for line in params.read_text().splitlines()]
+    assert len(frames) > 50 and [f["t_s"] for f in frames] == pytest.approx([k / 25 for k in range(len(frames))])

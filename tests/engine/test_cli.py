@@ -55,8 +55,10 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ["--input", "--output", "--side-by-side", "--model", "--backend", "--steps", "--seed", "--stats",
                    "--audio-device", "--face-model", "--hop", "--size", "--avatar", "--style", "--list-audio-devices",
-                   "--realtime", "--fast", "--quiet", "--trackers", "--background", "--camera-device"]:  # fmt: skip
+                   "--realtime", "--fast", "--quiet", "--trackers", "--background", "--camera-device", "--persona",
+                   "--expressiveness", "--list-personas", "--params-out"]:  # fmt: skip
         assert option in text
+    assert "anyone" in text and "0.25 to 2.5" in text and "--list-personas" in text and ".jsonl" in text
 
 
 @pytest.mark.parametrize(
@@ -97,6 +99,12 @@ def test_user_mistakes_are_one_line_errors(args, phrase, tmp_path, monkeypatch):
         (["--input", "x.mp4", "--output", "y.mp4", "--avatar", "me.jpg"], "avatar photo me.jpg does not exist"),
         (["--input", "x.mp4", "--output", "y.mp4", "--avatar", "me.gif"], "a portrait must be a .jpg, .jpeg, .png"),
         (["--room", "local", "--avatar", "me.png"], "--avatar me.png: avatar photo me.png does not exist"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--expressiveness", "3"], "--expressiveness 3.0: use 0.25 to 2.5"),
+        (["--room", "local", "--expressiveness", "nan"], "--expressiveness nan: use 0.25 to 2.5"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--params-out", "p.txt"],
+         "--params-out p.txt: write a .npz, .jsonl, .csv file"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--params-out", "nodir/p.csv"], "--params-out: nodir/p.csv: folder"),
+        (["--room", "local", "--params-out", "out.mp4"], "--params-out out.mp4: write a .npz"),
     ],
 )  # fmt: skip
 def test_mistakes_in_the_arguments_are_refused_before_anything_starts(args, phrase, tmp_path, monkeypatch, capsys):
@@ -290,34 +298,44 @@ class FakePhotoAvatar(Avatar):
         self.released.append(self.path)
 
 
+class FakeCamera:
+    """pyvirtualcam's backend contract, keeping what it is sent (`install` makes it the only backend)."""
+
+    frames: ClassVar[list[np.ndarray]] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.shape = (height, width)
+
+    def device(self):
+        return "fake"
+
+    def native_fourcc(self):
+        return None
+
+    def send(self, frame):
+        self.frames.append(np.array(frame))
+
+    def close(self):
+        return None
+
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+        """The camera of this test; returns the list its frames go to."""
+        import pyvirtualcam.camera
+
+        cls.frames = []
+        monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"fake": cls})
+        return cls.frames
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("output", ["file", "virtualcam"])
 def test_a_photo_avatar_is_made_once_before_the_run_and_drawn_by_the_player(model_dir, tmp_path, monkeypatch, output):
     """--avatar PHOTO through the factory: made in the main thread before the model loads (a slow preparation is
     over before anything runs), drawn only by the player thread, into the mp4 or the camera; closed once."""
-    import pyvirtualcam.camera
-
     import renderer.avatar
 
-    frames: list[np.ndarray] = []
-
-    class Camera:  # pyvirtualcam's backend contract, keeping what it is sent
-        def __init__(self, *, width, height, fps, fourcc, device, **kw):
-            self.shape = (height, width)
-
-        def device(self):
-            return "fake"
-
-        def native_fourcc(self):
-            return None
-
-        def send(self, frame):
-            frames.append(np.array(frame))
-
-        def close(self):
-            return None
-
-    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {"fake": Camera})
+    frames = FakeCamera.install(monkeypatch)
     monkeypatch.setitem(renderer.avatar.AVATARS, AvatarKind.PHOTO, "tests.engine.test_cli:FakePhotoAvatar")
     for record in (FakePhotoAvatar.made, FakePhotoAvatar.drawn_in, FakePhotoAvatar.released):
         record.clear()
@@ -617,3 +635,154 @@ def test_stop_signals_restore_the_previous_handlers_and_wait_gives_up_on_a_stop(
             stop.wait(never)
         assert never.cancelled()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# --- who listens, and the frames for your own renderer --------------------------------------------------------
+
+
+def reference_file(path: Path, frames: int) -> Path:
+    """A listener's own frames: a slow nod and a smile that comes and goes."""
+    faces = neutral_face(frames)
+    t = np.arange(frames) / 25
+    faces[:, FACE_INDEX["mouthSmileLeft"]] = faces[:, FACE_INDEX["mouthSmileRight"]] = 0.3 + 0.3 * np.sin(t)
+    faces[:, FACE_INDEX["pitch"]] = 0.1 * np.sin(2 * np.pi * 0.7 * t)
+    np.save(path, faces)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("persona", "phrase"),
+    [
+        ("thinker", "--persona thinker: unknown persona 'thinker'; this model's personas: anyone, nodder, reserved"),
+        ("me.npy", "--persona me.npy: no such file (give a .npy of a listener's own face frames, or a name)"),
+        ("short.npy", "--persona short.npy: short.npy: 50 frames (2.0 s); a listener's style needs at least 100"),
+    ],
+)
+def test_a_persona_the_model_cannot_take_is_refused_before_anything_starts(persona_model_dir, tmp_path, monkeypatch,
+                                                                           persona, phrase):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    reference_file(tmp_path / "short.npy", 50)
+    monkeypatch.setattr(cli, "start_local_room", lambda args: pytest.fail("a room was started"))
+    assert_one_line_error(*run_cli("--model", persona_model_dir, "--room", "local", "--persona", persona), phrase)
+
+
+def shipped_version_1() -> Path | None:
+    """The shipped model directory while it is one of format version 1 (no style input), else None."""
+    from engine.models import default_model_dir
+
+    shipped = default_model_dir()
+    if shipped is None or json.loads((shipped / "manifest.json").read_text())["format_version"] != 1:
+        return None
+    return shipped
+
+
+@pytest.mark.skipif(shipped_version_1() is None, reason="the shipped model is no longer of format version 1")
+@pytest.mark.parametrize("args", [["--persona", "nodder"], ["--expressiveness", "1.5"], ["--list-personas"]])
+def test_a_model_without_personas_refuses_them_in_one_line(args, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "open_source", lambda args, realtime: pytest.fail("the input was opened"))
+    more = [] if args == ["--list-personas"] else ["--input", "x.mp4", "--output", str(tmp_path / "y.mp4")]
+    code, err = run_cli("--model", shipped_version_1(), *args, *more)
+    assert_one_line_error(code, err, "takes no persona", "format version 1")
+
+
+def test_list_personas_prints_the_names_persona_takes(persona_model_dir, capsys):
+    assert cli.main(["--model", str(persona_model_dir), "--list-personas"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["anyone", "nodder", "reserved"]
+    assert "0.02 x the corpus mean" in lines[1] and "--persona FILE.npy" in lines[3]  # nodder 0.02, the mean 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "params"),
+    [("--fast", "p.npz"), ("--realtime", "p.jsonl"), ("audio-device", "p.csv"), ("virtualcam", "p.jsonl")],
+)
+def test_persona_expressiveness_and_params_out_in_every_mode(persona_model_dir, tmp_path, monkeypatch, mode, params):
+    from tests.engine.test_params_out import read_back
+
+    clip = write_clip(tmp_path / "s.wav", seconds=1.5, video=False)
+    out: list[str | Path] = ["--output", tmp_path / "o.mp4"]
+    source: list[str | Path] = ["--input", clip, *([mode] if mode.startswith("--") else [])]
+    if mode == "audio-device":
+        monkeypatch.setattr(cli, "open_source", lambda args, realtime: FakeSource(speech(1.5), chunk=320,
+                                                                                   realtime=True))  # fmt: skip
+        source = ["--audio-device", "mic"]
+    if mode == "virtualcam":
+        FakeCamera.install(monkeypatch)
+        out = ["--output", "virtualcam", "--size", "64x48"]
+    stats = tmp_path / "s.json"
+    code, err = run_cli("--model", persona_model_dir, *source, *out, "--persona", "nodder", "--expressiveness",
+                        "1.5", "--stats", stats, "--params-out", tmp_path / params, "--quiet")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(stats.read_text())
+    assert report["listener"] == {"persona": "nodder", "expressiveness": 1.5, "changes_total": 1, "changes": [
+        {"persona": "nodder", "expressiveness": 1.5, "by": "start", "frame": 0, "t_s": 0.0}]}  # fmt: skip
+    t_s, faces = read_back(tmp_path / params)
+    emitted = report["frames"]["generated"] + report["frames"]["filled"]
+    assert len(faces) == emitted >= 30 and np.isfinite(faces).all()
+    np.testing.assert_allclose(t_s, np.arange(emitted) / 25, atol=1e-9)
+
+
+class RecordingAvatar(Avatar):
+    """A flat avatar that keeps every face it is asked to draw."""
+
+    kind = AvatarKind.VECTOR
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width=width, height=height)
+        self.faces: list[np.ndarray] = []
+
+    def _draw(self, face):
+        self.faces.append(np.array(face, np.float32))
+        return np.zeros((self.height, self.width, 3), np.uint8)
+
+    def _release(self):
+        return None
+
+
+@pytest.mark.slow
+def test_params_out_holds_the_frames_the_avatar_was_drawn_from(persona_model_dir, tmp_path, monkeypatch):
+    from renderer.timing import interpolate_faces
+    from tests.engine.test_params_out import read_back
+
+    avatar = RecordingAvatar(64, 48)
+    monkeypatch.setattr(cli, "open_avatar", lambda args, size, background: avatar)
+    me = reference_file(tmp_path / "me.npy", 120)
+    clip = write_clip(tmp_path / "s.mp4", seconds=2.0)
+    stats = tmp_path / "s.json"
+    code, err = run_cli("--model", persona_model_dir, "--input", clip, "--output", tmp_path / "o.mp4", "--size",
+                        "64x48", "--persona", me, "--params-out", tmp_path / "p.csv", "--stats", stats,
+                        "--quiet")  # fmt: skip
+    assert code == 0, err
+    _, faces = read_back(tmp_path / "p.csv")
+    drawn = np.stack(avatar.faces)  # 30 fps, interpolated from the 25 fps frames (renderer.timing)
+    assert 50 <= len(faces) <= 52  # 2 s (AAC adds its priming samples)
+    np.testing.assert_allclose(drawn, interpolate_faces(faces, 25.0, 30.0), atol=1e-6)
+    assert json.loads(stats.read_text())["listener"]["persona"] == "me.npy"
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_stream_loses_no_frame_of_params_out(persona_model_dir: Path, tmp_path: Path):
+    import signal
+    import time
+
+    from tests.engine.test_params_out import read_back
+
+    clip = write_clip(tmp_path / "speaker.wav", seconds=8.0, video=False)
+    params, stats = tmp_path / "p.npz", tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "engine.cli", "--model", str(persona_model_dir), "--input", str(clip), "--output",
+           str(tmp_path / "o.mp4"), "--realtime", "--stats", str(stats), "--params-out", str(params), "--quiet",
+           "--persona", "reserved"]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "o.mp4").exists() and process.poll() is None:  # streaming has begun
+            assert time.monotonic() < deadline, "the engine wrote nothing within 60 s"
+            time.sleep(0.05)
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        assert_stopped_cleanly(process, 130)
+    report = json.loads(stats.read_text())
+    t_s, faces = read_back(params)
+    assert report["interrupted"] is True and report["listener"]["persona"] == "reserved"
+    assert 0 < len(faces) == report["frames"]["generated"] + report["frames"]["filled"] < 8 * 25
+    np.testing.assert_allclose(t_s, np.arange(len(faces)) / 25, atol=1e-9)

@@ -17,14 +17,17 @@ from typing import Any
 import aiohttp
 import aioice.ice
 import av
+import msgspec
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from engine.listener import ANYONE, ListenerControl
 from engine.room_server.server import RoomServer, ServerConfig
-from engine.rooms.base import ReconnectPolicy, RoomError
+from engine.rooms.base import PeerLimits, ReconnectPolicy, RoomError
 from engine.rooms.builtin import BuiltinRoomClient
+from engine.rooms.control import ListenerState, decode_state
 from engine.rooms.reactions import CHANNEL_ID, ReactionFrame, decode_reaction, encode_reaction
 from engine.rooms.session import RoomSession
 from engine.rooms.urls import parse_room_url
@@ -33,6 +36,7 @@ from engine.sources.base import AudioChunk
 from renderer.face import FACE_DIM
 from renderer.sinks import to_i420, yuv420p_frame
 from renderer.track import VIDEO_TIME_BASE, AvatarVideoTrack
+from tests.engine.test_rooms_control import pack
 
 
 @pytest.fixture(autouse=True)
@@ -516,17 +520,27 @@ def test_any_text_from_the_room_server_leaves_the_engine_in_the_room(caplog):
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_anything_a_participant_sends_on_the_reactions_channel_is_ignored(caplog):
-    """1,000 generated data-channel messages (bytes and text, malformed msgpack among them) from a participant to the
-    engine, which reads nothing on `reactions`: its connection stays up, the engine keeps serving and its reactions
-    still reach that participant."""
+# aiortc's RTCP and ICE consent timers call the `random` module on the room's loop thread; while a case is drawn
+# (these draws are slow enough to let that thread run) Hypothesis takes it for randomness in the strategy
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+def test_anything_a_participant_sends_on_the_reactions_channel_is_a_checked_control_or_refused(caplog):
+    """1,000 generated data-channel messages (bytes and text, malformed msgpack, listener controls valid and
+    mutated among them) from a participant to the engine, which reads them as listener controls (no rate limit
+    here, so that every one is read): each is applied or refused and counted once, its connection stays up, the
+    engine keeps serving and its reactions still reach that participant."""
     from hypothesis import given
     from hypothesis import strategies as st
 
     from tests.engine.fuzz import CASES, LoopThread
+    from tests.engine.test_rooms_control import TEMPLATES, changed
 
     frame = encode_reaction(ReactionFrame(1, 0.04, 1.0, np.ones(FACE_DIM, np.float32)))
-    messages = st.binary(max_size=2048) | st.text(max_size=512) | st.binary(max_size=64).map(lambda b: frame + b)
+    controls = st.sampled_from(TEMPLATES).flatmap(changed).map(pack) | st.sampled_from(TEMPLATES).map(pack)
+    messages = (
+        st.binary(max_size=2048) | st.text(max_size=512) | st.binary(max_size=64).map(lambda b: frame + b) | controls
+    )
+    control = listener_control()
+    sent = 0
 
     with LoopThread() as loop:
 
@@ -534,7 +548,9 @@ def test_anything_a_participant_sends_on_the_reactions_channel_is_ignored(caplog
             serving_room = room_server()
             server, room = await serving_room.__aenter__()
             speaker = await Participant(ws_of(server, room), "speaker", 0.5).__aenter__()
-            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar())
+            limits = PeerLimits(controls_per_s=1e6, control_burst=10**6)
+            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar(), controls=control,
+                                       limits=limits)  # fmt: skip
             await client.join()
             serve = asyncio.create_task(client.serve())
             await until(lambda: all(p.send(b"x") for p in client.peers.values()) and len(client.peers) == 1)
@@ -550,24 +566,99 @@ def test_anything_a_participant_sends_on_the_reactions_channel_is_ignored(caplog
         @CASES
         @given(message=messages)
         def case(message: bytes | str) -> None:
+            nonlocal sent
             loop.run(send(message))
+            sent += 1
             assert peer.pc.connectionState == "connected" and not serve.done()
 
-        async def teardown() -> None:
+        async def check() -> None:
             await until(lambda: channel.bufferedAmount == 0)
-            sent = client.send_reaction(frame)
+            counters = client.counters
+            await until(lambda: counters.controls + counters.controls_refused == sent)  # each read, counted once
+            assert counters.controls_dropped == 0 and control.changes_total == 1 + counters.controls
+            assert counters.controls >= 3 and counters.controls_refused > 100  # (hypothesis sends a case once)
+            delivered = client.send_reaction(frame)
             await until(lambda: frame in speaker.reactions)
-            assert sent == 1 and client.peers.get(speaker.id) is peer
-            await client.close()
-            await serve
-            await speaker.__aexit__(None, None, None)
-            await serving_room.__aexit__(None, None, None)
+            assert delivered == 1 and client.peers.get(speaker.id) is peer
+
+        async def teardown() -> None:
+            try:
+                await check()
+            finally:  # whatever the check says, leave nothing running (the loop's end would wait for it)
+                await client.close()
+                await serve
+                await speaker.__aexit__(None, None, None)
+                await serving_room.__aexit__(None, None, None)
 
         try:
             case()
         finally:
             loop.run(teardown())
         assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def listener_control() -> ListenerControl:
+    """Who listens in these tests: the choices of engine.rooms.control's tests (anyone, nodder), starting as anyone."""
+    from tests.engine.test_rooms_control import choices
+
+    listeners = choices()
+    return ListenerControl(listeners, listeners.choose(ANYONE, None))
+
+
+def test_a_page_changes_who_listens_every_page_sees_it_and_a_hostile_page_harms_nobody(caplog):
+    """Two participants: each is told the listener when its channel opens; one changes it, both are told (with who
+    did); a hostile one's malformed, out-of-range and unknown controls are refused and its flood is dropped over
+    the rate limit, each counted, while its connection and everyone's reactions go on."""
+
+    async def test():
+        control = listener_control()
+        async with room_server() as (server, room), Participant(ws_of(server, room), "alice", 0.5) as alice:
+            client = BuiltinRoomClient(parse_room_url(room.url(server.base_url)), painted_avatar(), controls=control)
+            await client.join()
+            serving = asyncio.create_task(client.serve())
+            async with Participant(ws_of(server, room), "bob", 0.01) as bob:
+                await until(lambda: states(alice) and states(bob))  # told on opening
+                assert states(bob)[0].persona == ANYONE and states(bob)[0].personas == [ANYONE, "nodder"]
+                alice.channels[client.peer_id].send(pack({"v": 1, "type": "listener-set", "persona": "nodder",
+                                                          "expressiveness": 2.0}))  # fmt: skip
+                await until(lambda: states(bob)[-1].persona == "nodder" and states(alice)[-1].persona == "nodder")
+                told = states(bob)[-1]
+                assert (told.expressiveness, told.by) == (2.0, alice.id) and control.current().by == alice.id
+                evil = bob.channels[client.peer_id]
+                for hostile in [pack({"v": 1, "type": "listener-set", "persona": 5}),  # bad type
+                                pack({"v": 1, "type": "listener-set", "expressiveness": float("nan")}),
+                                pack({"v": 1, "type": "listener-set", "persona": "ghost"}),  # unknown persona
+                                b"\xc1\x00garbage"]:  # fmt: skip
+                    evil.send(hostile)
+                    await asyncio.sleep(0.3)  # within the rate limit: each one is read and refused
+                await until(lambda: client.counters.controls_refused == 4)
+                for _ in range(200):  # a flood: a few are read (no change: the same persona), the rest dropped
+                    evil.send(pack({"v": 1, "type": "listener-set", "persona": "nodder"}))
+                counted = client.counters
+                await until(lambda: counted.controls + counted.controls_refused + counted.controls_dropped == 205)
+                assert counted.controls_dropped > 150 and counted.controls_refused == 4  # 1 + the flood's few applied
+                reactions = len(bob.reactions)
+                client.send_reaction(encode_reaction(ReactionFrame(9, 0.36, time.time(), np.ones(FACE_DIM))))
+                await until(lambda: len(bob.reactions) > reactions)  # its connection is fine
+                assert client.peers[bob.id].pc.connectionState == "connected" and not serving.done()
+                assert control.current().listener.persona.name == "nodder"
+                assert control.current().listener.expressiveness == 2.0  # nothing hostile got through
+            await client.close()
+            await serving
+        assert sum("listener control refused" in r.getMessage() for r in caplog.records) == 4
+
+    asyncio.run(test())
+
+
+def states(participant: Participant) -> list[ListenerState]:
+    """The listener messages `participant` received on its reactions channels, in order."""
+    out = []
+    for data in participant.reactions:
+        try:
+            out.append(decode_state(data))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue  # a face frame
+    return out
 
 
 def test_the_engine_in_a_room_exits_2_with_one_line_unless_asked_to_stop(tiny_model_dir, monkeypatch, tmp_path, capsys):

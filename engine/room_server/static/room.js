@@ -1,9 +1,12 @@
 // The room page: camera + mic in, a full mesh of RTCPeerConnections, signaling over the server's WebSocket.
 // No trickle ICE (aiortc cannot take it): every offer/answer is sent once ICE gathering is complete.
-// `window.reactdiffRoom` holds the live state (peers, reaction counts) for debugging and for the browser tests.
+// `window.reactdiffRoom` holds the live state (peers, reaction counts, the listener) for debugging and for the
+// browser tests. Who listens (persona, expressiveness) is the engine's: it says so on the reactions channel, and this
+// page's controls ask it for a change there (engine/rooms/control.py has the messages).
 "use strict";
 
 const state = { id: null, peers: {}, reactions: { count: 0, last: null, errors: 0 }, stats: {}, closed: null,
+  listener: null, controlsSent: 0,
   delay: { captured: {}, samples: [], estimates: [], timeOrigin: performance.timeOrigin } };
 window.reactdiffRoom = state;
 const params = new URLSearchParams(location.search);
@@ -146,10 +149,65 @@ function float32s(bin) {
   return out;
 }
 
+// --- Who listens: the engine's persona and expressiveness, shown and changed here ---
+const CONTROL_EVERY_MS = 250;  // a dragged slider sends its value at most 4 times a second (the engine's limit)
+let controlTimer = null, pendingExpressiveness = null, lastControlAt = 0;
+
+function sendControl(change) {  // to every engine in the room: {persona} and/or {expressiveness: X | null}
+  const data = MessagePack.encode({ v: 1, type: "listener-set", ...change });
+  for (const peer of Object.values(state.peers)) {
+    if (peer.role === "engine" && peer.channel && peer.channel.readyState === "open") {
+      peer.channel.send(data);
+      state.controlsSent += 1;
+    }
+  }
+  lastControlAt = performance.now();
+}
+
+function sendExpressiveness(value) {  // throttled: the latest value, at most every CONTROL_EVERY_MS
+  pendingExpressiveness = value;
+  if (controlTimer !== null) return;
+  const wait = Math.max(0, lastControlAt + CONTROL_EVERY_MS - performance.now());
+  controlTimer = setTimeout(() => {
+    controlTimer = null;
+    sendControl({ expressiveness: pendingExpressiveness });
+  }, wait);
+}
+
+function who(id) {
+  if (id === "start") return "the engine's start";
+  if (id === state.id) return "you";
+  return (state.known[id] && state.known[id].name) || id;
+}
+
+// The engine's `listener` message: build the menu (once per list of personas), show the current values.
+function showListener(msg) {
+  state.listener = { persona: msg.persona, expressiveness: msg.expressiveness, personas: msg.personas,
+    range: msg.range, by: msg.by };
+  const menu = document.getElementById("persona");
+  if (Array.from(menu.options, (o) => o.value).join("\n") !== msg.personas.join("\n")) {
+    menu.replaceChildren(...msg.personas.map((name) => new Option(name, name)));
+  }
+  menu.value = msg.persona;
+  const slider = document.getElementById("expressiveness");
+  [slider.min, slider.max] = msg.range;
+  if (document.activeElement !== slider) slider.value = msg.expressiveness ?? 1;
+  document.getElementById("expressiveness-value").textContent =
+    msg.expressiveness === null ? "auto (as the persona moves)" : msg.expressiveness.toFixed(2) + "x";
+  document.getElementById("listener-by").textContent = "set by " + who(msg.by);
+  document.getElementById("listener").hidden = false;
+}
+
+document.getElementById("persona").onchange = (event) => sendControl({ persona: event.target.value });
+document.getElementById("expressiveness").oninput = (event) => sendExpressiveness(Number(event.target.value));
+document.getElementById("expressiveness-auto").onclick = () => sendControl({ expressiveness: null });
+document.getElementById("listener").onsubmit = (event) => event.preventDefault();
+
 // `MessagePack` is @msgpack/msgpack's browser build (static/vendor, from npm: scripts/vendor_js.sh)
 function onReaction(peer, event) {
   try {
     const msg = MessagePack.decode(new Uint8Array(event.data));
+    if (msg.type === "listener") { showListener(msg); return; }
     if (msg.type !== "face") return;
     state.reactions.count += 1;
     state.reactions.last = { from: peer.id, i: msg.i, t: msg.t, ts: msg.ts, face: Array.from(float32s(msg.face)) };
