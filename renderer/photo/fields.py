@@ -166,7 +166,7 @@ def _pixels(gray: NDArray[np.uint8], points: NDArray[np.floating]) -> tuple[NDAr
     return ys, xs
 
 
-def _sorted_contour(points: NDArray[np.float64]) -> NDArray[np.float64]:
+def _sorted_contour(points: NDArray[np.floating]) -> NDArray[np.floating]:
     """A contour's points in increasing x (for np.interp)."""
     return points[np.argsort(points[:, 0], kind="stable")]
 
