@@ -47,3 +47,53 @@ def persona_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(state, weights)
     export_model(weights, root / "model", fused=[("dpmpp2m", 4)], progress=False)
     return root / "model"
+
+
+def version_1_model(model: Path, out: Path) -> Path:
+    """The model directory `model` as one of format version 1 (before listeners had a style), written to `out`: no
+    style section or style graph, and each ONNX graph's style and expressiveness inputs turned into constants (the
+    null style, no expressiveness), so the graphs take a batch of 1 and run what a version-1 export would."""
+    import json
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from engine.model_dir import MANIFEST, file_entry
+
+    shutil.copytree(model, out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    style = manifest.pop("style")
+    constants = {
+        "style": np.asarray(style["null"], np.float32)[None],
+        "expressiveness": np.zeros((1, 2), np.float32),
+    }
+    graphs = manifest["graphs"]
+    for name in [n for n, g in graphs.items() if n == "style"]:
+        for key in ("onnx", "torch"):
+            if graphs[name].get(key):
+                (out / graphs[name][key]).unlink()
+                manifest["files"].pop(graphs[name][key])
+        del graphs[name]
+    for spec in graphs.values():
+        spec["inputs"] = [i for i in spec["inputs"] if i["name"] not in constants]
+        proto = onnx.load(out / spec["onnx"])
+        for tensor in [i for i in proto.graph.input if i.name in constants]:
+            proto.graph.input.remove(tensor)
+            proto.graph.initializer.append(numpy_helper.from_array(constants[tensor.name], tensor.name))
+        onnx.save(proto, out / spec["onnx"])
+        manifest["files"][spec["onnx"]] = file_entry(out / spec["onnx"])
+        spec["torch"] = None  # the torch programs keep their style arguments: this directory is ONNX only
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith(".pt2")}
+    for path in out.glob("*.pt2"):
+        path.unlink()
+    manifest["format_version"] = 1
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.fixture(scope="session")
+def version_1_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a directory of format version 1 (no style input: it takes no persona)."""
+    return version_1_model(tiny_model_dir, tmp_path_factory.mktemp("tiny-v1") / "model")

@@ -18,7 +18,7 @@ from engine.backends import (
 )
 from engine.model_dir import ModelDir, load_model_dir
 from engine.windows import generate_windows
-from tests.conftest import TINY
+from tests.conftest import TINY, version_1_model
 from trainer.config import RunConfig
 from trainer.export import export_model, save_untrained_model
 from trainer.generate import generate, torch_window_fn
@@ -198,51 +198,8 @@ def test_no_style_given_is_no_one_in_particular_and_a_style_changes_the_listener
     assert np.abs(styled - default).max() > 1e-3
 
 
-def version_1_model(model: ModelDir, out: Path) -> Path:
-    """`model` as a format-version-1 directory (before listeners had a style): no style section or style graph, and
-    each ONNX graph's style and expressiveness inputs turned into constants (the null style, no expressiveness), so
-    the graphs take a batch of 1 and are what a version-1 export of this model would run."""
-    import json
-    import shutil
-
-    import onnx
-    from onnx import numpy_helper
-
-    from engine.model_dir import MANIFEST, file_entry
-
-    shutil.copytree(model.path, out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    style = manifest.pop("style")
-    constants = {
-        "style": np.asarray(style["null"], np.float32)[None],
-        "expressiveness": np.zeros((1, 2), np.float32),
-    }
-    graphs = manifest["graphs"]
-    for name in [n for n, g in graphs.items() if n == "style"]:
-        for key in ("onnx", "torch"):
-            if graphs[name].get(key):
-                (out / graphs[name][key]).unlink()
-                manifest["files"].pop(graphs[name][key])
-        del graphs[name]
-    for spec in graphs.values():
-        spec["inputs"] = [i for i in spec["inputs"] if i["name"] not in constants]
-        proto = onnx.load(out / spec["onnx"])
-        for tensor in [i for i in proto.graph.input if i.name in constants]:
-            proto.graph.input.remove(tensor)
-            proto.graph.initializer.append(numpy_helper.from_array(constants[tensor.name], tensor.name))
-        onnx.save(proto, out / spec["onnx"])
-        manifest["files"][spec["onnx"]] = file_entry(out / spec["onnx"])
-        spec["torch"] = None  # the torch programs keep their style arguments: this directory is ONNX only
-    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.endswith(".pt2")}
-    for path in out.glob("*.pt2"):
-        path.unlink()
-    manifest["format_version"] = 1
-    (out / MANIFEST).write_text(json.dumps(manifest))
-    return out
-
-
 def test_a_model_without_a_style_input_refuses_a_persona(exported, tmp_path):
-    model = load_model_dir(version_1_model(exported[0], tmp_path / "v1"))
+    model = load_model_dir(version_1_model(exported[0].path, tmp_path / "v1"))
     assert model.style is None
     with create_backend("onnxruntime", model) as backend:
         arrays = window_arrays(backend.model)

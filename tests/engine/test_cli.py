@@ -666,22 +666,11 @@ def test_a_persona_the_model_cannot_take_is_refused_before_anything_starts(perso
     assert_one_line_error(*run_cli("--model", persona_model_dir, "--room", "local", "--persona", persona), phrase)
 
 
-def shipped_version_1() -> Path | None:
-    """The shipped model directory while it is one of format version 1 (no style input), else None."""
-    from engine.models import default_model_dir
-
-    shipped = default_model_dir()
-    if shipped is None or json.loads((shipped / "manifest.json").read_text())["format_version"] != 1:
-        return None
-    return shipped
-
-
-@pytest.mark.skipif(shipped_version_1() is None, reason="the shipped model is no longer of format version 1")
 @pytest.mark.parametrize("args", [["--persona", "nodder"], ["--expressiveness", "1.5"], ["--list-personas"]])
-def test_a_model_without_personas_refuses_them_in_one_line(args, monkeypatch, tmp_path):
+def test_a_model_without_personas_refuses_them_in_one_line(args, version_1_model_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "open_source", lambda args, realtime: pytest.fail("the input was opened"))
     more = [] if args == ["--list-personas"] else ["--input", "x.mp4", "--output", str(tmp_path / "y.mp4")]
-    code, err = run_cli("--model", shipped_version_1(), *args, *more)
+    code, err = run_cli("--model", version_1_model_dir, *args, *more)
     assert_one_line_error(code, err, "takes no persona", "format version 1")
 
 
