@@ -30,6 +30,7 @@ from typing import Any
 from engine.interrupt import StopSignals
 from engine.models import default_model_dir
 from engine.runtime.playout import SinkFactory
+from engine.windows import check_temperature
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--steps", type=int, metavar="K", help="sampler steps per window (default: the model's)")
     model.add_argument("--sampler", choices=["ddim", "dpmpp2m"], help="sampler (default: the model's)")
     model.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same reaction")
+    model.add_argument(
+        "--temperature", type=float, default=1.0, metavar="T",
+        help="how far from the model's most likely reaction the listener may go, 0 to 1.5 (default 1: the model's "
+        "own variety; another --seed is another attentive listener; 0: the most likely reaction every time)",
+    )  # fmt: skip
     model.add_argument("--hop", type=int, metavar="H", help="frames (40 ms) between windows (default: the model's)")
     model.add_argument("--threads", type=int, default=1, help="intra-op threads of the backend (default 1)")
     model.add_argument(
@@ -263,6 +269,10 @@ def check_args(args: argparse.Namespace) -> None:
                         "themselves and the avatar track has the avatar's size")  # fmt: skip
     if args.steps is not None and not 1 <= args.steps <= 50:
         raise UserError(f"--steps {args.steps}: use 1 to 50 sampler steps")
+    try:
+        check_temperature(args.temperature)
+    except ValueError as exc:
+        raise UserError(f"--{exc}") from None
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: use at least 1")
     if args.trackers is not None and not 1 <= args.trackers <= MAX_TRACKERS:
@@ -427,8 +437,9 @@ def stream(args: argparse.Namespace, stop: StopSignals) -> int:
         if args.side_by_side and not source.has_video:
             log.warning("--side-by-side: the input has no video; the speaker panel stays grey")
         config = StreamConfig(
-            hop=args.hop, seed=args.seed, realtime=realtime, size=size, avatar=args.avatar, background=background,
-            side_by_side=args.side_by_side, live_sink=room is not None or (output is not None and output.live),
+            hop=args.hop, seed=args.seed, temperature=args.temperature, realtime=realtime, size=size,
+            avatar=args.avatar, background=background, side_by_side=args.side_by_side,
+            live_sink=room is not None or (output is not None and output.live),
             playout_delay_s=None if args.playout_delay_ms is None else args.playout_delay_ms / 1000,
             probe=args.delay_probe,
         )  # fmt: skip

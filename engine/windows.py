@@ -112,9 +112,29 @@ def dependency_horizon(plan: WindowPlan, downsample: int, reach: int = 0) -> NDA
     return np.minimum(plan.start + last, plan.end).astype(np.int64)
 
 
-def window_noise(seed: int, k: int, batch: int, latent_shape: tuple[int, int]) -> NDArray[np.float32]:
-    """Initial latents (B, N, C) of window k: numpy's Generator seeded with (seed, k), the same on every backend."""
-    return np.random.default_rng([seed, k]).standard_normal((batch, *latent_shape)).astype(np.float32)
+def window_noise(
+    seed: int, k: int, batch: int, latent_shape: tuple[int, int], temperature: float = 1.0
+) -> NDArray[np.float32]:
+    """Initial latents (B, N, C) of window k: numpy's Generator seeded with (seed, k), the same on every backend,
+    times `temperature` (check_temperature). The samplers are deterministic given these latents, so they are where
+    a listener's variety comes from: another seed is another attentive listener; a temperature below 1 draws
+    reactions nearer the model's most likely one, above 1 further from it."""
+    noise = np.random.default_rng([seed, k]).standard_normal((batch, *latent_shape)).astype(np.float32)
+    return noise if temperature == 1.0 else noise * np.float32(temperature)
+
+
+TEMPERATURES = (0.0, 1.5)  # the range check_temperature allows
+
+
+def check_temperature(temperature: float) -> float:
+    """`temperature` if it is a finite number in TEMPERATURES, else ValueError saying so."""
+    lo, hi = TEMPERATURES
+    if not (np.isfinite(temperature) and lo <= temperature <= hi):
+        raise ValueError(
+            f"temperature {temperature}: use {lo:g} to {hi:g} (1: the model's own variety, 0: its most likely "
+            f"reaction every time)"
+        )
+    return float(temperature)
 
 
 def window_conditioning(
@@ -163,6 +183,7 @@ def generate_windows(
     face_found: NDArray[np.bool_] | None = None,
     style: NDArray[np.float32] | None = None,
     expressiveness: NDArray[np.float32] | None = None,
+    temperature: float = 1.0,
 ) -> NDArray[np.float32]:
     """Listener frames (B, T, listener_dim) for speaker features audio (B,T,57) and faces (B,T,58), window by window.
 
@@ -170,10 +191,10 @@ def generate_windows(
     marked absent (`window_present`), as live. None: `present` holds for every window. `style` (B,D) and
     `expressiveness` (B,2), when given, go to every window (who listens; engine.model_dir).
 
-    Noise for window k comes from `window_noise(seed, k)`: the same seed gives the same frames on every backend.
-    Before the first frame, speaker audio is silence and the face neutral; listener frames the model does not
-    know are masked out (so `neutral_listener` only fixes the listener layout: its length must be listener_dim).
-    The live engine (engine.stream) runs the same three steps per window: conditioning, noise, seam join.
+    Noise for window k comes from `window_noise(seed, k, temperature=temperature)`: the same seed gives the same
+    frames on every backend. Before the first frame, speaker audio is silence and the face neutral; listener frames
+    the model does not know are masked out (so `neutral_listener` only fixes the listener layout: its length must be
+    listener_dim). The live engine (engine.stream) runs the same three steps per window: conditioning, noise, seam join.
     """
     if neutral_listener.shape != (listener_dim,):
         raise ValueError(f"neutral_listener has shape {neutral_listener.shape}, expected ({listener_dim},)")
@@ -188,7 +209,7 @@ def generate_windows(
             window_present(present, face_found, plan),
             known,
             known_mask,
-            window_noise(seed, k, b, latent_shape),
+            window_noise(seed, k, b, latent_shape, check_temperature(temperature)),
             **who,
         )
         previous = out[:, plan.first_new - 1] if plan.first_new > 0 else None

@@ -61,7 +61,7 @@ from engine.runtime.timing import PlayerParts, PlayoutDelay, TimingKind, create_
 from engine.smoothing import OneEuroConfig, OneEuroFilter
 from engine.sources.base import AudioChunk, Source, VideoFrame
 from engine.stats import StreamStats
-from engine.windows import WindowFn, WindowPlan, check_hop, dependency_horizon, window_noise
+from engine.windows import WindowFn, WindowPlan, check_hop, check_temperature, dependency_horizon, window_noise
 from renderer.avatar import Avatar, Color, create_avatar
 from renderer.face import FPS, FRAME_SECONDS
 
@@ -121,7 +121,10 @@ class StreamConfig:
     hop: int | None = None
     """Frames between windows (None: the model's default). Must be below the window length."""
     seed: int = 0
-    """Noise seed: window k starts from window_noise(seed, k), as in generate_windows."""
+    """Noise seed: window k starts from window_noise(seed, k, temperature), as in generate_windows."""
+    temperature: float = 1.0
+    """How far from the model's most likely reaction a listener may go (engine.windows.window_noise): 1 the
+    model's own variety, 0 its most likely reaction every time."""
     realtime: bool = False
     """True: live policies (drop stale/late work, clock-driven 30 fps playout). False: lossless, as fast as possible."""
     latency_budget_s: float = 0.15
@@ -195,6 +198,7 @@ class StreamEngine:
         self.model, self.source, self.tracker = model, source, tracker
         self.listener_control = listener_control
         self.config = config = config or StreamConfig()
+        check_temperature(config.temperature)
         if avatar is not None and (avatar.width, avatar.height) != config.size:
             raise ValueError(f"the avatar is {avatar.width}x{avatar.height}, the config's size {config.size}")
         self.avatar = avatar
@@ -475,7 +479,7 @@ class StreamEngine:
                 self.stats.windows_dropped_late += 1
             return
         known, known_mask = self.listener.conditioning(plan)
-        noise = window_noise(self.config.seed, job.k, 1, self.model.latent_shape)
+        noise = window_noise(self.config.seed, job.k, 1, self.model.latent_shape, self.config.temperature)
         control = self.listener_control
         who = {} if control is None else control.window_inputs(plan.first_new)  # who listens, read once per window
         start = time.monotonic()

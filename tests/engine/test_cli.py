@@ -105,6 +105,8 @@ def test_user_mistakes_are_one_line_errors(args, phrase, tmp_path, monkeypatch):
          "--params-out p.txt: write a .npz, .jsonl, .csv file"),
         (["--input", "x.mp4", "--output", "y.mp4", "--params-out", "nodir/p.csv"], "--params-out: nodir/p.csv: folder"),
         (["--room", "local", "--params-out", "out.mp4"], "--params-out out.mp4: write a .npz"),
+        (["--input", "x.mp4", "--output", "y.mp4", "--temperature", "2"], "--temperature 2.0: use 0 to 1.5"),
+        (["--room", "local", "--temperature", "-1"], "--temperature -1.0: use 0 to 1.5"),
     ],
 )  # fmt: skip
 def test_mistakes_in_the_arguments_are_refused_before_anything_starts(args, phrase, tmp_path, monkeypatch, capsys):

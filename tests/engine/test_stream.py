@@ -146,10 +146,10 @@ def run_fast(source, fn, *, tracker=None, **config):
     return engine, stats
 
 
-def offline(fn, audio, face, present, *, hop=HOP, seed=0):
+def offline(fn, audio, face, present, *, hop=HOP, seed=0, temperature=1.0):
     return generate_windows(
         fn, audio[None], face[None], present, window=W, hop=hop, latent_shape=LATENT, listener_dim=DIM, seed=seed,
-        neutral_listener=np.full(DIM, 0.05, np.float32),
+        neutral_listener=np.full(DIM, 0.05, np.float32), temperature=temperature,
     )[0]  # fmt: skip
 
 
@@ -168,6 +168,23 @@ def test_fast_mode_gives_the_frames_of_generate_windows(chunk, hop, seconds):
     assert not filled.any() and stats.windows_dropped == 0 and stats.frames_filled == 0
     assert stats.frames_generated == frames == len(stats.latencies_s)
     assert engine.listener.seams == list(range(hop, frames, hop))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5])
+def test_the_temperature_reaches_every_windows_noise_as_offline(temperature):
+    audio = speech(1.5)
+    frames = len(audio) // 640
+    face = np.zeros((frames, FACE_DIM), np.float32)
+    face[:, 0] = np.arange(frames) / 250.0
+    runs = {}
+    for seed in (3, 4):
+        source = FakeSource(audio, video_frames=frames + 2, chunk=640)
+        engine, _ = run_fast(source, FakeModel(), tracker=FakeTracker(), seed=seed, temperature=temperature)
+        runs[seed] = engine.recorded()[0]
+        want = offline(FakeModel(), audio_features(audio), face, np.ones((1, 2), np.float32), seed=seed,
+                       temperature=temperature)  # fmt: skip
+        np.testing.assert_allclose(runs[seed], want, atol=1e-6)
+    assert (np.abs(runs[3] - runs[4]).max() < 1e-7) == (temperature == 0.0)  # at 0 the seed no longer matters
 
 
 def test_audio_only_marks_the_face_absent():

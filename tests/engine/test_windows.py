@@ -56,6 +56,29 @@ def test_generate_windows_hands_emitted_frames_back_and_is_seeded():
     assert np.array_equal(out, again)
 
 
+def test_the_temperature_scales_every_windows_noise_and_zero_makes_every_seed_the_same_listener():
+    def run_window(audio, face, present, known, known_mask, noise):
+        return np.repeat(audio[..., :1], 3, axis=-1) + noise.reshape(noise.shape[0], 1, -1)[..., :3].mean(
+            -1, keepdims=1
+        )
+
+    audio = np.tile(np.arange(20, dtype=np.float32)[None, :, None], (1, 1, 57))
+    args = (run_window, audio, np.zeros((1, 20, 58), np.float32), np.ones((1, 2), np.float32))
+    kwargs = dict(window=8, hop=4, latent_shape=(2, 3), listener_dim=3, neutral_listener=np.zeros(3, np.float32))
+    base = W.window_noise(5, 2, 1, (2, 3))
+    np.testing.assert_array_equal(W.window_noise(5, 2, 1, (2, 3), 0.5), 0.5 * base)
+    cold = [W.generate_windows(*args, seed=s, temperature=0.0, **kwargs) for s in (1, 2)]
+    warm = [W.generate_windows(*args, seed=s, temperature=1.0, **kwargs) for s in (1, 2)]
+    np.testing.assert_array_equal(cold[0], cold[1])
+    assert np.abs(warm[0] - warm[1]).max() > 0.1
+
+
+@pytest.mark.parametrize("temperature", [-0.1, 1.6, float("nan"), float("inf")])
+def test_a_temperature_out_of_range_is_refused_with_the_range(temperature):
+    with pytest.raises(ValueError, match=r"temperature .*: use 0 to 1.5"):
+        W.check_temperature(temperature)
+
+
 def test_a_window_in_which_the_face_was_never_found_marks_the_face_absent():
     found = np.zeros((2, 30), bool)
     found[0, 10] = True  # sample 0: one frame with a face; sample 1: none at all
