@@ -61,9 +61,10 @@ def predict(
     face_found: NDArray[np.bool_] | None = None,
     persona: dict[str, Any] | None = None,
     expressiveness: float | None = None,
+    temperature: float = 1.0,
 ) -> NDArray[np.float32]:
     """(N,T,57), (N,T,58) -> listener frames (N, predictions, T, 83); prediction p of chunk c uses seed (p, c).
-    `persona` and `expressiveness` say who listens (`who_listens`)."""
+    `persona` and `expressiveness` say who listens (`who_listens`); `temperature` as the engine's --temperature."""
     from trainer.generate import generate
 
     n, t = audio.shape[:2]
@@ -76,7 +77,7 @@ def predict(
             out[rows, p] = generate(
                 model, audio[rows], face[rows], steps=setting.steps, sampler=setting.sampler, hop=setting.hop,
                 seed=p * 1000 + c, face_found=None if face_found is None else face_found[rows], style=style,
-                expressiveness=level,
+                expressiveness=level, temperature=temperature,
             )  # fmt: skip
             bar.update(1)
     bar.close()

@@ -58,11 +58,13 @@ def generate(
     face_found: NDArray[np.bool_] | None = None,
     style: NDArray[np.float32] | None = None,
     expressiveness: NDArray[np.float32] | None = None,
+    temperature: float = 1.0,
 ) -> NDArray[np.float32]:
     """Listener frames (B,T,83) for speaker audio features (B,T,57) and faces (B,T,58); defaults from the config.
 
     `face_found` (B,T): tracked faces' found flags; windows without a found face see the face as absent, as live.
     `style` (B,D) and `expressiveness` (B,2): who listens, in every window (None: no one in particular).
+    `temperature` scales each window's initial latents (engine.windows.window_noise).
     """
     cfg = model.cfg
     was_training = model.training
@@ -91,6 +93,7 @@ def generate(
             face_found=face_found,
             style=style,
             expressiveness=expressiveness,
+            temperature=temperature,
         )
     finally:
         model.train(was_training)
