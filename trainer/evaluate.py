@@ -221,14 +221,15 @@ def evaluate(
 def expressiveness_sweep(
     model: ReactDiff, test: Split, setting: Setting, predictions: int
 ) -> dict[str, dict[str, float]]:
-    """FRCorr and motion energy at each of EXPRESSIVENESS (no persona: relative to the corpus's mean energy)."""
+    """FRCorr and motion energy at each of EXPRESSIVENESS (no persona: relative to the corpus's mean energy), and
+    "default" with none given, from the same seeds and number of predictions (so the rows compare like for like)."""
     sweep = {}
-    for x in EXPRESSIVENESS:
+    for x in (*EXPRESSIVENESS, None):
         frames = predict(
             model, test.audio, test.face, setting, predictions=predictions, face_found=test.found,
             expressiveness=x,
         )  # fmt: skip
-        sweep[f"{x:g}"] = quick_score(frames, test)
+        sweep["default" if x is None else f"{x:g}"] = quick_score(frames, test)
     return sweep
 
 
@@ -329,10 +330,13 @@ def _diversity_lines(results: dict[str, Any]) -> list[str]:
         f"each appropriate reaction's best CCC over the samples, averaged, is {model['coverage']:.3f}, against "
         f"{model['precision']:.3f} for each sample's best CCC over the appropriate reactions "
         f"({model['coverage'] / max(model['precision'], 1e-12):.2f} x).", "",
-        "| expressiveness | FRCorr | motion energy |", "|---|---|---|",
+        "Expressiveness: every row from the same seeds and number of predictions per speaker (FRCorr scaled to 10).",
+        "", "| expressiveness | FRCorr | motion energy |", "|---|---|---|",
     ]  # fmt: skip
-    lines += [f"| {x} | {m['FRCorr']:.4f} | {m['motion_energy']:.5f} |" for x, m in results["expressiveness"].items()]
-    return [*lines, f"| (not given) | {model['FRCorr']:.4f} | {model['motion_energy']:.5f} |", ""]
+    sweep = results["expressiveness"]
+    lines += [f"| {'(not given)' if x == 'default' else x} | {m['FRCorr']:.4f} | {m['motion_energy']:.5f} |"
+              for x, m in sweep.items()]  # fmt: skip
+    return [*lines, ""]
 
 
 def _persona_lines(results: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
     for metrics in result["model"].values():
         assert set(metrics) == KEYS | extra and all(np.isfinite(v) for v in metrics.values())
     assert result["appropriate"]["FRDiv"] > 0 and result["appropriate"]["motion_energy"] > 0
-    assert set(result["expressiveness"]) == {"0.5", "1", "1.5"}
+    assert set(result["expressiveness"]) == {"0.5", "1", "1.5", "default"}
     personas = result["personas"]  # the synthetic corpus names its listeners' personas; fit stored their styles
     assert len(personas["by_persona"]) >= 2 and 0 <= personas["classifier_accuracy"] <= 1
     assert result["model"]["streaming"]["FRDiv"] > 0  # ten different samples per speaker
