@@ -70,12 +70,9 @@ def version_1_model(model: Path, out: Path) -> Path:
         "expressiveness": np.zeros((1, 2), np.float32),
     }
     graphs = manifest["graphs"]
-    for name in [n for n, g in graphs.items() if n == "style"]:
-        for key in ("onnx", "torch"):
-            if graphs[name].get(key):
-                (out / graphs[name][key]).unlink()
-                manifest["files"].pop(graphs[name][key])
-        del graphs[name]
+    style_onnx = graphs.pop("style")["onnx"]  # its torch program goes with the others below
+    (out / style_onnx).unlink()
+    manifest["files"].pop(style_onnx)
     for spec in graphs.values():
         spec["inputs"] = [i for i in spec["inputs"] if i["name"] not in constants]
         proto = onnx.load(out / spec["onnx"])
