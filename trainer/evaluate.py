@@ -191,6 +191,8 @@ def evaluate(
     for name, baseline in BASELINES.items():
         pred = baseline(test.speaker, train_listeners[..., FACE_DIM:], samples=predictions, rng=rng)
         results["baselines"][name] = compute_all(pred, test.listener, test.speaker, test.neighbours, workers=2)
+        outputs[f"baseline {name}"] = pred
+    results["directions"] = direction_scores(outputs, test)
     results["appropriate"] = {
         "FRDiv": appropriate_fr_div(test.listener, test.neighbours), "motion_energy": motion_energy(test.listeners)
     }  # fmt: skip
@@ -216,6 +218,36 @@ def evaluate(
     results["_outputs"] = outputs
     results["_targets"] = {"listener": test.listener, "speaker": test.speaker, "neighbours": test.neighbours}
     return results
+
+
+def listening_rows(test: Split) -> slice | None:
+    """Rows 0..M-1 of a split scored both ways (the pairs as listed: listeners reacting to speakers), or None
+    where the split is not two such halves (its appropriate listeners cross them)."""
+    m = len(test.audio) // 2
+    if m == 0 or 2 * m != len(test.audio) or test.neighbours[:m, m:].any() or test.neighbours[m:, :m].any():
+        return None
+    return slice(0, m)
+
+
+def direction_scores(outputs: dict[str, NDArray], test: Split) -> dict[str, dict[str, float]]:
+    """FRCorr of the model's streaming and offline outputs and of the Mime baseline in each direction of a split
+    scored both ways: "listening" (rows 0..M-1, the pairs as listed: the corpus's listeners reacting to its
+    speakers, what the engine does) and "swapped" (rows M..2M-1: the speaker's face asked for from the listener's)."""
+    from trainer.metrics import fr_corr
+
+    listening = listening_rows(test)
+    if listening is None:
+        return {}
+    rows = {"listening": listening, "swapped": slice(listening.stop, 2 * listening.stop)}
+    scored = {"model (streaming)": "streaming", "model (offline)": "offline", "baseline mime": "baseline mime"}
+    out: dict[str, dict[str, float]] = {}
+    for direction, r in rows.items():
+        out[direction] = {
+            name: fr_corr(outputs[key][r][..., -test.listener.shape[-1] :], test.listener[r], test.neighbours[r, r])
+            for name, key in scored.items()
+            if key in outputs
+        }
+    return out
 
 
 def expressiveness_sweep(
@@ -245,7 +277,7 @@ def persona_scores(
         frames = predict(
             model, test.audio, test.face, setting, predictions=predictions, face_found=test.found, persona=persona,
         )  # fmt: skip
-        generated[name] = frames[..., :FACE_DIM].reshape(-1, frames.shape[2], FACE_DIM)
+        generated[name] = frames[..., :FACE_DIM]
         theirs = [k for k, p in enumerate(test.persona) if p == name]
         corpus = motion_energy(test.listeners[theirs]) if theirs else None
         by_persona[name] = {**quick_score(frames, test), "motion_energy_corpus": corpus}
@@ -254,9 +286,17 @@ def persona_scores(
     references = {name: _stack([x for p, x in labelled if p == name]) for name in personas if name in trained}
     classifier = NearestCentroid(references)
     own = {name: test.listeners[[k for k, p in enumerate(test.persona) if p == name]] for name in references}
+    rows = listening_rows(test) or slice(None)
+
+    def named(frames: NDArray[np.float32]) -> NDArray[np.float32]:  # (N, S, T, 58) -> (N*S, T, 58)
+        return frames.reshape(-1, *frames.shape[2:])
+
     return {
         "by_persona": by_persona,
-        "classifier_accuracy": classifier.accuracy({n: g for n, g in generated.items() if n in references}),
+        "classifier_accuracy": classifier.accuracy({n: named(g) for n, g in generated.items() if n in references}),
+        "classifier_accuracy_listening": classifier.accuracy(
+            {n: named(g[rows]) for n, g in generated.items() if n in references}
+        ),
         "classifier_accuracy_corpus": classifier.accuracy({n: r for n, r in own.items() if len(r)}),
         "predictions": predictions,
     }
@@ -285,7 +325,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "prediction only and any constant column makes it 49 (the official quirk); FRSyn_corrected leaves constant "
         "columns out. motion_energy: the mean per-frame speed of the 58 face numbers.", "",
     ]  # fmt: skip
-    lines += _diversity_lines(results) + _persona_lines(results)
+    lines += _direction_lines(results) + _diversity_lines(results) + _persona_lines(results)
     lag = results["behaviour"]["reaction_lag_ms"]
     lines += [
         f"Behavioural lag (median over speakers of the lag at which the listener's smile best follows the speaker's, "
@@ -319,6 +359,23 @@ def _cell(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def _direction_lines(results: dict[str, Any]) -> list[str]:
+    """FRCorr in each direction of the split: the listeners' own, and the swapped rows."""
+    directions = results.get("directions") or {}
+    if not directions:
+        return []
+    lines = [
+        "## By direction", "",
+        "REACT scores both directions of each pair: the rows as listed (the corpus's listeners reacting to its "
+        "speakers: what the engine does) and the same pairs swapped (the speaker's face asked for from the "
+        "listener's). FRCorr of each half:", "",
+        "| | " + " | ".join(directions) + " |", "|---" * (len(directions) + 1) + "|",
+    ]  # fmt: skip
+    names = list(next(iter(directions.values())))
+    lines += [f"| {n} | " + " | ".join(f"{d[n]:.4f}" for d in directions.values()) + " |" for n in names]
+    return [*lines, ""]
+
+
 def _diversity_lines(results: dict[str, Any]) -> list[str]:
     """The appropriate reactions' own diversity against the model's, coverage, and the expressiveness sweep."""
     model, ceiling = results["model"]["streaming"], results["appropriate"]
@@ -347,7 +404,8 @@ def _persona_lines(results: dict[str, Any]) -> list[str]:
         "## Personas (streaming)", "",
         f"A nearest-centroid classifier on per-dimension mean, spread and speed, fitted on the training listeners, "
         f"names the persona behind the model's reactions {100 * p['classifier_accuracy']:.0f} % of the time "
-        f"({100 * p['classifier_accuracy_corpus']:.0f} % for the test listeners' own reactions).", "",
+        f"({100 * p.get('classifier_accuracy_listening', float('nan')):.0f} % on the rows as listed, where the "
+        f"speaker talks; {100 * p['classifier_accuracy_corpus']:.0f} % for the test listeners' own reactions).", "",
         "| persona | FRCorr | motion energy | corpus's energy |", "|---|---|---|---|",
     ]  # fmt: skip
     for name, m in p["by_persona"].items():

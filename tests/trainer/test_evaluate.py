@@ -27,10 +27,22 @@ def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
     assert len(personas["by_persona"]) >= 2 and 0 <= personas["classifier_accuracy"] <= 1
     assert result["model"]["streaming"]["FRDiv"] > 0  # ten different samples per speaker
     assert result["baselines"]["meanfr"]["FRDiv"] == 0
+    halves = result["directions"]  # each direction of the pairs on its own: together they make the whole score
+    assert set(halves) == {"listening", "swapped"}
+    for name, whole in (
+        ("model (streaming)", result["model"]["streaming"]),
+        ("baseline mime", result["baselines"]["mime"]),
+    ):
+        assert (halves["listening"][name] + halves["swapped"][name]) / 2 == pytest.approx(whole["FRCorr"], rel=1e-6)
     lag = result["behaviour"]["reaction_lag_ms"]  # learned, reported apart from the pipeline's delay
     assert all(0 <= lag[who] <= 2000 for who in ("model", "corpus"))
     report = out.with_suffix(".md").read_text()
-    assert "Behavioural lag" in report and "| model (streaming) |" in report and "## Personas" in report
+    assert (
+        "Behavioural lag" in report
+        and "| model (streaming) |" in report
+        and "## Personas" in report
+        and "## By direction" in report
+    )
     assert (tmp_path / "reactions.png").stat().st_size > 1000
 
 
