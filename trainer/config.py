@@ -61,12 +61,6 @@ class ModelConfig:
     """Dropout inside transformer blocks during training."""
     style_frames: int = 100
     """R: frames of a listener's own motion that give their style (100 = 4 s)."""
-    adaln: str = "self-attention"
-    """Which sub-layers of each denoiser block the timestep and listener embedding scale and shift: "self-attention"
-    (its input only) or "all" (self-attention, cross-attention to the speaker and the MLP, as DiT does)."""
-    persona_slots: int = 0
-    """Named personas the model learns a style vector for directly (a table, rows in sorted name order); 0: a
-    named persona is the mean style of its listeners' reference stretches."""
 
 
 @dataclass(frozen=True)
@@ -95,15 +89,6 @@ class TrainConfig:
     """Probability of dropping audio, and separately the speaker face (audio-only / face-only input)."""
     style_drop: float = 0.3
     """Probability of training a window without its listener's style (the null style: anyone in the corpus)."""
-    stream_prefix: float = 0.0
-    """Probability that a window is trained as a streaming step: the listener frames known except the last 1 to
-    2·hop (otherwise 0 to W-1 frames known, uniformly)."""
-    prefix_drop: float = 0.0
-    """Probability that a window is trained with no listener frames known (the stream's start; the style alone
-    says how this listener behaves)."""
-    persona_label: float = 0.5
-    """Probability that a window whose listener's persona the corpus names is trained with that persona's learned
-    style (model.persona_slots) instead of its reference stretch's style."""
     expressiveness_drop: float = 0.3
     """Probability of training a window without its listener's motion energy (move as the style does)."""
     checkpoint_every: int = 200
@@ -134,12 +119,6 @@ class RunConfig:
             raise ConfigError(f"model.d_model and model.ae_width must be multiples of model.heads={m.heads}")
         if self.train.speaker_faces not in ("fitted", "tracked"):
             raise ConfigError(f"train.speaker_faces={self.train.speaker_faces!r}: choose fitted or tracked")
-        if m.persona_slots < 0 or not 0.0 <= self.train.persona_label <= 1.0:
-            raise ConfigError("model.persona_slots must be >= 0 and train.persona_label within [0, 1]")
-        if m.adaln not in ("self-attention", "all"):
-            raise ConfigError(f"model.adaln={m.adaln!r}: choose self-attention or all")
-        if not (0.0 <= self.train.stream_prefix <= 1.0 and 0.0 <= self.train.prefix_drop <= 1.0):
-            raise ConfigError("train.stream_prefix and train.prefix_drop are probabilities: give values in [0, 1]")
         if m.default_sampler not in ("ddim", "dpmpp2m"):
             raise ConfigError(f"model.default_sampler={m.default_sampler!r}: choose ddim or dpmpp2m")
 

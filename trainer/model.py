@@ -64,19 +64,15 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: self-attention, optional cross-attention, MLP; optional adaLN modulation."""
 
-    def __init__(
-        self, dim: int, heads: int, dropout: float, *, cross: bool, modulated: bool = False, every: bool = False
-    ) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, *, cross: bool, modulated: bool = False) -> None:
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads, dropout)
         self.cross = Attention(dim, heads, dropout) if cross else None
         self.norm2 = nn.LayerNorm(dim) if cross else None
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
-        # adaLN: the embedding scales and shifts the normalised input of the self-attention, or (`every`) of each
-        # sub-layer: self-attention, cross-attention and MLP. Zero-initialised: a block starts unmodulated.
-        self.modulated_inputs = 3 if every else 1
-        self.modulation = nn.Linear(dim, 2 * dim * self.modulated_inputs) if modulated else None
+        # adaLN: the timestep embedding scales and shifts the normalised input of each sub-layer.
+        self.modulation = nn.Linear(dim, 2 * dim) if modulated else None
         if self.modulation is not None:
             nn.init.zeros_(self.modulation.weight)
             nn.init.zeros_(self.modulation.bias)
@@ -89,18 +85,14 @@ class Block(nn.Module):
         cross_mask: Tensor | None = None,
         emb: Tensor | None = None,
     ) -> Tensor:
-        mods = []
+        h = self.norm1(x)
         if self.modulation is not None and emb is not None:
-            mods = self.modulation(emb)[:, None].chunk(2 * self.modulated_inputs, dim=-1)
-
-        def modulate(h: Tensor, k: int) -> Tensor:  # the k-th sub-layer's input, scaled and shifted where modulated
-            return h * (1 + mods[2 * k]) + mods[2 * k + 1] if 2 * k < len(mods) else h
-
-        h = modulate(self.norm1(x), 0)
+            scale, shift = self.modulation(emb)[:, None].chunk(2, dim=-1)
+            h = h * (1 + scale) + shift
         x = x + self.attn(h, h, self_mask)
         if self.cross is not None and self.norm2 is not None and context is not None:
-            x = x + self.cross(modulate(self.norm2(x), 1), context, cross_mask)
-        return x + self.mlp(modulate(self.norm3(x), 2))
+            x = x + self.cross(self.norm2(x), context, cross_mask)
+        return x + self.mlp(self.norm3(x))
 
 
 class ConditionEncoder(nn.Module):
@@ -184,8 +176,7 @@ class StyleEncoder(nn.Module):
 
     Each frame and its change from the frame before go through an MLP; their mean and spread over time (what the
     listener's face holds and how much each part of it moves) are projected to D. The style of "no one in
-    particular" is the learned `null` vector (a listener drawn from the whole corpus); `named` (persona_slots, D)
-    holds the learned style of each named persona (ModelConfig.persona_slots)."""
+    particular" is the learned `null` vector (a listener drawn from the whole corpus)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -193,9 +184,6 @@ class StyleEncoder(nn.Module):
         self.frame = nn.Sequential(nn.Linear(2 * LISTENER_DIM, d), nn.GELU(), nn.Linear(d, d))
         self.out = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, d))
         self.null = nn.Parameter(torch.zeros(d))
-        # zeros, like `null`: each row learns from its own persona's windows (and no random draw moves the init of
-        # the parts after it); absent without slots, so models trained before it load unchanged
-        self.named = nn.Parameter(torch.zeros(cfg.persona_slots, d)) if cfg.persona_slots else None
 
     def forward(self, reference: Tensor) -> Tensor:
         change = torch.cat([torch.zeros_like(reference[:, :1]), reference[:, 1:] - reference[:, :-1]], dim=1)
@@ -224,8 +212,7 @@ class Denoiser(nn.Module):
         self.expressiveness = nn.Sequential(nn.Linear(1, d), nn.SiLU(), nn.Linear(d, d))
         self.expressiveness_null = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(
-            Block(d, cfg.heads, cfg.dropout, cross=True, modulated=True, every=cfg.adaln == "all")
-            for _ in range(cfg.denoiser_layers)
+            Block(d, cfg.heads, cfg.dropout, cross=True, modulated=True) for _ in range(cfg.denoiser_layers)
         )
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.latent_channels))
 

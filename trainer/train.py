@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +93,14 @@ def reference_segment(listener: NDArray[np.float32], frames: int, rng: np.random
 
 def sample_batch(
     arrays: ClipArrays, window: int, batch: int, rng: np.random.Generator, *, augment: bool = True,
-    reference: int = 100, personas: Sequence[str] = (),
-) -> dict[str, NDArray]:  # fmt: skip
+    reference: int = 100,
+) -> dict[str, NDArray[np.float32]]:  # fmt: skip
     """Random training windows; a window may start before frame 0 (the stream's first windows), padded as live.
 
     "face_found" (B,) is 1 where the speaker face was found in some frame of the window: the face counts as
     present only then, by the rule the live engine applies (engine.windows.window_present). "reference" (B,R,83)
     is another stretch of `reference` frames of the same listener clip (their style), "energy" (B,) that clip's
-    motion energy, "persona" (B,) int64 the listener's persona as its index in `personas` (-1: none named).
+    motion energy.
     """
     audio = np.empty((batch, window, SILENCE_FEATURES.shape[0]), np.float32)
     face = np.empty((batch, window, FACE_DIM), np.float32)
@@ -109,11 +109,8 @@ def sample_batch(
     energy = np.empty(batch, np.float32)
     valid = np.ones((batch, window), np.float32)
     face_found = np.ones((batch, 2), np.float32)
-    persona = np.full(batch, -1, np.int64)
-    slot = {name: k for k, name in enumerate(personas)}
     for b in range(batch):
         i = int(rng.integers(len(arrays)))
-        persona[b] = slot.get(arrays.persona[i] or "", -1) if arrays.persona else -1
         styles[b] = reference_segment(arrays.listener[i], reference, rng)
         energy[b] = arrays.energy[i] if arrays.energy else 1.0
         frames = len(arrays.audio[i])
@@ -133,13 +130,8 @@ def sample_batch(
         styles[flip, :, :FACE_DIM] = mirror_face(styles[flip, :, :FACE_DIM])  # the same person, mirrored
     return {
         "audio": audio, "face": face, "listener": listener, "valid": valid, "face_found": face_found[:, 1],
-        "reference": styles, "energy": energy, "persona": persona,
+        "reference": styles, "energy": energy,
     }  # fmt: skip
-
-
-def persona_names(arrays: ClipArrays) -> list[str]:
-    """The personas the training listeners are labelled with, sorted: slot k of a persona table is name k."""
-    return sorted({p for p in arrays.persona if p is not None})
 
 
 @torch.no_grad()
@@ -147,18 +139,14 @@ def persona_styles(
     model: ReactDiff, arrays: ClipArrays, rng: np.random.Generator, per_clip: int = 4
 ) -> dict[str, dict[str, Any]]:
     """name -> {"style": D floats, "energy": float} for every persona the training listeners are labelled with:
-    its learned style (a model with persona slots) or else the mean style of `per_clip` reference stretches of each
-    of its listeners' clips, and their mean energy."""
+    the mean style of `per_clip` reference stretches of each of its listeners' clips, and their mean energy."""
     device = next(model.parameters()).device
     r = model.cfg.style_frames
     out: dict[str, dict[str, Any]] = {}
-    for slot, name in enumerate(persona_names(arrays)):
+    for name in sorted({p for p in arrays.persona if p is not None}):
         clips = [i for i, p in enumerate(arrays.persona) if p == name]
-        if model.style.named is not None:
-            style = model.style.named[slot]
-        else:
-            stretches = [reference_segment(arrays.listener[i], r, rng) for i in clips for _ in range(per_clip)]
-            style = model.style_of(torch.from_numpy(np.stack(stretches)).to(device)).mean(dim=0)
+        stretches = np.stack([reference_segment(arrays.listener[i], r, rng) for i in clips for _ in range(per_clip)])
+        style = model.style_of(torch.from_numpy(stretches).to(device)).mean(dim=0)
         energy = float(np.mean([arrays.energy[i] for i in clips]))
         out[name] = {"style": style.cpu().tolist(), "energy": energy}
     return out
@@ -203,14 +191,8 @@ class DiffusionObjective(nn.Module):
         device = batch["listener"].device
         with torch.no_grad():
             z0 = m.encode_listener(batch["listener"])
-        # Known listener prefix: as if the previous window ended `w - h` frames into this one (a streaming step:
-        # h up to 2·hop, p = stream_prefix), or nothing known (p = prefix_drop).
+        # Known listener prefix: as if the previous window ended `w - h` frames into this one.
         h = torch.randint(1, w + 1, (b, 1), device=device)
-        if tc.stream_prefix > 0:
-            streaming = torch.rand(b, 1, device=device) < tc.stream_prefix
-            h = torch.where(streaming, torch.randint(1, 2 * self.cfg.model.hop + 1, (b, 1), device=device), h)
-        if tc.prefix_drop > 0:
-            h = torch.where(torch.rand(b, 1, device=device) < tc.prefix_drop, torch.full_like(h, w), h)
         known_mask = (torch.arange(w, device=device)[None] < (w - h)).float() * batch["valid"]
         present = (torch.rand(b, 2, device=device) > tc.modality_drop).float()
         present = present * (torch.rand(b, 1, device=device) > tc.cond_drop).float()
@@ -230,17 +212,11 @@ class DiffusionObjective(nn.Module):
         return loss, {"v_mse": loss.item()}
 
     def listener_condition(self, batch: dict[str, Tensor], b: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """style (B,D) from the window's reference stretch, or its persona's learned style (p = persona_label,
-        where the corpus names one and the model has slots), or the null style (p = style_drop); expressiveness
+        """style (B,D) from the window's reference stretch (or the null style, p = style_drop), expressiveness
         (B,2): [log(clip energy / energy_mean), 1] (or [0, 0], p = expressiveness_drop)."""
         m, tc = self.model, self.cfg.train
-        style = m.style_of(batch["reference"])
-        if m.style.named is not None:
-            persona = batch["persona"]
-            named = (persona >= 0) & (torch.rand(b, device=device) < tc.persona_label)
-            style = torch.where(named[:, None], m.style.named[persona.clamp_min(0)], style)
         keep = torch.rand(b, 1, device=device) > tc.style_drop
-        style = torch.where(keep, style, m.null_style(b))
+        style = torch.where(keep, m.style_of(batch["reference"]), m.null_style(b))
         given = (torch.rand(b, 1, device=device) > tc.expressiveness_drop).float()
         level = torch.log(batch["energy"] / m.energy_mean)[:, None]
         return style, torch.cat([level * given, given], dim=1)
@@ -276,12 +252,6 @@ class Trainer:
         torch.manual_seed(rank_seed(cfg.train.seed, self.rank))  # from here on, this rank's own stream (CUDA too)
         self.rng = np.random.default_rng([cfg.train.seed, self.rank])
         self.ema: ReactDiff | None = None
-        self.personas = persona_names(train) if cfg.model.persona_slots else []
-        if len(self.personas) > cfg.model.persona_slots:
-            raise ConfigError(
-                f"the training listeners name {len(self.personas)} personas ({', '.join(self.personas)}) but "
-                f"model.persona_slots = {cfg.model.persona_slots}; set it to at least {len(self.personas)}"
-            )
         self.stage, self.step = "autoencoder", 0
         out.mkdir(parents=True, exist_ok=True)
         if not self._resume():
@@ -367,10 +337,7 @@ class Trainer:
     def _batches(self) -> Iterator[dict[str, Tensor]]:
         m = self.cfg.model
         while True:
-            batch = sample_batch(
-                self.data, m.window, self.cfg.train.batch_size, self.rng, reference=m.style_frames,
-                personas=self.personas,
-            )  # fmt: skip
+            batch = sample_batch(self.data, m.window, self.cfg.train.batch_size, self.rng, reference=m.style_frames)
             yield {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     def _lr_scale(self, total: int) -> float:

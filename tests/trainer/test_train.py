@@ -164,36 +164,3 @@ def test_training_windows_mark_the_face_absent_where_the_tracker_never_found_it(
     ends = batch["face"][:, -1, 0]
     assert np.array_equal(batch["face_found"], (ends >= 100).astype(np.float32))  # a found frame in the window
     assert 0 < batch["face_found"].mean() < 1
-
-
-def test_training_windows_carry_their_listeners_persona_slot():
-    from trainer.train import ClipArrays, sample_batch
-
-    frames = 60
-    listener = [np.full((frames, 83), k, np.float32) for k in range(3)]  # each clip's frames say which clip it is
-    arrays = ClipArrays([np.zeros((frames, 57), np.float32)] * 3, [np.zeros((frames, 58), np.float32)] * 3, listener,
-                        [np.zeros((frames, 25), np.float32)] * 3, [("s", "l")] * 3, [np.ones(frames, np.bool_)] * 3,
-                        persona=["thinker", None, "nodder"])  # fmt: skip
-    batch = sample_batch(arrays, 16, 64, np.random.default_rng(0), augment=False, personas=["nodder", "thinker"])
-    clip = batch["listener"][:, 0, 0].astype(int)
-    assert np.array_equal(batch["persona"], np.array([1, -1, 0])[clip])  # the slot of the clip's named persona
-    assert set(clip) == {0, 1, 2}
-
-
-@pytest.mark.slow
-def test_a_model_with_persona_slots_learns_and_ships_a_style_per_named_persona(synth_corpus, tiny_config, tmp_path):
-    from trainer.train import load_personas
-
-    tiny, config = tiny_config.read_text(), tmp_path / "slots.toml"
-    config.write_text(tiny.replace("[train]", "persona_slots = 8\n[train]\npersona_label = 1.0"))
-    run = tmp_path / "run"
-    assert main(["fit", "--config", str(config), "--data", str(synth_corpus), "--out", str(run), "--no-progress"]) == 0
-    model, personas = load_model(run), load_personas(run)
-    assert model.style.named is not None and len(personas) >= 2
-    for slot, name in enumerate(sorted(personas)):  # a named persona is its own learned row, moved from its start
-        style = torch.tensor(personas[name]["style"])
-        assert torch.allclose(style, model.style.named[slot]) and style.abs().max() > 0
-    assert not torch.allclose(*(torch.tensor(personas[n]["style"]) for n in sorted(personas)[:2]))
-
-    config.write_text(tiny.replace("[train]", "persona_slots = 1\n[train]"))
-    assert main(["fit", "--config", str(config), "--data", str(synth_corpus), "--out", str(tmp_path / "r2")]) == 2
