@@ -1,6 +1,7 @@
 """The HTTP API of reactdiff-serve (aiohttp), every route but /healthz behind a bearer token.
 
-    POST   /v1/sessions         {"room": URL, "avatar": "default", "video": true, "seed": 0, "persona": null} -> 201
+    POST   /v1/sessions         {"room": URL, "avatar": "default", "video": true, "seed": 0, "persona": null,
+                                 "expressiveness": null, "temperature": 1} -> 201
     GET    /v1/sessions         -> 200 {"sessions": [...], "capacity": {...}}: each with its live stats
     GET    /v1/sessions/ID      -> 200 the session, 404 if there is none
     DELETE /v1/sessions/ID      -> 200 the session's final stats (it has left its room)
@@ -10,8 +11,9 @@
 
 Errors are one JSON line {"error": "..."} that says what was wrong and how to fix it: 401 a missing or wrong
 token, 400 malformed JSON or a field that breaks the schema (msgspec names it), a bad room URL, avatar or persona
-(one the model does not have), 503 a session that admission control refuses (with "limits"), 502 a room that
-cannot be joined. Joining, stopping and the stats run on worker threads: the event loop only moves bytes.
+(one the model does not have), an expressiveness or temperature out of its range, 503 a session that admission
+control refuses (with "limits"), 502 a room that cannot be joined. Joining, stopping and the stats run on worker
+threads: the event loop only moves bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from engine.rooms import RoomError, parse_room_url
 from engine.serving.admission import AdmissionError
 from engine.serving.metrics import ServeMetrics
-from engine.serving.sessions import ENDED, SessionManager, SessionSpec, persona_style
+from engine.serving.sessions import ENDED, SessionManager, SessionSpec, window_inputs
 from renderer.face_model import FaceModelError
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ class CreateSession(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     video: bool = True
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     persona: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    expressiveness: float | None = None
+    temperature: float = 1.0
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -63,7 +67,8 @@ def parse_create(body: bytes) -> SessionSpec:
         raise ValueError(f"the body must be a JSON object like {{\"room\": URL, \"avatar\": \"default\", "
                          f"\"video\": true, \"seed\": 0}}: {exc}") from None  # fmt: skip
     parse_room_url(request.room)  # RoomURLError (a ValueError) says what is wrong with it
-    return SessionSpec(request.room, request.avatar, request.video, request.seed, request.persona)
+    return SessionSpec(request.room, request.avatar, request.video, request.seed, request.persona,
+                       request.expressiveness, request.temperature)  # fmt: skip
 
 
 class ServeAPI:
@@ -102,7 +107,7 @@ class ServeAPI:
             spec = parse_create(await request.read())
         except web.HTTPRequestEntityTooLarge:
             return error(400, f"the body is over {MAX_BODY_BYTES} bytes: send only the session's fields")
-            persona_style(self.manager.model, spec.persona)
+            window_inputs(self.manager.model, spec)
         except ValueError as exc:
             return error(400, str(exc))
         try:

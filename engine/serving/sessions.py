@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.listener import ANYONE, Listener, ListenerStyle, check_expressiveness
 from engine.model_dir import ModelDir
 from engine.rooms.session import RoomSession, stats_summary
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
@@ -37,6 +38,7 @@ from engine.serving.admission import Capacity, LoadMeter, Measured
 from engine.serving.metrics import SessionFigures
 from engine.serving.scheduler import BatchScheduler
 from engine.sources.base import Source
+from engine.windows import check_temperature
 from renderer.avatar import create_avatar
 from renderer.sinks import Sink
 
@@ -87,6 +89,11 @@ class SessionSpec:
     persona: str | None = None
     """Who listens: one of the model's named personas (a model directory of format version 2); None: no one in
     particular."""
+    expressiveness: float | None = None
+    """How much the listener moves, times the persona's own motion (as reactdiff-engine --expressiveness, 0.25 to
+    2.5); None: as the persona's style moves."""
+    temperature: float = 1.0
+    """Scale of each window's initial noise, as reactdiff-engine --temperature (0 to 1.5)."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,33 @@ class Session:
         stats = self.engine.stats.to_json()
         return {
             "id": self.id, "room": self.spec.room, "avatar": self.spec.avatar, "video": self.spec.video,
-            "seed": self.spec.seed, "persona": self.spec.persona, "state": self.state, "error": self.error,
+            "seed": self.spec.seed, "persona": self.spec.persona, "expressiveness": self.spec.expressiveness,
+            "temperature": self.spec.temperature, "state": self.state, "error": self.error,
             "created": self.created,
             "stats": stats_summary(self.engine.stats) | {
                 "media_s": round(stats["media_s"], 2), "windows_run": stats["windows"]["run"],
                 "frames_generated": stats["frames"]["generated"], "latency_p95_ms": stats["latency_ms"]["p95_ms"],
             },
         }  # fmt: skip
+
+
+def window_inputs(model: ModelDir, spec: SessionSpec) -> dict[str, NDArray[np.float32]]:
+    """Who listens in `spec`, as the window arguments `style` (1,D) and `expressiveness` (1,2) (none: no one in
+    particular, as the style moves); ValueError (one line) for a persona, expressiveness or temperature the model
+    cannot take."""
+    check_temperature(spec.temperature)
+    style = persona_style(model, spec.persona)
+    if spec.expressiveness is None:
+        return {} if style is None else {"style": style}
+    styles = model.style
+    if styles is None:
+        raise ValueError(f"expressiveness {spec.expressiveness}: this model takes none (a model directory of format "
+                         "version 1); leave it out or serve a model trained with personas")  # fmt: skip
+    who = ListenerStyle(ANYONE, np.asarray(styles.null, np.float32), styles.energy_mean)
+    if spec.persona is not None:
+        who = ListenerStyle(spec.persona, np.asarray(styles.personas[spec.persona].style, np.float32),
+                            styles.personas[spec.persona].energy)  # fmt: skip
+    return Listener(who, check_expressiveness(spec.expressiveness)).window_inputs(styles.energy_mean)
 
 
 def persona_style(model: ModelDir, name: str | None) -> NDArray[np.float32] | None:
@@ -199,7 +226,7 @@ class SessionManager:
         """Admit, open the call, start the engine. ValueError for a persona the model does not have, AdmissionError
         when it does not fit; the call's own errors (RoomError, RoomURLError), a bad avatar (ValueError, OSError)
         and a missing face model (FaceModelError) leave nothing behind."""
-        persona_style(self.model, spec.persona)
+        window_inputs(self.model, spec)
         self._reserve(spec)
         try:
             session = self._open(spec)
@@ -242,9 +269,15 @@ class SessionManager:
         """`parts`: the avatar, the tracker (video only), the call and the scheduler client."""
         d, avatar, client = self.defaults, parts[0], parts[-1]
         config = StreamConfig(
-            hop=d.hop, seed=spec.seed, realtime=True, size=d.size, live_sink=True, playout_delay_s=d.playout_delay_s
+            hop=d.hop,
+            seed=spec.seed,
+            realtime=True,
+            size=d.size,
+            live_sink=True,
+            playout_delay_s=d.playout_delay_s,
+            temperature=spec.temperature,
         )
-        run_window = functools.partial(client.run_window, style=persona_style(self.model, spec.persona))
+        run_window = functools.partial(client.run_window, **window_inputs(self.model, spec))
         engine = StreamEngine(
             WindowModel.from_model(self.model, run_window), call.source, make_sink=call.make_sink,
             tracker=parts[1] if spec.video else None, config=config, on_emitted=call.publish, avatar=avatar,

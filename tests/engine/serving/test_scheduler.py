@@ -18,7 +18,7 @@ from engine.model_dir import load_model_dir
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
 from engine.serving.scheduler import BatchRecord, BatchScheduler, SchedulerConfig, default_buckets
 from engine.serving.service import BackendSettings, InferenceService, InProcessService, ServiceKind
-from engine.serving.sessions import persona_style
+from engine.serving.sessions import SessionSpec, persona_style, window_inputs
 from tests.engine.test_stream import FakeSource, speech
 
 
@@ -228,3 +228,36 @@ def test_a_failing_service_fails_every_window_of_its_batch_and_closing_fails_the
         waiting.result(1)
     with pytest.raises(RuntimeError, match="closed"):
         clients[0].run_window(*window(model, 0))
+
+
+def test_a_sessions_expressiveness_and_temperature_reach_the_model_through_the_scheduler(persona_model):
+    """A session's expressiveness and temperature (reactdiff-serve's POST fields) give the frames the engine gives
+    alone with the same listener and noise, beside a session that takes the defaults; out of range: one line."""
+    room = "http://h/r/abcd?token=abcdefghijklmnopqrstuvwx"
+    specs = [SessionSpec(room, persona="nodder", expressiveness=1.5, temperature=0.5), SessionSpec(room)]
+    inputs = [window_inputs(persona_model, spec) for spec in specs]
+    assert inputs[1] == {} and inputs[0]["expressiveness"][0, 1] == 1.0
+    configs = [StreamConfig(seed=5, record=True, temperature=spec.temperature) for spec in specs]
+    with create_backend("onnxruntime", persona_model) as backend:
+        alone = []
+        for who, config in zip(inputs, configs, strict=True):
+            engine = StreamEngine(WindowModel.from_model(persona_model, functools.partial(backend.run_window, **who)),
+                                  FakeSource(speech(1.5, 2)), config=config)  # fmt: skip
+            engine.run()
+            alone.append(engine.recorded()[0])
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3
+    with InProcessService(persona_model, BackendSettings("onnxruntime")) as service:
+        scheduler = BatchScheduler(service, SchedulerConfig(gather_s=1.0))
+        engines = [
+            StreamEngine(WindowModel.from_model(persona_model, functools.partial(scheduler.client().run_window, **who)),
+                         FakeSource(speech(1.5, 2)), config=config)
+            for who, config in zip(inputs, configs, strict=True)
+        ]  # fmt: skip
+        in_threads([e.run for e in engines])
+        scheduler.close()
+    for engine, want in zip(engines, alone, strict=True):
+        np.testing.assert_allclose(engine.recorded()[0], want, atol=1e-5, rtol=0)
+    for bad, phrase in ((SessionSpec(room, expressiveness=9.0), "expressiveness 9.0: use 0.25 to 2.5"),
+                        (SessionSpec(room, temperature=2.0), "temperature 2.0: use 0 to 1.5")):  # fmt: skip
+        with pytest.raises(ValueError, match=phrase):
+            window_inputs(persona_model, bad)
