@@ -404,7 +404,7 @@ def _persona_lines(results: dict[str, Any]) -> list[str]:
         "## Personas (streaming)", "",
         f"A nearest-centroid classifier on per-dimension mean, spread and speed, fitted on the training listeners, "
         f"names the persona behind the model's reactions {100 * p['classifier_accuracy']:.0f} % of the time "
-        f"({100 * p.get('classifier_accuracy_listening', float('nan')):.0f} % on the rows as listed, where the "
+        f"({100 * p['classifier_accuracy_listening']:.0f} % on the rows as listed, where the "
         f"speaker talks; {100 * p['classifier_accuracy_corpus']:.0f} % for the test listeners' own reactions).", "",
         "| persona | FRCorr | motion energy | corpus's energy |", "|---|---|---|---|",
     ]  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.listener import ANYONE, Listener, ListenerStyle, check_expressiveness
+from engine.listener import ANYONE, ListenerChoices
 from engine.model_dir import ModelDir
 from engine.rooms.session import RoomSession, stats_summary
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
@@ -180,11 +180,8 @@ def window_inputs(model: ModelDir, spec: SessionSpec) -> dict[str, NDArray[np.fl
     if styles is None:
         raise ValueError(f"expressiveness {spec.expressiveness}: this model takes none (a model directory of format "
                          "version 1); leave it out or serve a model trained with personas")  # fmt: skip
-    who = ListenerStyle(ANYONE, np.asarray(styles.null, np.float32), styles.energy_mean)
-    if spec.persona is not None:
-        who = ListenerStyle(spec.persona, np.asarray(styles.personas[spec.persona].style, np.float32),
-                            styles.personas[spec.persona].energy)  # fmt: skip
-    return Listener(who, check_expressiveness(spec.expressiveness)).window_inputs(styles.energy_mean)
+    listener = ListenerChoices.from_model(model).choose(spec.persona or ANYONE, spec.expressiveness)
+    return listener.window_inputs(styles.energy_mean)
 
 
 def persona_style(model: ModelDir, name: str | None) -> NDArray[np.float32] | None:
