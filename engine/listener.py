@@ -10,7 +10,10 @@ inference worker reads at the start of every window while a control (the command
 A persona is one of the model's named listeners (its manifest's `style.personas`), `anyone` (the null style: no
 one in particular, the default), or a listener's own frames: a .npy of (T, 58) face frames (REACT's (T, 1, 58)
 too) of at least R frames (the manifest's `reference_frames`, 100 = 4 s); the style graph reads each R-frame
-stretch of it and the styles are averaged.
+stretch of it and the styles are averaged. Every persona but `anyone` is then pushed away from the null style by
+the model's style guidance g (the manifest's `style.guidance`, `guided_style`): null + g·(style - null), as
+classifier-free guidance pushes a sample away from the unconditional one. The learned styles of different
+listeners lie close together, and the model answers them all much alike; g > 1 keeps them apart.
 
 Expressiveness X scales how much the listener moves, relative to the persona itself: 1 moves as the persona does,
 0.5 half as much, 2 twice as much. The model is asked for a motion energy (renderer.face.motion_energy) of
@@ -33,7 +36,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from engine.model_dir import ModelDir
 from renderer.face import (
@@ -54,6 +57,15 @@ EXPRESSIVENESS_RANGE = (0.25, 2.5)
 MAX_PERSONA_CHARS = 64  # a persona's name as a control message may carry it
 STYLE_BATCH = 16  # reference stretches per style-graph call
 MAX_RECORDED_CHANGES = 1000  # changes kept for --stats (a long call with a busy room makes many)
+
+
+def guided_style(style: ArrayLike, null: ArrayLike, guidance: float) -> NDArray[np.float32]:
+    """A persona's style (..., D) pushed `guidance` times as far from the null style (D,): null + g·(style - null).
+    The one place this is done: the engine's listeners and the trainer's evaluation both call it."""
+    if guidance == 1.0:  # the style as learned, to the bit
+        return np.asarray(style, np.float32)
+    null = np.asarray(null, np.float32)
+    return (null + guidance * (np.asarray(style, np.float32) - null)).astype(np.float32)
 
 
 class ListenerError(ValueError):
@@ -148,18 +160,20 @@ class ListenerChoices:
                 f"model {model.path} takes no persona or expressiveness (a model directory of format version 1); "
                 "leave out --persona and --expressiveness, or use a model exported with personas"
             )
-        personas = {ANYONE: ListenerStyle(ANYONE, np.asarray(styles.null, np.float32), styles.energy_mean)}
+        null = np.asarray(styles.null, np.float32)
+        personas = {ANYONE: ListenerStyle(ANYONE, null, styles.energy_mean)}
         for name, p in sorted(styles.personas.items()):
             if name == ANYONE:
                 log.warning("model %s names a persona %r: that name means the null style here", model.path, ANYONE)
                 continue
-            personas[name] = ListenerStyle(name, np.asarray(p.style, np.float32), p.energy)
+            personas[name] = ListenerStyle(name, guided_style(p.style, null, styles.guidance), p.energy)
         if reference is not None:
             faces = read_reference(reference, styles.reference_frames)
             energy = motion_energy(faces)
             if not energy > 0:
                 raise ListenerError(f"{reference}: the face never moves; a listener's style needs their own motion")
-            personas[reference.name] = ListenerStyle(reference.name, reference_style(model, faces), energy)
+            style = guided_style(reference_style(model, faces), null, styles.guidance)
+            personas[reference.name] = ListenerStyle(reference.name, style, energy)
         return cls(personas, styles.energy_mean, styles.reference_frames)
 
     @property

@@ -55,6 +55,7 @@ MANIFEST = "manifest.json"
 BATCH = "batch"  # the dynamic axis of graph inputs/outputs, in manifest shapes
 PAIR_BATCH = "2*batch"  # the classifier-free-guidance pair (conditional rows, then unconditional)
 REQUIRED_GRAPHS = ("condition", "denoiser", "decoder")
+MAX_STYLE_GUIDANCE = 10.0  # style guidance far past the learned styles asks for listeners the model never saw
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest is ~100 KB (its schedule table is most of it); bigger is not one
 REEXPORT = "re-export it with `reactdiff-trainer export --run RUN --out DIR`"
 
@@ -281,6 +282,9 @@ class ListenerStyles(msgspec.Struct, frozen=True):
     energy_mean: Energy
     """The training listeners' mean motion energy: expressiveness 1 of the null style."""
     personas: dict[str, Persona]
+    guidance: Annotated[float, msgspec.Meta(gt=0, le=MAX_STYLE_GUIDANCE)] = 1.0
+    """Style guidance: how far every persona's style is pushed from the null one (engine.listener.guided_style);
+    absent in manifests written before it: 1, the styles as learned."""
 
 
 class _Manifest(msgspec.Struct, frozen=True):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from engine.model_dir import MAX_STYLE_GUIDANCE
 from engine.windows import check_hop
 
 
@@ -57,6 +58,9 @@ class ModelConfig:
     """Sampler used when streaming unless the user picks another: ddim or dpmpp2m."""
     guidance: float = 3.0
     """Classifier-free guidance scale at sampling (1.0 = no guidance)."""
+    style_guidance: float = 1.0
+    """How far a persona's style is pushed from the null style at sampling (engine.listener.guided_style):
+    null + g·(style - null); 1.0 = the style as learned. Personas blur towards one another without it."""
     dropout: float = 0.1
     """Dropout inside transformer blocks during training."""
     style_frames: int = 100
@@ -119,6 +123,8 @@ class RunConfig:
             raise ConfigError(f"model.d_model and model.ae_width must be multiples of model.heads={m.heads}")
         if self.train.speaker_faces not in ("fitted", "tracked"):
             raise ConfigError(f"train.speaker_faces={self.train.speaker_faces!r}: choose fitted or tracked")
+        if not 0 < m.style_guidance <= MAX_STYLE_GUIDANCE:  # also false for NaN
+            raise ConfigError(f"model.style_guidance={m.style_guidance}: use > 0 and <= {MAX_STYLE_GUIDANCE}")
         if m.default_sampler not in ("ddim", "dpmpp2m"):
             raise ConfigError(f"model.default_sampler={m.default_sampler!r}: choose ddim or dpmpp2m")
 

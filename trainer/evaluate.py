@@ -21,6 +21,7 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from engine.listener import guided_style
 from renderer.face import EMOTION_NAMES, FACE_DIM, motion_energy
 from trainer.behaviour import NearestCentroid, median_reaction_lag_ms
 from trainer.data import ReactDataset
@@ -88,8 +89,12 @@ def who_listens(
     model: ReactDiff, batch: int, persona: dict[str, Any] | None = None, expressiveness: float | None = None
 ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]:
     """(style (B,D), expressiveness (B,2)) for a named persona ({"style", "energy"}, as fit stores them) or none,
-    moving `expressiveness` times as much as that persona (or the corpus) does; None for what is not given."""
-    style = None if persona is None else np.tile(np.asarray(persona["style"], np.float32), (batch, 1))
+    moving `expressiveness` times as much as that persona (or the corpus) does; None for what is not given. The
+    persona's style is pushed by the model's style guidance, as the engine's listeners are."""
+    style = None
+    if persona is not None:
+        null = model.style.null.detach().cpu().numpy()
+        style = np.tile(guided_style(np.asarray(persona["style"]), null, model.cfg.style_guidance), (batch, 1))
     if expressiveness is None:
         return style, None
     base = float(model.energy_mean) if persona is None else float(persona["energy"])

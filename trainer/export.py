@@ -256,6 +256,7 @@ def build_manifest(model: ReactDiff, state: dict[str, Any], model_id: str) -> di
         "style": {
             "reference_frames": cfg.style_frames, "null": model.style.null.tolist(),
             "energy_mean": float(model.energy_mean), "personas": state.get("personas", {}),
+            "guidance": cfg.style_guidance,
         },
     }  # fmt: skip
 

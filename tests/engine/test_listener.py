@@ -64,6 +64,35 @@ def test_a_named_persona_and_expressiveness_become_the_window_inputs(model, choi
     assert inputs["style"].dtype == inputs["expressiveness"].dtype == np.float32
 
 
+def test_style_guidance_pushes_every_persona_but_anyone_from_the_null_style(model, persona_model_dir, tmp_path):
+    import torch
+
+    from trainer.evaluate import who_listens
+    from trainer.train import load_model, load_personas
+
+    np.save(tmp_path / "me.npy", listener_frames(200))
+    plain = ListenerChoices.from_model(model, tmp_path / "me.npy")
+    manifest = {**model.manifest, "style": {**model.manifest["style"], "guidance": 3.0}}
+    pushed = ListenerChoices.from_model(dataclasses.replace(model, manifest=manifest), tmp_path / "me.npy")
+    null = np.asarray(model.style.null, np.float32)
+    for name in ("nodder", "reserved", "me.npy"):  # the model's personas and a listener's own frames alike
+        want = null + 3.0 * (plain.personas[name].style - null)
+        np.testing.assert_allclose(pushed.personas[name].style, want, rtol=1e-5, atol=1e-5)
+        assert np.abs(pushed.personas[name].style - plain.personas[name].style).max() > 0.1
+    np.testing.assert_array_equal(pushed.personas[ANYONE].style, null)  # no one in particular stays so
+    before = {**model.manifest, "style": {k: v for k, v in model.manifest["style"].items() if k != "guidance"}}
+    older = ListenerChoices.from_model(dataclasses.replace(model, manifest=before))  # written before style guidance
+    np.testing.assert_array_equal(older.personas["nodder"].style, np.float32(model.style.personas["nodder"].style))
+    # The trainer's evaluation asks for the same listener as the engine does with the same style guidance.
+    run = persona_model_dir.parent / "run" / "model.pt"
+    trained = load_model(run)
+    trained.cfg = dataclasses.replace(trained.cfg, style_guidance=3.0)
+    with torch.no_grad():
+        style, _ = who_listens(trained, 2, load_personas(run)["nodder"])
+    assert style is not None and style.shape == (2, len(null))
+    np.testing.assert_allclose(style[1], pushed.personas["nodder"].style, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("persona", "x", "phrase"),
     [

@@ -275,6 +275,8 @@ def test_edited_manifest_missing_key(model: Path) -> None:
         (lambda m: m["normalisation"]["listener"]["mean"].pop(), r"listener.mean holds 82 values, listener_dim is 83"),
         (lambda m: m.update(hop=17), r"hop=17: must be between 1 and 15"),
         (lambda m: m.update(hop=16), r"hop=16: must be between 1 and 15"),  # passed: the engine then refused it
+        (lambda m: m["style"].update(guidance=0), r"Expected `float` > 0.0 - at `\$.style.guidance`"),
+        (lambda m: m["style"].update(guidance=11), r"Expected `float` <= 10.0 - at `\$.style.guidance`"),
     ],
     ids=[
         "window-a-string",
@@ -285,6 +287,8 @@ def test_edited_manifest_missing_key(model: Path) -> None:
         "short-mean",
         "hop-too-long",
         "hop-the-window",
+        "no-style-guidance",
+        "style-guidance-past-the-bound",
     ],
 )
 def test_values_of_the_wrong_type_or_range_are_caught_at_load(model: Path, edit, error) -> None:

@@ -19,6 +19,8 @@ def test_shipped_tiers_load(tier):
         ({"train": {"batch_size": True}}, "batch_size: expected int"),
         ({"model": {"window": 50, "downsample": 4}}, "multiple of model.downsample"),
         ({"model": {"default_sampler": "euler"}}, "choose ddim or dpmpp2m"),
+        ({"model": {"style_guidance": 0}}, r"model.style_guidance=0: use > 0 and <= 10.0"),
+        ({"model": {"style_guidance": float("nan")}}, r"model.style_guidance=nan: use > 0 and <= 10.0"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(data, message):
