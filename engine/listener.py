@@ -10,10 +10,12 @@ inference worker reads at the start of every window while a control (the command
 A persona is one of the model's named listeners (its manifest's `style.personas`), `anyone` (the null style: no
 one in particular, the default), or a listener's own frames: a .npy of (T, 58) face frames (REACT's (T, 1, 58)
 too) of at least R frames (the manifest's `reference_frames`, 100 = 4 s); the style graph reads each R-frame
-stretch of it and the styles are averaged. Every persona but `anyone` is then pushed away from the null style by
-the model's style guidance g (the manifest's `style.guidance`, `guided_style`): null + g·(style - null), as
-classifier-free guidance pushes a sample away from the unconditional one. The learned styles of different
-listeners lie close together, and the model answers them all much alike; g > 1 keeps them apart.
+stretch of it and the styles are averaged. Every persona but `anyone` is then pushed away from the centre of the
+model's named personas (the mean of their styles, `style_centre`) by the model's style guidance g (the manifest's
+`style.guidance`, `guided_style`): centre + g·(style - centre), as classifier-free guidance pushes a sample away
+from the unconditional one. The learned styles of different listeners lie close together, and the model answers
+them much alike; g > 1 keeps them apart. (The centre, not the null style: the null style is a learned vector
+far from every encoded style, and pushing from it mostly pushes what all personas share.)
 
 Expressiveness X scales how much the listener moves, relative to the persona itself: 1 moves as the persona does,
 0.5 half as much, 2 twice as much. The model is asked for a motion energy (renderer.face.motion_energy) of
@@ -29,7 +31,7 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +61,22 @@ STYLE_BATCH = 16  # reference stretches per style-graph call
 MAX_RECORDED_CHANGES = 1000  # changes kept for --stats (a long call with a busy room makes many)
 
 
-def guided_style(style: ArrayLike, null: ArrayLike, guidance: float) -> NDArray[np.float32]:
-    """A persona's style (..., D) pushed `guidance` times as far from the null style (D,): null + g·(style - null).
-    The one place this is done: the engine's listeners and the trainer's evaluation both call it."""
+def style_centre(named: Sequence[ArrayLike], null: ArrayLike) -> NDArray[np.float32]:
+    """(D,) the centre styles are pushed from: the mean of a model's named personas' styles (the null style if it
+    names none)."""
+    if not len(named):
+        return np.asarray(null, np.float32)
+    return np.mean([np.asarray(s, np.float64) for s in named], axis=0).astype(np.float32)
+
+
+def guided_style(style: ArrayLike, centre: ArrayLike, guidance: float) -> NDArray[np.float32]:
+    """A persona's style (..., D) pushed `guidance` times as far from `centre` (D,, `style_centre`):
+    centre + g·(style - centre). The one place this is done: the engine's listeners, the serve API and the
+    trainer's evaluation all call it."""
     if guidance == 1.0:  # the style as learned, to the bit
         return np.asarray(style, np.float32)
-    null = np.asarray(null, np.float32)
-    return (null + guidance * (np.asarray(style, np.float32) - null)).astype(np.float32)
+    centre = np.asarray(centre, np.float32)
+    return (centre + guidance * (np.asarray(style, np.float32) - centre)).astype(np.float32)
 
 
 class ListenerError(ValueError):
@@ -161,18 +172,19 @@ class ListenerChoices:
                 "leave out --persona and --expressiveness, or use a model exported with personas"
             )
         null = np.asarray(styles.null, np.float32)
+        centre = style_centre([p.style for p in styles.personas.values()], null)
         personas = {ANYONE: ListenerStyle(ANYONE, null, styles.energy_mean)}
         for name, p in sorted(styles.personas.items()):
             if name == ANYONE:
                 log.warning("model %s names a persona %r: that name means the null style here", model.path, ANYONE)
                 continue
-            personas[name] = ListenerStyle(name, guided_style(p.style, null, styles.guidance), p.energy)
+            personas[name] = ListenerStyle(name, guided_style(p.style, centre, styles.guidance), p.energy)
         if reference is not None:
             faces = read_reference(reference, styles.reference_frames)
             energy = motion_energy(faces)
             if not energy > 0:
                 raise ListenerError(f"{reference}: the face never moves; a listener's style needs their own motion")
-            style = guided_style(reference_style(model, faces), null, styles.guidance)
+            style = guided_style(reference_style(model, faces), centre, styles.guidance)
             personas[reference.name] = ListenerStyle(reference.name, style, energy)
         return cls(personas, styles.energy_mean, styles.reference_frames)
 

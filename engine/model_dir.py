@@ -283,8 +283,8 @@ class ListenerStyles(msgspec.Struct, frozen=True):
     """The training listeners' mean motion energy: expressiveness 1 of the null style."""
     personas: dict[str, Persona]
     guidance: Annotated[float, msgspec.Meta(gt=0, le=MAX_STYLE_GUIDANCE)] = 1.0
-    """Style guidance: how far every persona's style is pushed from the null one (engine.listener.guided_style);
-    absent in manifests written before it: 1, the styles as learned."""
+    """Style guidance: how far every persona's style is pushed from the centre of the named ones
+    (engine.listener.guided_style); absent in manifests written before it: 1, the styles as learned."""
 
 
 class _Manifest(msgspec.Struct, frozen=True):

@@ -59,8 +59,9 @@ class ModelConfig:
     guidance: float = 3.0
     """Classifier-free guidance scale at sampling (1.0 = no guidance)."""
     style_guidance: float = 1.0
-    """How far a persona's style is pushed from the null style at sampling (engine.listener.guided_style):
-    null + g·(style - null); 1.0 = the style as learned. Personas blur towards one another without it."""
+    """How far a persona's style is pushed from the centre of the named personas' styles at sampling
+    (engine.listener.guided_style): centre + g·(style - centre); 1.0 = the style as learned. Personas blur towards
+    one another without it."""
     dropout: float = 0.1
     """Dropout inside transformer blocks during training."""
     style_frames: int = 100

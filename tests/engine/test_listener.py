@@ -64,7 +64,7 @@ def test_a_named_persona_and_expressiveness_become_the_window_inputs(model, choi
     assert inputs["style"].dtype == inputs["expressiveness"].dtype == np.float32
 
 
-def test_style_guidance_pushes_every_persona_but_anyone_from_the_null_style(model, persona_model_dir, tmp_path):
+def test_style_guidance_pushes_every_persona_but_anyone_from_the_personas_centre(model, persona_model_dir, tmp_path):
     import torch
 
     from trainer.evaluate import who_listens
@@ -74,22 +74,24 @@ def test_style_guidance_pushes_every_persona_but_anyone_from_the_null_style(mode
     plain = ListenerChoices.from_model(model, tmp_path / "me.npy")
     manifest = {**model.manifest, "style": {**model.manifest["style"], "guidance": 3.0}}
     pushed = ListenerChoices.from_model(dataclasses.replace(model, manifest=manifest), tmp_path / "me.npy")
-    null = np.asarray(model.style.null, np.float32)
+    centre = (plain.personas["nodder"].style + plain.personas["reserved"].style) / 2  # the named personas' mean
     for name in ("nodder", "reserved", "me.npy"):  # the model's personas and a listener's own frames alike
-        want = null + 3.0 * (plain.personas[name].style - null)
+        want = centre + 3.0 * (plain.personas[name].style - centre)
         np.testing.assert_allclose(pushed.personas[name].style, want, rtol=1e-5, atol=1e-5)
         assert np.abs(pushed.personas[name].style - plain.personas[name].style).max() > 0.1
-    np.testing.assert_array_equal(pushed.personas[ANYONE].style, null)  # no one in particular stays so
+    gap = np.linalg.norm(pushed.personas["nodder"].style - pushed.personas["reserved"].style)
+    assert gap == pytest.approx(3 * np.linalg.norm(plain.personas["nodder"].style - plain.personas["reserved"].style))
+    np.testing.assert_array_equal(pushed.personas[ANYONE].style, np.float32(model.style.null))  # no one stays so
     before = {**model.manifest, "style": {k: v for k, v in model.manifest["style"].items() if k != "guidance"}}
     older = ListenerChoices.from_model(dataclasses.replace(model, manifest=before))  # written before style guidance
     np.testing.assert_array_equal(older.personas["nodder"].style, np.float32(model.style.personas["nodder"].style))
     # The trainer's evaluation asks for the same listener as the engine does with the same style guidance.
     run = persona_model_dir.parent / "run" / "model.pt"
-    trained = load_model(run)
+    trained, personas = load_model(run), load_personas(run)
     trained.cfg = dataclasses.replace(trained.cfg, style_guidance=3.0)
     with torch.no_grad():
-        style, _ = who_listens(trained, 2, load_personas(run)["nodder"])
-    assert style is not None and style.shape == (2, len(null))
+        style, _ = who_listens(trained, 2, personas["nodder"], centre=np.float32(centre))
+    assert style is not None and style.shape == (2, len(centre))
     np.testing.assert_allclose(style[1], pushed.personas["nodder"].style, rtol=1e-5, atol=1e-5)
 
 
