@@ -61,13 +61,11 @@ def predict(
     batch: int = 50,
     face_found: NDArray[np.bool_] | None = None,
     persona: dict[str, Any] | None = None,
-    centre: NDArray[np.float32] | None = None,
     expressiveness: float | None = None,
     temperature: float = 1.0,
 ) -> NDArray[np.float32]:
     """(N,T,57), (N,T,58) -> listener frames (N, predictions, T, 83); prediction p of chunk c uses seed (p, c).
-    `persona`, `centre` and `expressiveness` say who listens (`who_listens`); `temperature` as the engine's
-    --temperature."""
+    `persona` and `expressiveness` say who listens (`who_listens`); `temperature` as the engine's --temperature."""
     from trainer.generate import generate
 
     n, t = audio.shape[:2]
@@ -76,7 +74,7 @@ def predict(
     bar = tqdm(total=predictions * len(chunks), desc=f"sampling hop={setting.hop} K={setting.steps}", leave=False)
     for p in range(predictions):
         for c, rows in enumerate(chunks):
-            style, level = who_listens(model, rows.stop - rows.start, persona, expressiveness, centre)
+            style, level = who_listens(model, rows.stop - rows.start, persona, expressiveness)
             out[rows, p] = generate(
                 model, audio[rows], face[rows], steps=setting.steps, sampler=setting.sampler, hop=setting.hop,
                 seed=p * 1000 + c, face_found=None if face_found is None else face_found[rows], style=style,
@@ -87,21 +85,20 @@ def predict(
     return out
 
 
+def guided_personas(model: ReactDiff, personas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The named personas (as fit stores them) with their styles pushed by the model's style guidance from their
+    centre, as the engine's listeners are (engine.listener.ListenerChoices)."""
+    centre = style_centre([p["style"] for p in personas.values()], model.style.null.detach().cpu().numpy())
+    g = model.cfg.style_guidance
+    return {name: {**p, "style": guided_style(p["style"], centre, g)} for name, p in personas.items()}
+
+
 def who_listens(
-    model: ReactDiff,
-    batch: int,
-    persona: dict[str, Any] | None = None,
-    expressiveness: float | None = None,
-    centre: NDArray[np.float32] | None = None,
+    model: ReactDiff, batch: int, persona: dict[str, Any] | None = None, expressiveness: float | None = None
 ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]:
-    """(style (B,D), expressiveness (B,2)) for a named persona ({"style", "energy"}, as fit stores them) or none,
-    moving `expressiveness` times as much as that persona (or the corpus) does; None for what is not given. The
-    persona's style is pushed from `centre` (engine.listener.style_centre of the model's personas; None: the null
-    style) by the model's style guidance, as the engine's listeners are."""
-    style = None
-    if persona is not None:
-        from_ = model.style.null.detach().cpu().numpy() if centre is None else centre
-        style = np.tile(guided_style(np.asarray(persona["style"]), from_, model.cfg.style_guidance), (batch, 1))
+    """(style (B,D), expressiveness (B,2)) for a persona ({"style", "energy"}: one of `guided_personas`) or none,
+    moving `expressiveness` times as much as that persona (or the corpus) does; None for what is not given."""
+    style = None if persona is None else np.tile(np.asarray(persona["style"], np.float32), (batch, 1))
     if expressiveness is None:
         return style, None
     base = float(model.energy_mean) if persona is None else float(persona["energy"])
@@ -285,11 +282,9 @@ def persona_scores(
     the model's reactions (and behind the test listeners' own, its ceiling)."""
     by_persona: dict[str, dict[str, float | None]] = {}
     generated: dict[str, NDArray[np.float32]] = {}
-    centre = style_centre([p["style"] for p in personas.values()], model.style.null.detach().cpu().numpy())
-    for name, persona in personas.items():
+    for name, persona in guided_personas(model, personas).items():
         frames = predict(
             model, test.audio, test.face, setting, predictions=predictions, face_found=test.found, persona=persona,
-            centre=centre,
         )  # fmt: skip
         generated[name] = frames[..., :FACE_DIM]
         theirs = [k for k, p in enumerate(test.persona) if p == name]

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.listener import ANYONE, ListenerChoices, guided_style, style_centre
+from engine.listener import ANYONE, ListenerChoices
 from engine.model_dir import ModelDir
 from engine.rooms.session import RoomSession, stats_summary
 from engine.runtime import StreamConfig, StreamEngine, WindowModel
@@ -195,8 +195,7 @@ def persona_style(model: ModelDir, name: str | None) -> NDArray[np.float32] | No
     if name not in styles.personas:
         known = ", ".join(sorted(styles.personas)) or "none"
         raise ValueError(f"persona {name!r}: this model knows {known}")
-    centre = style_centre([p.style for p in styles.personas.values()], styles.null)
-    return guided_style(styles.personas[name].style, centre, styles.guidance)[None]
+    return ListenerChoices.from_model(model).personas[name].style[None]  # style guidance applied there
 
 
 class SessionManager:

@@ -67,7 +67,7 @@ def test_a_named_persona_and_expressiveness_become_the_window_inputs(model, choi
 def test_style_guidance_pushes_every_persona_but_anyone_from_the_personas_centre(model, persona_model_dir, tmp_path):
     import torch
 
-    from trainer.evaluate import who_listens
+    from trainer.evaluate import guided_personas, who_listens
     from trainer.train import load_model, load_personas
 
     np.save(tmp_path / "me.npy", listener_frames(200))
@@ -90,7 +90,7 @@ def test_style_guidance_pushes_every_persona_but_anyone_from_the_personas_centre
     trained, personas = load_model(run), load_personas(run)
     trained.cfg = dataclasses.replace(trained.cfg, style_guidance=3.0)
     with torch.no_grad():
-        style, _ = who_listens(trained, 2, personas["nodder"], centre=np.float32(centre))
+        style, _ = who_listens(trained, 2, guided_personas(trained, personas)["nodder"])
     assert style is not None and style.shape == (2, len(centre))
     np.testing.assert_allclose(style[1], pushed.personas["nodder"].style, rtol=1e-5, atol=1e-5)
 
