@@ -163,10 +163,12 @@ def streaming(
 
 
 def behavioural_lag_ms(test: dict[str, Any], generated: NDArray[np.float32]) -> dict[str, float]:
-    """Median over test speakers of the speaker-smile-to-listener-smile lag, generated (first prediction) and true."""
+    """Median over the test pairs as listed (the first half of a split read both ways: a listener reacting to a
+    speaker who talks) of the speaker-smile-to-listener-smile lag, generated (first prediction) and true."""
+    rows = slice(0, max(1, len(test["face"]) // 2))
     return {
-        "model": median_reaction_lag_ms(test["face"], generated[:, 0]),
-        "corpus": median_reaction_lag_ms(test["face"], test["listener_face"]),
+        "model": median_reaction_lag_ms(test["face"][rows], generated[rows, 0]),
+        "corpus": median_reaction_lag_ms(test["face"][rows], test["listener_face"][rows]),
     }
 
 

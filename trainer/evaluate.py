@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from engine.listener import guided_style, style_centre
-from renderer.face import EMOTION_NAMES, FACE_DIM, motion_energy
+from renderer.face import EMOTION_NAMES, FACE_DIM, emotion_from_face, motion_energy
 from trainer.behaviour import NearestCentroid, median_reaction_lag_ms
 from trainer.data import ReactDataset
 from trainer.data.react import SPEAKER_FACES, SpeakerFaces
@@ -115,7 +115,7 @@ def _stack(arrays: list[NDArray]) -> NDArray[np.float32]:
 class Split:
     """One split's speaker inputs (as the model sees them), targets and appropriateness, stacked to the shortest
     clip: audio (N,T,57), face (N,T,58), found (N,T), listeners (N,T,83), speaker emotion (N,T,25),
-    neighbours (N,N), and each sample's listener persona where the corpus names one."""
+    neighbours (N,N), each sample's listener persona where the corpus names one, and its listener's clip id."""
 
     audio: NDArray[np.float32]
     face: NDArray[np.float32]
@@ -124,6 +124,7 @@ class Split:
     speaker: NDArray[np.float32]
     neighbours: NDArray[np.bool_]
     persona: list[str | None]
+    listener_ids: list[str]
 
     @property
     def listener(self) -> NDArray[np.float32]:
@@ -143,6 +144,7 @@ def load_split(data: Path, split: str, speaker_faces: SpeakerFaces, track_cache:
         audio=_stack(arrays.audio), face=_stack(arrays.face), found=_stack(arrays.face_found).astype(np.bool_),
         listeners=_stack(arrays.listener), speaker=_stack(arrays.speaker_emotion),
         neighbours=ReactDataset(data, split).neighbours(), persona=arrays.persona,
+        listener_ids=[listener for _, listener in arrays.ids],
     )  # fmt: skip
 
 
@@ -156,11 +158,13 @@ def score(frames: NDArray[np.float32], split: Split) -> dict[str, Any]:
     return scores | coverage(emotion, split.listener, split.neighbours) | {"motion_energy": motion_energy(frames)}
 
 
-def quick_score(frames: NDArray[np.float32], split: Split) -> dict[str, float]:
-    """FRCorr (scaled to 10 predictions, as the official sum is) and motion energy of (N,S,T,83) frames."""
+def quick_score(frames: NDArray[np.float32], split: Split, rows: slice = slice(None)) -> dict[str, float]:
+    """FRCorr (scaled to 10 predictions, as the official sum is) and motion energy of (N,S,T,83) frames, the
+    generated frames of `rows` of the split (all by default)."""
     from trainer.metrics import fr_corr
 
-    per_prediction = fr_corr(frames[..., FACE_DIM:], split.listener, split.neighbours) / frames.shape[1]
+    listener, neighbours = split.listener[rows], split.neighbours[rows, rows]
+    per_prediction = fr_corr(frames[..., FACE_DIM:], listener, neighbours) / frames.shape[1]
     return {"FRCorr": PREDICTIONS * per_prediction, "motion_energy": motion_energy(frames)}
 
 
@@ -188,6 +192,7 @@ def evaluate(
     from trainer.train import prepare_arrays
 
     test = load_split(data, split, speaker_faces, track_cache)
+    ceiling = corpus_ceiling(data, split, test, predictions, min(SWEEP_PREDICTIONS, predictions))  # no model
     train = prepare_arrays(ReactDataset(data, "train"))  # the baselines' listener pool, the personas' centroids
     results: dict[str, Any] = {"model": {}, "baselines": {}}
     outputs: dict[str, NDArray] = {}
@@ -202,6 +207,7 @@ def evaluate(
         results["baselines"][name] = compute_all(pred, test.listener, test.speaker, test.neighbours, workers=2)
         outputs[f"baseline {name}"] = pred
     results["directions"] = direction_scores(outputs, test)
+    results["ceiling"] = ceiling
     results["appropriate"] = {
         "FRDiv": appropriate_fr_div(test.listener, test.neighbours), "motion_energy": motion_energy(test.listeners)
     }  # fmt: skip
@@ -214,10 +220,11 @@ def evaluate(
         other = load_split(unseen, split, speaker_faces, track_cache=None)
         frames = predict(model, other.audio, other.face, streaming, predictions=predictions, face_found=other.found)
         results["unseen"] = {"data": str(unseen), "streaming": score(frames, other)}
+    listening = listening_rows(test) or slice(None)  # where a listener reacts to a speaker who talks
     results["behaviour"] = {  # learned, not the pipeline's delay: the first prediction of each speaker
         "reaction_lag_ms": {
-            "model": median_reaction_lag_ms(test.face, outputs["streaming"][:, 0]),
-            "corpus": median_reaction_lag_ms(test.face, test.listeners),
+            "model": median_reaction_lag_ms(test.face[listening], outputs["streaming"][listening, 0]),
+            "corpus": median_reaction_lag_ms(test.face[listening], test.listeners[listening]),
         }
     }
     results["settings"] = {k: vars(v) for k, v in settings_for(model).items()}
@@ -259,6 +266,68 @@ def direction_scores(outputs: dict[str, NDArray], test: Split) -> dict[str, dict
     return out
 
 
+def corpus_ceiling(data: Path, split: str, test: Split, draws: int, persona_draws: int) -> dict[str, Any] | None:
+    """What a model that had learned the synthetic corpus perfectly would score on the rows as listed: fresh
+    listeners per sample from the generator that wrote the corpus (trainer.synth.corpus.redraw_listeners), scored
+    as the model is (FRDiv, motion energy, coverage, FRCorr summed over the draws): `draws` of any persona (a
+    listener who is no one in particular: the default model's task) and of the sample's own persona, and
+    `persona_draws` of each named persona (the ceiling of each row of the persona table; FRCorr scaled to 10).
+
+    None, with the reason logged, where the split is not two halves, the corpus has no synth manifest (REACT's
+    own data), or it was written by another version of the generator (its speakers do not come out the same).
+    The swapped rows have no such ceiling: nothing in the generator draws a speaker from a listener."""
+    from trainer.metrics import coverage, fr_corr, fr_div
+    from trainer.synth import corpus
+    from trainer.synth.espeak import EspeakError, find_espeak
+    from trainer.synth.listener import PERSONA_NAMES
+
+    rows = listening_rows(test)
+    named = [corpus.session_of(clip) for clip in test.listener_ids[rows or slice(0)]]
+    sessions = [session for session in named if session is not None]
+    if rows is None or len(sessions) < len(named) or not (data / corpus.MANIFEST).is_file():
+        log.info("no ceiling: %s is not a synthetic corpus scored both ways", data)
+        return None
+    config = corpus.config_from_manifest(data)
+    try:
+        binary = find_espeak()
+    except EspeakError as exc:
+        log.warning("no ceiling: %s", exc)
+        return None
+    listeners, neighbours = test.listener[rows], test.neighbours[rows, rows]
+
+    def drawn(persona: str | None, count: int) -> dict[str, float] | None:
+        by_script: dict[int, list[NDArray[np.float32]]] = {}
+        faces = np.empty((rows.stop, count, listeners.shape[1], FACE_DIM), np.float32)
+        for k, (script, listener) in enumerate(sessions):
+            if script not in by_script:
+                speaker, by_script[script] = corpus.redraw_listeners(binary, config, script, count, persona=persona)
+                stored = corpus.clip_path(
+                    data, split, "3D_FV_files", corpus.session_name(script, listener), corpus.SPEAKER_ROLE, "npy"
+                )  # fmt: skip
+                if not np.array_equal(np.load(stored), speaker.astype(np.float32)):
+                    log.warning("no ceiling: %s is not what this generator draws for script %d", stored, script)
+                    return None
+            faces[k] = by_script[script][listener][:, : listeners.shape[1]]
+        emotion = emotion_from_face(faces)
+        return {
+            "FRCorr": fr_corr(emotion, listeners, neighbours),
+            "FRDiv": fr_div(emotion),
+            "motion_energy": motion_energy(faces),
+        } | coverage(emotion, listeners, neighbours)
+
+    asked = {"any_persona": (corpus.ANY_PERSONA, draws), "same_persona": (None, draws)}
+    asked |= {name: (name, persona_draws) for name in PERSONA_NAMES}
+    scores: dict[str, Any] = {}
+    for name, (persona, count) in tqdm(asked.items(), desc="corpus ceiling", leave=False):
+        scores[name] = drawn(persona, count)
+        if scores[name] is None:
+            return None
+    by_persona = {name: scores.pop(name) for name in PERSONA_NAMES}
+    for one in by_persona.values():  # scaled to 10, as the persona table's FRCorr is
+        one["FRCorr"] *= PREDICTIONS / persona_draws
+    return {"draws": draws, "persona_draws": persona_draws, "listening": scores | {"by_persona": by_persona}}
+
+
 def expressiveness_sweep(
     model: ReactDiff, test: Split, setting: Setting, predictions: int
 ) -> dict[str, dict[str, float]]:
@@ -282,6 +351,8 @@ def persona_scores(
     the model's reactions (and behind the test listeners' own, its ceiling)."""
     by_persona: dict[str, dict[str, float | None]] = {}
     generated: dict[str, NDArray[np.float32]] = {}
+    listening = listening_rows(test)
+    rows = listening or slice(None)
     for name, persona in guided_personas(model, personas).items():
         frames = predict(
             model, test.audio, test.face, setting, predictions=predictions, face_found=test.found, persona=persona,
@@ -289,13 +360,15 @@ def persona_scores(
         generated[name] = frames[..., :FACE_DIM]
         theirs = [k for k, p in enumerate(test.persona) if p == name]
         corpus = motion_energy(test.listeners[theirs]) if theirs else None
-        by_persona[name] = {**quick_score(frames, test), "motion_energy_corpus": corpus}
+        by_persona[name] = {
+            **quick_score(frames, test), "motion_energy_corpus": corpus,
+            "FRCorr_listening": None if listening is None else quick_score(frames[rows], test, rows)["FRCorr"],
+        }  # fmt: skip
     labelled = [(p, listener) for p, listener in zip(train.persona, train.listener, strict=True) if p is not None]
     trained = {p for p, _ in labelled}
     references = {name: _stack([x for p, x in labelled if p == name]) for name in personas if name in trained}
     classifier = NearestCentroid(references)
     own = {name: test.listeners[[k for k, p in enumerate(test.persona) if p == name]] for name in references}
-    rows = listening_rows(test) or slice(None)
 
     def named(frames: NDArray[np.float32]) -> NDArray[np.float32]:  # (N, S, T, 58) -> (N*S, T, 58)
         return frames.reshape(-1, *frames.shape[2:])
@@ -337,9 +410,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += _direction_lines(results) + _diversity_lines(results) + _persona_lines(results)
     lag = results["behaviour"]["reaction_lag_ms"]
     lines += [
-        f"Behavioural lag (median over speakers of the lag at which the listener's smile best follows the speaker's, "
-        f"0-2 s): model (streaming) {lag['model']:.0f} ms, the corpus's own listeners {lag['corpus']:.0f} ms. "
-        "It is learned, and not part of the pipeline's delay.",
+        f"Behavioural lag (median over the rows as listed of the lag at which the listener's smile best follows the "
+        f"speaker's, 0-2 s): model (streaming) {lag['model']:.0f} ms, the corpus's own listeners {lag['corpus']:.0f} "
+        "ms. It is learned, and not part of the pipeline's delay.",
         "",
     ]
     lines += ["![generated vs appropriate reactions](reactions.png)", ""]
@@ -382,7 +455,22 @@ def _direction_lines(results: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     names = list(next(iter(directions.values())))
     lines += [f"| {n} | " + " | ".join(f"{d[n]:.4f}" for d in directions.values()) + " |" for n in names]
-    return [*lines, ""]
+    ceiling = results.get("ceiling")
+    if not ceiling:
+        return [*lines, ""]
+    drawn = ceiling["listening"]
+    lines += [
+        f"| corpus's listeners drawn again, {who} | {drawn[key]['FRCorr']:.4f} |" + " — |" * (len(directions) - 1)
+        for key, who in (("any_persona", "any persona"), ("same_persona", "the row's persona"))
+    ]
+    return [
+        *lines, "",
+        f"The last two rows are the ceiling of a model that learned the corpus perfectly: {ceiling['draws']} fresh "
+        "listeners per speaker from the generator that wrote the corpus, of any persona (what the model does when "
+        "no persona is named) and of the row's own persona (FRDiv "
+        f"{drawn['any_persona']['FRDiv']:.4f} and {drawn['same_persona']['FRDiv']:.4f}). Nothing in the generator "
+        "draws a speaker from a listener, so the swapped half has none.", "",
+    ]  # fmt: skip
 
 
 def _diversity_lines(results: dict[str, Any]) -> list[str]:
@@ -415,11 +503,24 @@ def _persona_lines(results: dict[str, Any]) -> list[str]:
         f"names the persona behind the model's reactions {100 * p['classifier_accuracy']:.0f} % of the time "
         f"({100 * p['classifier_accuracy_listening']:.0f} % on the rows as listed, where the "
         f"speaker talks; {100 * p['classifier_accuracy_corpus']:.0f} % for the test listeners' own reactions).", "",
-        "| persona | FRCorr | motion energy | corpus's energy |", "|---|---|---|---|",
+        "| persona | FRCorr | FRCorr, rows as listed | ceiling, rows as listed | motion energy | corpus's energy |",
+        "|---|---|---|---|---|---|",
     ]  # fmt: skip
+    ceiling = (results.get("ceiling") or {}).get("listening", {}).get("by_persona", {})
     for name, m in p["by_persona"].items():
-        lines.append(f"| {name} | {m['FRCorr']:.4f} | {m['motion_energy']:.5f} | {_cell(m['motion_energy_corpus'])} |")
-    return [*lines, "", f"{p['predictions']} predictions per speaker; FRCorr scaled to 10.", ""]
+        best = ceiling.get(name, {}).get("FRCorr")
+        lines.append(
+            f"| {name} | {m['FRCorr']:.4f} | {_cell(m.get('FRCorr_listening'))} | {_cell(best)} | "
+            f"{m['motion_energy']:.5f} | {_cell(m['motion_energy_corpus'])} |"
+        )
+    lines += ["", f"{p['predictions']} predictions per speaker; FRCorr scaled to 10."]
+    if ceiling:
+        lines[-1] += (
+            " Ceiling: fresh listeners of that persona drawn for every speaker by the generator that wrote the "
+            "corpus, scored the same way: what the model would score with that persona named had it learned the "
+            "corpus perfectly."
+        )
+    return [*lines, ""]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -34,6 +34,10 @@ def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
         ("baseline mime", result["baselines"]["mime"]),
     ):
         assert (halves["listening"][name] + halves["swapped"][name]) / 2 == pytest.approx(whole["FRCorr"], rel=1e-6)
+    ceiling = result["ceiling"]["listening"]  # the synthetic corpus's listeners drawn again: what a perfect model gets
+    assert result["ceiling"]["draws"] == 3 and set(ceiling) == {"any_persona", "same_persona", "by_persona"}
+    assert all(np.isfinite(v) for v in ceiling["any_persona"].values())
+    assert set(ceiling["by_persona"]) >= set(personas["by_persona"])
     lag = result["behaviour"]["reaction_lag_ms"]  # learned, reported apart from the pipeline's delay
     assert all(0 <= lag[who] <= 2000 for who in ("model", "corpus"))
     report = out.with_suffix(".md").read_text()
@@ -42,6 +46,7 @@ def test_eval_scores_model_and_baselines(tiny_run, synth_corpus, tmp_path):
         and "| model (streaming) |" in report
         and "## Personas" in report
         and "## By direction" in report
+        and "| corpus's listeners drawn again, any persona |" in report
     )
     assert (tmp_path / "reactions.png").stat().st_size > 1000
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
+import shutil
 import wave
 from pathlib import Path
 
@@ -15,7 +17,23 @@ import pytest
 from renderer.face import EMOTION_NAMES, FACE_INDEX
 from trainer.cli import main
 from trainer.data.react import ReactDataset
-from trainer.synth.corpus import neighbour_matrix, script_count, split_scripts
+from trainer.evaluate import corpus_ceiling, load_split
+from trainer.synth.corpus import (
+    ANY_PERSONA,
+    LISTENER_ROLE,
+    MANIFEST,
+    SynthConfigError,
+    clip_id,
+    config_from_manifest,
+    neighbour_matrix,
+    redraw_listeners,
+    script_count,
+    session_name,
+    session_of,
+    split_scripts,
+)
+from trainer.synth.espeak import find_espeak
+from trainer.synth.listener import PERSONA_NAMES
 from trainer.synth.portraits import pool_names
 from trainer.synth.speech import fill_gaps
 
@@ -213,6 +231,60 @@ def test_listeners_react_to_their_own_speaker_more_than_to_others(corpus: Path) 
     assert matched[:, 0].mean() > mismatched[:, 0].mean() + 0.2  # smile mimicry follows the own speaker
     assert matched[:, 1].mean() > 1.5 * mismatched[:, 1].mean()  # nods fall in the own speaker's pauses
     assert matched[:, 1].mean() > 1.3  # ... more than in speech
+
+
+def test_listeners_drawn_again_react_to_the_same_speaker_as_new_people(corpus: Path) -> None:
+    config = config_from_manifest(corpus)
+    assert (config.seed, config.clips, config.seconds, config.listeners_per_speaker) == (3, 8, 10.0, 3)
+    script = split_scripts(script_count(config.clips, config.listeners_per_speaker))["test"][0]
+    folder = corpus / "test/3D_FV_files/Synth"
+    stored = [np.load(folder / session_name(script, j) / "Novice_video/1.npy") for j in range(3)]
+    speaker, drawn = redraw_listeners(find_espeak(), config, script, 3)
+    assert np.array_equal(speaker, np.load(folder / session_name(script, 0) / "Expert_video/1.npy"))
+    assert [d.shape for d in drawn] == [(3, FRAMES, 58)] * 3 and all(np.isfinite(d).all() for d in drawn)
+    again = redraw_listeners(find_espeak(), config, script, 3)[1]
+    assert all(np.array_equal(a, b) for a, b in zip(drawn, again, strict=True))  # from the seed alone
+    for own, draws in zip(stored, drawn, strict=True):  # new individuals, never the corpus's own reaction
+        assert all(not np.allclose(d, own) for d in draws) and not np.allclose(draws[0], draws[1])
+    others = redraw_listeners(find_espeak(), config, script, 3, persona=ANY_PERSONA)[1]
+    assert not any(np.allclose(a, b) for a, b in zip(drawn, others, strict=True))
+    other_speaker = np.load(next((corpus / "train/3D_FV_files/Synth").glob("*")) / "Expert_video/1.npy")
+    own_score = np.mean([best_lagged_correlation(smile(speaker), smile(d)) for ds in drawn for d in ds])
+    other_score = np.mean([best_lagged_correlation(smile(other_speaker), smile(d)) for ds in drawn for d in ds])
+    assert own_score > other_score + 0.1  # they react to this speaker, as the corpus's listeners do
+    with pytest.raises(ValueError, match="unknown persona 'jester': give one of reserved, nodder"):
+        redraw_listeners(find_espeak(), config, script, 1, persona="jester")
+
+
+def test_clip_ids_name_their_script_and_listener(tmp_path: Path) -> None:
+    assert session_of(clip_id(session_name(34, 2), LISTENER_ROLE)) == (34, 2)
+    assert session_of("NoXI/005_2016-03-18_Paris/Expert_video/3") is None
+    (tmp_path / MANIFEST).write_text('{"seed": 1, "options": {"clips": 9}}')
+    with pytest.raises(SynthConfigError, match=r"synth_manifest.json: cannot read the options .*'seconds'"):
+        config_from_manifest(tmp_path)
+
+
+def test_the_ceiling_scores_fresh_listeners_and_refuses_a_corpus_it_did_not_write(
+    corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    test = load_split(corpus, "test", "fitted", None)
+    ceiling = corpus_ceiling(corpus, "test", test, draws=2, persona_draws=2)
+    assert ceiling is not None and (ceiling["draws"], ceiling["persona_draws"]) == (2, 2)
+    same, any_persona = ceiling["listening"]["same_persona"], ceiling["listening"]["any_persona"]
+    assert same["FRCorr"] > 0 and any_persona["FRCorr"] > 0  # fresh listeners of this speaker fit it
+    assert same["FRDiv"] > 0 and any_persona["FRDiv"] > same["FRDiv"]  # other personas differ more than people
+    assert 0 < any_persona["coverage"] <= 1 and 0 < any_persona["precision"] <= 1
+    by_persona = ceiling["listening"]["by_persona"]
+    assert set(by_persona) == set(PERSONA_NAMES) and all(np.isfinite(p["FRCorr"]) for p in by_persona.values())
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    for speaker in copy.glob("test/3D_FV_files/Synth/*/Expert_video/1.npy"):
+        np.save(speaker, np.load(speaker) + 0.01)  # a corpus this generator did not write
+    with caplog.at_level(logging.WARNING):
+        assert corpus_ceiling(copy, "test", test, draws=2, persona_draws=2) is None
+    assert "is not what this generator draws" in caplog.text
+    (copy / MANIFEST).unlink()  # REACT's own data: no generator to draw from
+    assert corpus_ceiling(copy, "test", test, draws=2, persona_draws=2) is None
 
 
 # --- options -----------------------------------------------------------------------------------------------

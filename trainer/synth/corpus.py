@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import multiprocessing
+import re
 import shutil
 import wave
 from dataclasses import asdict, dataclass, field
@@ -63,8 +64,10 @@ from tqdm import tqdm
 from renderer.face import EMOTION_NAMES, FPS, emotion_from_face
 from trainer.synth import espeak
 from trainer.synth.listener import (
+    PERSONA_NAMES,
     Persona,
     SpeakerCues,
+    draw_persona,
     listener_face,
     plan_backchannels,
     sample_personas,
@@ -176,6 +179,12 @@ def session_name(script: int, listener: int) -> str:
     return f"g{script:04d}l{listener:d}"
 
 
+def session_of(clip: str) -> tuple[int, int] | None:
+    """(script, listener) of a clip id as the pairs CSV names it (``Synth/g0034l2/...``); None for other ids."""
+    match = re.fullmatch(rf"{SITE}/g(\d{{4,}})l(\d+)/[^/]+/{CLIP_NAME}", clip)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def clip_id(session: str, role: str) -> str:
     """Path of a clip relative to its split folder's kind folders, without extension (as in the pairs CSV)."""
     return f"{SITE}/{session}/{role}/{CLIP_NAME}"
@@ -234,13 +243,15 @@ def listener_track(
     return np.clip(audio, -1.0, 1.0)
 
 
-def generate_script(binary: str, config: SynthConfig, index: int) -> tuple[Performance, list[Performance]]:
-    """The speaker performance of script `index` and its listeners' reactions."""
-    frames, samples = frame_count(config.seconds), round(config.seconds * SAMPLE_RATE)
+def script_speaker(
+    binary: str, config: SynthConfig, index: int
+) -> tuple[Performance, SpeakerCues, list[tuple[Persona, np.random.Generator]]]:
+    """The speaker performance of script `index`, the cues its listeners react to, and each listener's persona
+    with the generator that draws its reaction."""
     speech_rng, face_rng, persona_rng, *listener_rngs = script_rngs(config.seed, index, config.listeners_per_speaker)
     voice = sample_voice_style(speech_rng, config.voices)
     audio, utterances = speak_monologue(binary, speech_rng, voice, config.seconds)
-    cues = audio_cues(audio, frames)
+    cues = audio_cues(audio, frame_count(config.seconds))
     style = sample_speaker_style(face_rng)
     face = speaker_face(cues, utterances, style, face_rng)
     speaker = Performance(audio, face, {"voice": asdict(voice), "utterances": [u.text for u in utterances]})
@@ -248,14 +259,59 @@ def generate_script(binary: str, config: SynthConfig, index: int) -> tuple[Perfo
         cues.active, smile_of(face), question_ends(utterances), emphasis_frames(cues), laughs(utterances)
     )
     voices = [sample_voice_style(persona_rng, config.voices) for _ in listener_rngs]
-    listeners = []
-    for persona, rng in zip(sample_personas(persona_rng, len(listener_rngs), voices), listener_rngs, strict=True):
-        plan = plan_backchannels(seen, persona, rng)
-        words = [(b.frame, b.word) for b in plan if b.word is not None]
-        own = listener_track(binary, rng, persona, words, samples)
-        info = {**asdict(persona), "nods": len(plan), "backchannels": [w for _, w in words]}
-        listeners.append(Performance(own, listener_face(seen, persona, plan, audio_cues(own, frames), rng), info))
-    return speaker, listeners
+    personas = sample_personas(persona_rng, len(listener_rngs), voices)
+    return speaker, seen, list(zip(personas, listener_rngs, strict=True))
+
+
+def listener_performance(
+    binary: str, seen: SpeakerCues, persona: Persona, rng: np.random.Generator, seconds: float
+) -> Performance:
+    """How one listener of `persona` reacts to a speaker who shows `seen`: where it nods and what it says
+    (drawn from `rng`), its own audio, and its face."""
+    frames, samples = frame_count(seconds), round(seconds * SAMPLE_RATE)
+    plan = plan_backchannels(seen, persona, rng)
+    words = [(b.frame, b.word) for b in plan if b.word is not None]
+    own = listener_track(binary, rng, persona, words, samples)
+    info = {**asdict(persona), "nods": len(plan), "backchannels": [w for _, w in words]}
+    return Performance(own, listener_face(seen, persona, plan, audio_cues(own, frames), rng), info)
+
+
+def generate_script(binary: str, config: SynthConfig, index: int) -> tuple[Performance, list[Performance]]:
+    """The speaker performance of script `index` and its listeners' reactions."""
+    speaker, seen, cast = script_speaker(binary, config, index)
+    return speaker, [listener_performance(binary, seen, persona, rng, config.seconds) for persona, rng in cast]
+
+
+ANY_PERSONA = "any"  # redraw_listeners: each draw of a persona drawn uniformly
+
+
+def redraw_listeners(
+    binary: str, config: SynthConfig, index: int, draws: int, *, persona: str | None = None, seed: int = 1
+) -> tuple[NDArray[np.float32], list[NDArray[np.float32]]]:
+    """Fresh listeners for script `index` from the generator that wrote it: the speaker's face (T, 58), then per
+    listener of the script `draws` new reactions (draws, T, 58) to the same speaker performance.
+
+    Each draw is a new individual (persona parameters drawn again) of the listener's own persona (`persona`
+    None), of the persona named, or with ANY_PERSONA of a persona drawn uniformly for each draw (a listener who
+    is no one in particular). Draws come from (`seed`, script, listener, draw, persona) alone, never from the
+    streams the corpus used.
+    """
+    if persona not in (None, ANY_PERSONA, *PERSONA_NAMES):
+        raise ValueError(f"unknown persona {persona!r}: give one of {', '.join(PERSONA_NAMES)} or {ANY_PERSONA!r}")
+    speaker, seen, cast = script_speaker(binary, config, index)
+    stream = 0 if persona is None else 1 + [*PERSONA_NAMES, ANY_PERSONA].index(persona)
+    out = []
+    for j, (own, _) in enumerate(cast):
+        faces = []
+        for k in range(draws):
+            rng = np.random.default_rng([seed, index, j, k, stream])
+            name = own.name if persona is None else persona
+            if name == ANY_PERSONA:
+                name = PERSONA_NAMES[int(rng.integers(len(PERSONA_NAMES)))]
+            person = draw_persona(name, rng, own.voice)
+            faces.append(listener_performance(binary, seen, person, rng, config.seconds).face)
+        out.append(np.stack(faces).astype(np.float32))
+    return speaker.face, out
 
 
 # --- writing ---------------------------------------------------------------------------------------------
@@ -417,3 +473,19 @@ def _manifest(
         **({"portraits": portraits_shown(config.looks.pool)} if config.video else {}),
         "scripts": {f"g{i:04d}": entry for i, entry in enumerate(scripts)},
     }  # fmt: skip
+
+
+def config_from_manifest(root: Path) -> SynthConfig:
+    """The options that wrote the synthetic corpus at `root`, read back from its manifest (the looks are not
+    needed to draw faces again and keep their defaults). Raises SynthConfigError where there is none or it is
+    unreadable."""
+    path = root / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        options = manifest["options"]
+        return SynthConfig(
+            out=root, clips=int(options["clips"]), seconds=float(options["seconds"]), seed=int(manifest["seed"]),
+            listeners_per_speaker=int(options["listeners_per_speaker"]), voices=tuple(options["voices"]),
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SynthConfigError(f"{path}: cannot read the options that wrote this corpus ({exc!r})") from None
