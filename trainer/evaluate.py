@@ -4,7 +4,8 @@
 
 The model is scored twice, both through the engine's window loop: "offline" (whole clip available, windows
 every W/2 frames, more sampler steps) and "streaming" (the live settings: hop H, K steps). Each speaker gets
-10 predictions (seeds 0..9). The JSON holds {"model": {"offline": M, "streaming": M}, "baselines": {...}, ...}.
+10 predictions (seeds 0..9). The JSON holds {"model": {"offline": M, "streaming": M}, "baselines": {...}, ...};
+on a synthetic corpus "ceiling" holds what its own listeners, drawn again, score (`corpus_ceiling`).
 """
 
 from __future__ import annotations
@@ -528,7 +529,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="score a trained model and the baselines with the REACT metrics",
         description="Generate 10 reactions per speaker on a split (both directions), offline and at streaming "
-        "settings, score them and the Random/Mime/MeanSeq/MeanFr baselines, and write a JSON and a report.",
+        "settings, score them and the Random/Mime/MeanSeq/MeanFr baselines, and write a JSON and a report. On a "
+        "corpus written by `synth`, also its ceiling: fresh listeners drawn for the same speakers by the generator "
+        "that wrote it (needs espeak-ng, as synth does), scored as the model is.",
     )
     p.add_argument("--run", required=True, type=Path, help="run folder of `fit` (holds model.pt)")
     p.add_argument("--data", required=True, type=Path, help="corpus root in the REACT layout")
