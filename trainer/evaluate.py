@@ -294,35 +294,30 @@ def corpus_ceiling(data: Path, split: str, test: Split, draws: int, persona_draw
     except EspeakError as exc:
         log.warning("no ceiling: %s", exc)
         return None
+    asked: dict[str | None, int] = {corpus.ANY_PERSONA: draws, None: draws}
+    asked |= {name: persona_draws for name in PERSONA_NAMES}
+    drawn: dict[int, dict[str | None, list[NDArray[np.float32]]]] = {}
+    for script, listener in tqdm(sessions, desc="corpus ceiling", leave=False):
+        if script in drawn:
+            continue
+        speaker, drawn[script] = corpus.redraw_listeners(binary, config, script, asked)
+        stored = corpus.clip_path(
+            data, split, "3D_FV_files", corpus.session_name(script, listener), corpus.SPEAKER_ROLE, "npy"
+        )  # fmt: skip
+        if not np.array_equal(np.load(stored), speaker.astype(np.float32)):
+            log.warning("no ceiling: %s is not what this generator draws for script %d", stored, script)
+            return None
     listeners, neighbours = test.listener[rows], test.neighbours[rows, rows]
-
-    def drawn(persona: str | None, count: int) -> dict[str, float] | None:
-        by_script: dict[int, list[NDArray[np.float32]]] = {}
-        faces = np.empty((rows.stop, count, listeners.shape[1], FACE_DIM), np.float32)
-        for k, (script, listener) in enumerate(sessions):
-            if script not in by_script:
-                speaker, by_script[script] = corpus.redraw_listeners(binary, config, script, count, persona=persona)
-                stored = corpus.clip_path(
-                    data, split, "3D_FV_files", corpus.session_name(script, listener), corpus.SPEAKER_ROLE, "npy"
-                )  # fmt: skip
-                if not np.array_equal(np.load(stored), speaker.astype(np.float32)):
-                    log.warning("no ceiling: %s is not what this generator draws for script %d", stored, script)
-                    return None
-            faces[k] = by_script[script][listener][:, : listeners.shape[1]]
+    scores: dict[str, Any] = {}
+    for persona in asked:
+        key = {corpus.ANY_PERSONA: "any_persona", None: "same_persona"}.get(persona) or str(persona)
+        faces = np.stack([drawn[script][persona][listener][:, : listeners.shape[1]] for script, listener in sessions])
         emotion = emotion_from_face(faces)
-        return {
+        scores[key] = {
             "FRCorr": fr_corr(emotion, listeners, neighbours),
             "FRDiv": fr_div(emotion),
             "motion_energy": motion_energy(faces),
         } | coverage(emotion, listeners, neighbours)
-
-    asked = {"any_persona": (corpus.ANY_PERSONA, draws), "same_persona": (None, draws)}
-    asked |= {name: (name, persona_draws) for name in PERSONA_NAMES}
-    scores: dict[str, Any] = {}
-    for name, (persona, count) in tqdm(asked.items(), desc="corpus ceiling", leave=False):
-        scores[name] = drawn(persona, count)
-        if scores[name] is None:
-            return None
     by_persona = {name: scores.pop(name) for name in PERSONA_NAMES}
     for one in by_persona.values():  # scaled to 10, as the persona table's FRCorr is
         one["FRCorr"] *= PREDICTIONS / persona_draws

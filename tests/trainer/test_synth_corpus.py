@@ -239,21 +239,21 @@ def test_listeners_drawn_again_react_to_the_same_speaker_as_new_people(corpus: P
     script = split_scripts(script_count(config.clips, config.listeners_per_speaker))["test"][0]
     folder = corpus / "test/3D_FV_files/Synth"
     stored = [np.load(folder / session_name(script, j) / "Novice_video/1.npy") for j in range(3)]
-    speaker, drawn = redraw_listeners(find_espeak(), config, script, 3)
+    speaker, asked = redraw_listeners(find_espeak(), config, script, {None: 3, ANY_PERSONA: 3})
+    drawn, others = asked[None], asked[ANY_PERSONA]
     assert np.array_equal(speaker, np.load(folder / session_name(script, 0) / "Expert_video/1.npy"))
     assert [d.shape for d in drawn] == [(3, FRAMES, 58)] * 3 and all(np.isfinite(d).all() for d in drawn)
-    again = redraw_listeners(find_espeak(), config, script, 3)[1]
+    again = redraw_listeners(find_espeak(), config, script, {None: 3})[1][None]
     assert all(np.array_equal(a, b) for a, b in zip(drawn, again, strict=True))  # from the seed alone
     for own, draws in zip(stored, drawn, strict=True):  # new individuals, never the corpus's own reaction
         assert all(not np.allclose(d, own) for d in draws) and not np.allclose(draws[0], draws[1])
-    others = redraw_listeners(find_espeak(), config, script, 3, persona=ANY_PERSONA)[1]
     assert not any(np.allclose(a, b) for a, b in zip(drawn, others, strict=True))
     other_speaker = np.load(next((corpus / "train/3D_FV_files/Synth").glob("*")) / "Expert_video/1.npy")
     own_score = np.mean([best_lagged_correlation(smile(speaker), smile(d)) for ds in drawn for d in ds])
     other_score = np.mean([best_lagged_correlation(smile(other_speaker), smile(d)) for ds in drawn for d in ds])
     assert own_score > other_score + 0.1  # they react to this speaker, as the corpus's listeners do
     with pytest.raises(ValueError, match="unknown persona 'jester': give one of reserved, nodder"):
-        redraw_listeners(find_espeak(), config, script, 1, persona="jester")
+        redraw_listeners(find_espeak(), config, script, {"jester": 1})
 
 
 def test_clip_ids_name_their_script_and_listener(tmp_path: Path) -> None:

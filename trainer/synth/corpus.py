@@ -52,6 +52,7 @@ import multiprocessing
 import re
 import shutil
 import wave
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,31 +287,35 @@ ANY_PERSONA = "any"  # redraw_listeners: each draw of a persona drawn uniformly
 
 
 def redraw_listeners(
-    binary: str, config: SynthConfig, index: int, draws: int, *, persona: str | None = None, seed: int = 1
-) -> tuple[NDArray[np.float32], list[NDArray[np.float32]]]:
-    """Fresh listeners for script `index` from the generator that wrote it: the speaker's face (T, 58), then per
-    listener of the script `draws` new reactions (draws, T, 58) to the same speaker performance.
+    binary: str, config: SynthConfig, index: int, asked: Mapping[str | None, int], *, seed: int = 1
+) -> tuple[NDArray[np.float32], dict[str | None, list[NDArray[np.float32]]]]:
+    """Fresh listeners for script `index` from the generator that wrote it, its speaker performed once: the
+    speaker's face (T, 58), and for each persona asked (persona -> draws) per listener of the script that many new
+    reactions (draws, T, 58) to the same speaker performance.
 
-    Each draw is a new individual (persona parameters drawn again) of the listener's own persona (`persona`
-    None), of the persona named, or with ANY_PERSONA of a persona drawn uniformly for each draw (a listener who
-    is no one in particular). Draws come from (`seed`, script, listener, draw, persona) alone, never from the
-    streams the corpus used.
+    Each draw is a new individual (persona parameters drawn again) of the listener's own persona (None), of the
+    persona named, or with ANY_PERSONA of a persona drawn uniformly for each draw (a listener who is no one in
+    particular). Draws come from (`seed`, script, listener, draw, persona) alone, never from the streams the
+    corpus used.
     """
-    if persona not in (None, ANY_PERSONA, *PERSONA_NAMES):
-        raise ValueError(f"unknown persona {persona!r}: give one of {', '.join(PERSONA_NAMES)} or {ANY_PERSONA!r}")
+    unknown = [p for p in asked if p not in (None, ANY_PERSONA, *PERSONA_NAMES)]
+    if unknown:
+        raise ValueError(f"unknown persona {unknown[0]!r}: give one of {', '.join(PERSONA_NAMES)} or {ANY_PERSONA!r}")
     speaker, seen, cast = script_speaker(binary, config, index)
-    stream = 0 if persona is None else 1 + [*PERSONA_NAMES, ANY_PERSONA].index(persona)
-    out = []
-    for j, (own, _) in enumerate(cast):
-        faces = []
-        for k in range(draws):
-            rng = np.random.default_rng([seed, index, j, k, stream])
-            name = own.name if persona is None else persona
-            if name == ANY_PERSONA:
-                name = PERSONA_NAMES[int(rng.integers(len(PERSONA_NAMES)))]
-            person = draw_persona(name, rng, own.voice)
-            faces.append(listener_performance(binary, seen, person, rng, config.seconds).face)
-        out.append(np.stack(faces).astype(np.float32))
+    out: dict[str | None, list[NDArray[np.float32]]] = {}
+    for persona, draws in asked.items():
+        stream = 0 if persona is None else 1 + [*PERSONA_NAMES, ANY_PERSONA].index(persona)
+        out[persona] = []
+        for j, (own, _) in enumerate(cast):
+            faces = []
+            for k in range(draws):
+                rng = np.random.default_rng([seed, index, j, k, stream])
+                name = own.name if persona is None else persona
+                if name == ANY_PERSONA:
+                    name = PERSONA_NAMES[int(rng.integers(len(PERSONA_NAMES)))]
+                person = draw_persona(name, rng, own.voice)
+                faces.append(listener_performance(binary, seen, person, rng, config.seconds).face)
+            out[persona].append(np.stack(faces).astype(np.float32))
     return speaker.face, out
 
 
