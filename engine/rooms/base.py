@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_BYTES = 64 * 1024  # a channel this far behind skips reaction frames rather than queueing them
+CLOSE_TIMEOUT_S = 5.0  # aiortc's close can wait forever on a transport the other side dropped (aiortc#283)
 
 
 class RoomError(RuntimeError):
@@ -213,7 +214,9 @@ class Peer:
         """Close the connection; never raises (this peer's trouble must not stop the others being closed)."""
         self.connected.set()  # a closed connection waits for nothing: its watcher ends now, not at its timeout
         try:
-            await self.pc.close()
+            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("closing the connection to %s took over %.0f s; abandoned", self.id, CLOSE_TIMEOUT_S)
         except Exception as err:  # aiortc on a half-made connection; the room client goes on
             log.warning("closing the connection to %s failed (%s: %s)", self.id, err.__class__.__name__, err)
         for avatar in self._avatars:  # aiortc stops a sender's track only if it started sending; the avatar's
@@ -243,6 +246,7 @@ class RoomClient(ABC):
         self._steps: dict[str, asyncio.Lock] = {}  # participant id -> one negotiation step at a time, in order
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[None]] = set()  # connections being closed: awaited, never cancelled
 
     def avatar_for_peer(self) -> MediaStreamTrack:
         """The avatar for one more peer connection: its own frames, made by the render thread (renderer.track)."""
@@ -263,7 +267,7 @@ class RoomClient(ABC):
         """A peer connection for `peer_id`, replacing (and closing) any it had: one connection per participant."""
         old = self.peers.pop(peer_id, None)
         if old is not None:
-            self.spawn(old.close(), f"room-close-{peer_id}")
+            self._close_peer(old)
         peer = Peer(peer_id, avatar, self.switch, receive=receive, on_failed=self._peer_failed)
         self.peers[peer_id] = peer
         return peer
@@ -408,13 +412,20 @@ class RoomClient(ABC):
         peer = self.peers.pop(peer_id, None)
         self.switch.remove(peer_id)
         if peer is not None:
-            await peer.close()
+            await asyncio.shield(self._close_peer(peer))  # the caller cancelled, the close still ends (close())
+
+    def _close_peer(self, peer: Peer) -> asyncio.Task[None]:
+        """Close `peer` in a task of its own that close() waits for rather than cancels: a connection cut off
+        in the middle of closing would keep its sockets and its avatar subscription (Peer.close is bounded)."""
+        task = asyncio.create_task(peer.close(), name=f"room-close-{peer.id}")
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+        return task
 
     async def drop_all_peers(self) -> None:
-        """Every connection closed and every participant forgotten (on leaving, and before a reconnect, which
-        meets them afresh): a negotiation step under way closes what it made when it ends."""
-        for peer_id in set(self.peers) | set(self._steps):
-            await self.participant_left(peer_id)
+        """Every connection closed (all at once) and every participant forgotten (on leaving, and before a
+        reconnect, which meets them afresh): a negotiation step under way closes what it made when it ends."""
+        await asyncio.gather(*(self.participant_left(peer_id) for peer_id in set(self.peers) | set(self._steps)))
 
     @abstractmethod
     async def join(self) -> None:
@@ -484,5 +495,6 @@ class RoomClient(ABC):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._closers)
         await self.drop_all_peers()
         await self.switch.close()

@@ -115,8 +115,8 @@ class BuiltinRoomClient(RoomClient):
                 self.negotiate(sender, self._answer(sender, sdp), "answer")
             case m.RelayedAnswer(sender=sender, sdp=sdp):
                 self.negotiate(sender, self._accept(sender, sdp), "accept")
-            case m.PeerLeft(id=peer_id):
-                await self.participant_left(peer_id)
+            case m.PeerLeft(id=peer_id):  # closed aside: the server's next message (ClosedNotice) must not wait
+                self.spawn(self.participant_left(peer_id), f"room-left-{peer_id}")
             case m.ErrorNotice(message=text):
                 log.warning("room server: %s", text)
 

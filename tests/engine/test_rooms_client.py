@@ -268,6 +268,41 @@ def test_a_dropped_connection_reconnects_and_a_closed_room_ends_the_client():
     asyncio.run(test())
 
 
+def test_a_connection_that_never_finishes_closing_holds_up_neither_the_room_nor_leaving(monkeypatch, caplog):
+    # aiortc's close can wait forever on a transport the other side dropped: a participant leaving must not stop
+    # the engine reading the room (here: the server closing it next), and leaving must end in bounded time
+    monkeypatch.setattr("engine.rooms.base.CLOSE_TIMEOUT_S", 3.0)
+
+    async def test():
+        async with room_server() as (server, room):
+            url = parse_room_url(room.url(server.base_url))
+            client = BuiltinRoomClient(url, painted_avatar())
+            await client.join()
+            serving = asyncio.create_task(client.serve())
+            async with Participant(ws_of(server, room), "leaving", 0.1) as leaving:
+                await until(lambda: len(leaving.video_frames) > 3)
+                peer = client.peers[leaving.id]
+                real_close, hung = peer.pc.close, asyncio.Event()
+
+                async def never_ends() -> None:
+                    await hung.wait()
+
+                peer.pc.close = never_ends  # type: ignore[method-assign]
+                avatar_track = peer._avatars[0]
+            await until(lambda: leaving.id not in client.peers)  # it left: its close is under way, and hangs
+            started = time.monotonic()
+            await server.close_room(room.id, "closed by the host")
+            with pytest.raises(RoomError, match="was closed by the server"):
+                await asyncio.wait_for(serving, 1.5)  # read at once, not after the hanging close
+            await client.close()
+            assert time.monotonic() - started < 5.0  # the close was given up after CLOSE_TIMEOUT_S
+            assert avatar_track.readyState == "ended"  # its avatar subscription stopped all the same
+            await real_close()
+        assert "closing the connection to" in caplog.text and "abandoned" in caplog.text
+
+    asyncio.run(test())
+
+
 def test_room_session_feeds_the_engine_from_its_own_thread_and_leaves_no_threads():
     before = {t.name for t in threading.enumerate()}
 
