@@ -207,6 +207,12 @@ def evaluate(
         pred = baseline(test.speaker, train_listeners[..., FACE_DIM:], samples=predictions, rng=rng)
         results["baselines"][name] = compute_all(pred, test.listener, test.speaker, test.neighbours, workers=2)
         outputs[f"baseline {name}"] = pred
+    if speaker_faces == "tracked":  # Mime reading what the model reads: the emotion of the tracked speaker face
+        pred = BASELINES["mime"](emotion_from_face(test.face), train_listeners[..., FACE_DIM:], samples=predictions)
+        results["baselines"]["mime_tracked"] = compute_all(
+            pred, test.listener, test.speaker, test.neighbours, workers=2
+        )
+        outputs["baseline mime_tracked"] = pred
     results["directions"] = direction_scores(outputs, test)
     results["ceiling"] = ceiling
     results["appropriate"] = {
@@ -256,7 +262,10 @@ def direction_scores(outputs: dict[str, NDArray], test: Split) -> dict[str, dict
     if listening is None:
         return {}
     rows = {"listening": listening, "swapped": slice(listening.stop, 2 * listening.stop)}
-    scored = {"model (streaming)": "streaming", "model (offline)": "offline", "baseline mime": "baseline mime"}
+    scored = {
+        "model (streaming)": "streaming", "model (offline)": "offline", "baseline mime": "baseline mime",
+        "baseline mime (tracked)": "baseline mime_tracked",
+    }  # fmt: skip
     out: dict[str, dict[str, float]] = {}
     for direction, r in rows.items():
         out[direction] = {
@@ -403,6 +412,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "prediction only and any constant column makes it 49 (the official quirk); FRSyn_corrected leaves constant "
         "columns out. motion_energy: the mean per-frame speed of the 58 face numbers.", "",
     ]  # fmt: skip
+    if "mime_tracked" in results["baselines"]:
+        lines += [
+            "Mime copies the speaker's emotion columns from the corpus's files; mime_tracked copies the emotion of "
+            "the speaker face the engine's tracker finds in the video (renderer.face.emotion_from_face): what the "
+            "model sees.", "",
+        ]  # fmt: skip
     lines += _direction_lines(results) + _diversity_lines(results) + _persona_lines(results)
     lag = results["behaviour"]["reaction_lag_ms"]
     lines += [

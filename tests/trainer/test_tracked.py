@@ -153,3 +153,22 @@ def test_a_stop_while_tracking_keeps_every_video_done_and_the_next_run_tracks_th
     kept = {p.name for p in dataset.tracked.folder.glob("*.npz")}
     assert 1 <= len(kept) <= 2 < len(videos) and kept <= videos  # the one done, and the one running when asked
     assert dataset.track(workers=2, progress=False) == len(videos) - len(kept)
+
+
+@pytest.mark.slow
+def test_eval_on_tracked_faces_scores_mime_on_what_the_model_sees_too(
+    video_corpus: Path, tiny_run: Path, tmp_path: Path
+):
+    out = tmp_path / "eval.json"
+    args = ["eval", "--run", str(tiny_run), "--data", str(video_corpus), "--json", str(out), "--predictions", "2",
+            "--speaker-faces", "tracked"]  # fmt: skip
+    assert trainer_main(args) == 0
+    result = json.loads(out.read_text())
+    mime, seen = result["baselines"]["mime"], result["baselines"]["mime_tracked"]
+    assert seen["FRCorr"] != mime["FRCorr"]  # the tracker's view of the speaker, not the corpus's own numbers
+    assert seen["FRDiv"] == 0  # still one copy for every prediction
+    halves = result["directions"]
+    assert (halves["listening"]["baseline mime (tracked)"] + halves["swapped"]["baseline mime (tracked)"]) / 2 == (
+        pytest.approx(seen["FRCorr"], rel=1e-6)
+    )
+    assert "| baseline mime_tracked |" in out.with_suffix(".md").read_text()
