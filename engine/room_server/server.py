@@ -280,7 +280,7 @@ class RoomServer:
 
     # --- signaling -----------------------------------------------------------------------------------------------
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
         room = self._room_or_error(request)
         if not self._origin_ok(request):
             raise web.HTTPForbidden(text="WebSocket from a foreign origin; open the room page on this server\n")
@@ -291,8 +291,8 @@ class RoomServer:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
         try:
             await ws.prepare(request)
-        except ConnectionResetError:  # the client left during the handshake: nothing to serve, nothing to log
-            return ws
+        except ConnectionResetError:  # the connection went during the handshake: nothing to serve, nothing to log
+            return web.Response()  # (not the half-made socket, which aiohttp would fail to finish); never sent
         self._sockets.add(ws)
         try:
             participant = await self._join(room, ws)

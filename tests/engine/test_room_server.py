@@ -70,6 +70,34 @@ def ws_url(server: RoomServer, room: Any, token: str | None = None) -> str:
     return f"ws://127.0.0.1:{server.port}/ws/{room.id}?token={token or room.token}"
 
 
+def test_a_connection_lost_during_the_websocket_handshake_is_dropped_quietly(monkeypatch, caplog):
+    # `reactdiff-engine --room local` stopped while its own client connects: the connection closes between the
+    # upgrade request and the server's answer; no traceback in the log, and the next participant is served
+    from aiohttp import web
+
+    handshake = web.WebSocketResponse.prepare
+
+    async def cut_during_handshake(self: web.WebSocketResponse, request: web.BaseRequest) -> Any:
+        assert request.transport is not None
+        request.transport.close()  # closing, not yet lost: the 101 answer cannot be written
+        return await handshake(self, request)
+
+    async def test():
+        async with running() as server, aiohttp.ClientSession() as http:
+            room = server.create_room()
+            monkeypatch.setattr(web.WebSocketResponse, "prepare", cut_during_handshake)
+            with pytest.raises(aiohttp.ClientError):
+                await http.ws_connect(ws_url(server, room))
+            monkeypatch.setattr(web.WebSocketResponse, "prepare", handshake)
+            ws, welcome = await join(http, ws_url(server, room), "next")
+            assert welcome["type"] == "welcome"
+            await ws.close()
+
+    with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+        run(test)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 def test_page_needs_the_right_room_and_token():
     async def test():
         async with running() as server, aiohttp.ClientSession() as http:
