@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from renderer.face import EMOTION_NAMES, FACE_NAMES, emotion_from_face  # noqa: E402
 from trainer.evaluate import Split, listening_rows, load_split  # noqa: E402
 from trainer.metrics import fr_corr  # noqa: E402
+from trainer.track_command import mean_correlation  # noqa: E402
 
 FEATURES = (
     "browInnerUp", "browOuterUp", "browDown", "eyeBlink", "eyeSquint", "eyeWide", "cheekSquint", "jawOpen",
@@ -65,13 +66,8 @@ def feature(face: NDArray[np.float32], name: str) -> NDArray[np.float64]:
 
 def within_clip_corr(a: NDArray[np.floating], b: NDArray[np.floating]) -> float | None:
     """Mean over clips (rows) of the correlation over time of a and b; clips where either is still are left out."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    norm = np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))
-    moving = norm > 1e-9
-    if not moving.any():
-        return None
-    return round(float(((a * b).sum(axis=1)[moving] / norm[moving]).mean()), 3)
+    corr = mean_correlation(a.T, b.T)  # (T, clips): each clip a dimension
+    return None if np.isnan(corr) else round(corr, 3)
 
 
 def lagged(x: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -155,7 +151,7 @@ def main() -> None:
     if not (args.data / "synth_manifest.json").is_file():
         raise SystemExit(f"tracked_input: {args.data} is not a corpus written by `reactdiff-trainer synth --video`")
     drawn, seen = load_split(args.data, args.split, "fitted", None), load_split(args.data, args.split, "tracked", None)
-    train_drawn, train_seen = (load_split(args.data, "train", faces, None) for faces in ("fitted", "tracked"))
+    train_seen = load_split(args.data, "train", "tracked", None)  # targets and emotion columns: the same either way
     test_rows, train_rows = halves(seen), halves(train_seen)
     seen_emotion = emotion_from_face(seen.face)
     clips = {"speaker_clips": test_rows["listening"], "listener_clips": test_rows["swapped"]}
@@ -180,7 +176,7 @@ def main() -> None:
         t = train_rows[half]
         reads[half] = {
             "from_corpus_emotion": frcorr(
-                readout(train_drawn.speaker[t], train_drawn.listener[t], drawn.speaker), seen, r
+                readout(train_seen.speaker[t], train_seen.listener[t], seen.speaker), seen, r
             ),
             "from_tracked_face": frcorr(readout(train_seen.face[t], train_seen.listener[t], seen.face), seen, r),
         }
